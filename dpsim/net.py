@@ -1,0 +1,341 @@
+"""A passive fluid network: links with capacities, flows over paths, two priority classes.
+
+What this model is
+  Every transfer is a *flow*: a number of bytes crossing a path (an ordered list of links). At any
+  moment each flow has a rate; rates are weighted max-min fair (progressive filling):
+  - within a traffic class, flows crossing a link share it equally (max-min);
+  - between the HIGH class (model collectives) and the LOW class (KV transfers, H2D/D2H), each link
+    is arbitrated like an InfiniBand virtual-lane arbiter: when both classes have demand the LOW
+    class is guaranteed `low_class_share` of the link and HIGH may use the rest; whatever one class
+    cannot use goes to the other (work conserving);
+  - a flow may carry its own rate cap (`max_rate`), e.g. a collective paced by compute.
+  Rates change only when a flow starts or ends, and only for the connected component of links and
+  flows that the starting or ending flow touches (SimGrid-style). Between those instants every rate is
+  constant, so a flow's completion time is exact.
+
+What it is not
+  No packets, no congestion control, no latency per hop (add latency before starting a flow), no
+  buffers. A NIC port is two links (tx, rx); sharing inside PCIe switches is not modelled beyond the
+  links a scenario creates.
+
+Time
+  Simulation time is float seconds. A flow whose remaining bytes fall under a completion tolerance
+  (`size * 1e-9` or 1e-3 byte) finishes, and completion instants closer than 1 ns are merged, so the
+  clock never creeps in sub-nanosecond steps.
+
+The network is passive: actors call `transfer(...)` and wait on the returned SimPy event.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+
+import simpy
+
+_TIME_TOLERANCE_S = 1e-9
+_RATE_TOLERANCE = 1e-9
+
+
+class TrafficClass(enum.IntEnum):
+    """Virtual-lane class of a flow."""
+
+    HIGH = 0  # model-execution collectives
+    LOW = 1  # KV cache transfers, H2D/D2H copies, storage I/O
+
+
+class Link:
+    """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
+
+    __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index")
+
+    def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
+        if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
+            raise ValueError(f"link {name}: capacity must be a positive finite bytes/s, got {capacity_bytes_per_s}")
+        self.name = name
+        self.capacity = float(capacity_bytes_per_s)
+        self.index = index
+        self.flows: set[Flow] = set()
+        self.bytes_by_class = [0.0, 0.0]
+        self._rate_by_class = [0.0, 0.0]
+        self._last_t = 0.0
+        self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
+
+    def __repr__(self) -> str:
+        return f"Link({self.name}, {self.capacity:.3g} B/s)"
+
+    @property
+    def rate(self) -> float:
+        """Current total rate through the link, bytes/s."""
+        return self._rate_by_class[0] + self._rate_by_class[1]
+
+
+class Flow:
+    """A transfer of `size` bytes over `path`. Read-only to callers except through Network."""
+
+    __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
+                 "_last_t", "_version", "seq", "start_t")
+
+    def __init__(self, path, size, traffic_class, max_rate, tag, event, seq, now):
+        self.path: tuple[Link, ...] = path
+        self.size = size
+        self.remaining = size
+        self.traffic_class = traffic_class
+        self.max_rate = max_rate
+        self.tag = tag
+        self.rate = 0.0
+        self.event = event
+        self._last_t = now
+        self._version = 0
+        self.seq = seq
+        self.start_t = now
+
+    def __repr__(self) -> str:
+        return f"Flow({self.tag}, {self.remaining:.3g}/{self.size:.3g} B @ {self.rate:.3g} B/s)"
+
+
+class Network:
+    """The set of links and the flows on them; computes rates and completion times."""
+
+    def __init__(self, env: simpy.Environment, low_class_share: float = 0.01, bin_s: float = 1.0):
+        if not 0.0 < low_class_share < 1.0:
+            raise ValueError(f"low_class_share must be in (0, 1), got {low_class_share}")
+        self.env = env
+        self.low_class_share = low_class_share
+        self.bin_s = bin_s
+        self.links: list[Link] = []
+        self._flows: set[Flow] = set()
+        self._seq = itertools.count()
+        self._heap: list[tuple[float, int, int, Flow]] = []  # (finish time, seq, version, flow)
+        self._timer_at = math.inf
+        self.bytes_by_tag: dict[str, float] = {}
+        self.flows_started = 0
+        self.flows_finished = 0
+        self.recomputations = 0
+        self.violations: list[str] = []
+
+    # ----------------------------------------------------------------------------------- public API
+    def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
+        link = Link(name, capacity_bytes_per_s, len(self.links))
+        self.links.append(link)
+        return link
+
+    def transfer(self, path: Sequence[Link], size_bytes: float, traffic_class: TrafficClass = TrafficClass.LOW,
+                 max_rate: float | None = None, tag: str = "data") -> simpy.Event:
+        """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives."""
+        event = self.env.event()
+        if size_bytes < 0 or math.isnan(size_bytes):
+            raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
+        if not path or size_bytes <= 0:
+            # Zero bytes, or a free path (an oracle's zero-cost I/O): done now.
+            self.bytes_by_tag[tag] = self.bytes_by_tag.get(tag, 0.0) + size_bytes
+            event.succeed()
+            return event
+        if max_rate is not None and not max_rate > 0:
+            raise ValueError(f"max_rate must be > 0, got {max_rate}")
+        flow = Flow(tuple(path), float(size_bytes), TrafficClass(traffic_class), max_rate, tag, event,
+                    next(self._seq), self.env.now)
+        self._flows.add(flow)
+        self.flows_started += 1
+        for link in flow.path:
+            link.flows.add(flow)
+        self._recompute(flow.path)
+        return event
+
+    @property
+    def active_flows(self) -> int:
+        return len(self._flows)
+
+    def flush(self) -> None:
+        """Account bytes on every link up to now (call before reading counters)."""
+        now = self.env.now
+        for link in self.links:
+            self._account_link(link, now)
+
+    # ------------------------------------------------------------------------------------ internals
+    def _component(self, seed_links: Iterable[Link]) -> tuple[list[Link], list[Flow]]:
+        """Links and flows connected to `seed_links` through shared flows."""
+        links_seen: set[Link] = set()
+        flows_seen: set[Flow] = set()
+        stack = list(seed_links)
+        while stack:
+            link = stack.pop()
+            if link in links_seen:
+                continue
+            links_seen.add(link)
+            for flow in link.flows:
+                if flow not in flows_seen:
+                    flows_seen.add(flow)
+                    stack.extend(flow.path)
+        # Deterministic order: by creation index / sequence, never by hash.
+        return sorted(links_seen, key=lambda l: l.index), sorted(flows_seen, key=lambda f: f.seq)
+
+    def _recompute(self, seed_links: Iterable[Link]) -> None:
+        now = self.env.now
+        links, flows = self._component(seed_links)
+        self.recomputations += 1
+        for link in links:
+            self._account_link(link, now)
+        for flow in flows:
+            flow.remaining -= flow.rate * (now - flow._last_t)
+            flow._last_t = now
+        rates = solve_rates(links, flows, self.low_class_share)
+        for link in links:
+            link._rate_by_class = [0.0, 0.0]
+        for flow in flows:
+            flow.rate = rates[flow]
+            flow._version += 1
+            for link in flow.path:
+                link._rate_by_class[flow.traffic_class] += flow.rate
+            if flow.rate > 0:
+                finish = now + max(flow.remaining, 0.0) / flow.rate
+                heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
+            else:
+                self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
+        self._check_capacity(links, now)
+        self._arm_timer()
+
+    def _check_capacity(self, links: list[Link], now: float) -> None:
+        for link in links:
+            if link.rate > link.capacity * (1 + 1e-6):
+                self.violations.append(f"t={now:.9f}: {link.name} at {link.rate:.6g} B/s > capacity {link.capacity:.6g}")
+
+    def _arm_timer(self) -> None:
+        heap = self._heap
+        while heap and heap[0][2] != heap[0][3]._version:
+            heapq.heappop(heap)  # stale prediction
+        if not heap:
+            return
+        finish = heap[0][0]
+        if finish < self._timer_at - _TIME_TOLERANCE_S:
+            self._timer_at = finish
+            timer = self.env.timeout(max(finish - self.env.now, 0.0))
+            timer.callbacks.append(self._on_timer)
+
+    def _on_timer(self, _event) -> None:
+        now = self.env.now
+        self._timer_at = math.inf
+        heap = self._heap
+        done: list[Flow] = []
+        while heap and heap[0][0] <= now + _TIME_TOLERANCE_S:
+            _, _, version, flow = heapq.heappop(heap)
+            if version == flow._version and flow in self._flows:
+                done.append(flow)
+        if done:
+            touched: dict[Link, None] = {}
+            for flow in done:
+                flow.remaining -= flow.rate * (now - flow._last_t)
+                flow._last_t = now
+                self._finish(flow)
+                for link in flow.path:
+                    touched[link] = None
+            # Rates of the survivors change only in the components the finished flows touched.
+            self._recompute(touched)
+        else:
+            self._arm_timer()
+
+    def _finish(self, flow: Flow) -> None:
+        now = self.env.now
+        for link in flow.path:
+            self._account_link(link, now)
+        for link in flow.path:
+            link.flows.discard(flow)
+            link._rate_by_class[flow.traffic_class] -= flow.rate
+        self._flows.discard(flow)
+        flow.rate = 0.0
+        flow._version += 1
+        self.flows_finished += 1
+        self.bytes_by_tag[flow.tag] = self.bytes_by_tag.get(flow.tag, 0.0) + flow.size
+        if abs(flow.remaining) > max(flow.size * 1e-6, 1.0):
+            self.violations.append(f"t={now:.9f}: flow {flow} finished with {flow.remaining:.6g} bytes unaccounted")
+        flow.event.succeed()
+
+    def _account_link(self, link: Link, now: float) -> None:
+        """Add the bytes that crossed `link` since its last update, split into time bins."""
+        t0 = link._last_t
+        if now <= t0:
+            return
+        link._last_t = now
+        high, low = link._rate_by_class
+        if high <= 0 and low <= 0:
+            return
+        link.bytes_by_class[0] += high * (now - t0)
+        link.bytes_by_class[1] += low * (now - t0)
+        bin_s = self.bin_s
+        b = int(t0 // bin_s)
+        t = t0
+        while t < now:
+            end = min((b + 1) * bin_s, now)
+            acc = link.bins.get(b)
+            if acc is None:
+                acc = link.bins[b] = [0.0, 0.0]
+            acc[0] += high * (end - t)
+            acc[1] += low * (end - t)
+            t = end
+            b += 1
+
+
+def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: float) -> dict[Flow, float]:
+    """Weighted two-class max-min fair rates for `flows` on `links` (a closed component).
+
+    HIGH is filled first on each link's capacity minus the LOW guarantee (reserved only on links where
+    LOW has flows); LOW is then filled on what HIGH left; HIGH is refilled on what LOW actually uses,
+    so a guarantee LOW cannot use (bottlenecked elsewhere) goes back to HIGH; LOW takes any rest.
+    """
+    high = [f for f in flows if f.traffic_class == TrafficClass.HIGH]
+    low = [f for f in flows if f.traffic_class == TrafficClass.LOW]
+    capacity = {link: link.capacity for link in links}
+    if not high or not low:
+        return _max_min(flows, capacity)
+    low_links = {link for f in low for link in f.path}
+    reserve = {link: (link.capacity * low_class_share if link in low_links else 0.0) for link in links}
+    high_rates = _max_min(high, {link: capacity[link] - reserve[link] for link in links})
+    low_rates = _max_min(low, _residual(capacity, high_rates))
+    high_rates = _max_min(high, _residual(capacity, low_rates))
+    low_rates = _max_min(low, _residual(capacity, high_rates))
+    high_rates.update(low_rates)
+    return high_rates
+
+
+def _residual(capacity: dict[Link, float], used: dict[Flow, float]) -> dict[Link, float]:
+    residual = dict(capacity)
+    for flow, rate in used.items():
+        for link in flow.path:
+            residual[link] -= rate
+    return {link: max(value, 0.0) for link, value in residual.items()}
+
+
+def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, float]:
+    """Max-min fair rates by progressive filling, honouring per-flow caps."""
+    rates: dict[Flow, float] = {}
+    remaining = dict(capacity)
+    unfixed = {link: 0 for link in capacity}
+    active = list(flows)
+    for flow in active:
+        for link in flow.path:
+            unfixed[link] += 1
+    while active:
+        share = math.inf
+        for link, n in unfixed.items():
+            if n:
+                share = min(share, remaining[link] / n)
+        for flow in active:
+            if flow.max_rate is not None:
+                share = min(share, flow.max_rate)
+        share = max(share, 0.0)
+        limit = share * (1 + _RATE_TOLERANCE) + 1e-12
+        saturated = {link for link, n in unfixed.items() if n and remaining[link] / n <= limit}
+        still = []
+        for flow in active:
+            if (flow.max_rate is not None and flow.max_rate <= limit) or any(l in saturated for l in flow.path):
+                rates[flow] = share
+                for link in flow.path:
+                    remaining[link] -= share
+                    unfixed[link] -= 1
+            else:
+                still.append(flow)
+        active = still
+    return rates
