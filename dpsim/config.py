@@ -1,0 +1,299 @@
+"""Scenarios: YAML files validated by pydantic, with `include:` and `--set` overrides.
+
+A scenario has seven sections: cluster, hardware, model, workload, policy, slo, run (plus free-form
+`calibration` provenance written by calibration profiles). Quantities are unit strings parsed by
+`dpsim.units`. `include:` lists other YAML files (paths relative to the including file) merged first,
+in order; the including file's own keys win, and `--set a.b=value` wins over everything. Every error
+names the file that set the offending field, the field, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from dpsim import units
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be loaded; the message is one readable line."""
+
+
+def _quantity(parser, example: str, allow_zero: bool = False):
+    def parse(value: Any) -> float:
+        try:
+            number = parser(value)
+        except units.UnitError as exc:
+            raise ValueError(f"{exc}; expected e.g. '{example}'") from None
+        if number < 0 or (number == 0 and not allow_zero):
+            raise ValueError(f"expected a {'non-negative' if allow_zero else 'positive'} quantity like '{example}'")
+        return number
+    return BeforeValidator(parse)
+
+
+Bandwidth = Annotated[float, _quantity(units.parse_bandwidth, "400Gbps")]
+Bytes = Annotated[float, _quantity(units.parse_bytes, "80GiB")]
+BytesOrZero = Annotated[float, _quantity(units.parse_bytes, "8GB", allow_zero=True)]
+Seconds = Annotated[float, _quantity(units.parse_time, "300ms")]
+SecondsOrZero = Annotated[float, _quantity(units.parse_time, "2us", allow_zero=True)]
+Flops = Annotated[float, _quantity(units.parse_flops, "990TFLOPS")]
+Tokens = Annotated[float, _quantity(units.parse_count, "64K")]
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ClusterConfig(_Section):
+    prefill_nodes: int = Field(ge=1, description="P: nodes whose engines prefill")
+    decode_nodes: int = Field(ge=1, description="D: nodes whose engines decode")
+    gpus_per_node: int = Field(8, ge=1, description="g: GPUs (one engine each) per node")
+    # DeepSeek's V3/R1 inference system runs EP32 prefill (4 nodes) and EP144 decode (18 nodes).
+    prefill_ep_nodes: int = Field(4, ge=1, description="nodes per prefill EP group (MoE models)")
+    decode_ep_nodes: int = Field(18, ge=1, description="nodes per decode EP group (MoE models)")
+
+
+class GpuConfig(_Section):
+    hbm_capacity: Bytes = "80GB"
+    hbm_bandwidth: Bandwidth = "3.35TB/s"
+    peak_flops_fp8: Flops = "1979TFLOPS"
+    peak_flops_bf16: Flops = "989TFLOPS"
+    gemm_efficiency: Fraction = 0.68
+    attention_efficiency: Fraction = 0.6
+    hbm_efficiency: Fraction = 0.9
+    hbm_reserved: BytesOrZero = "8GB"
+    prefill_pass_overhead: SecondsOrZero = "5ms"
+    decode_step_overhead: SecondsOrZero = "2ms"
+    copy_submit_overhead: SecondsOrZero = "6us"
+
+
+class NicConfig(_Section):
+    bandwidth: Bandwidth = "400Gbps"
+    latency: SecondsOrZero = "2us"
+
+
+class StorageNicConfig(_Section):
+    bandwidth: Bandwidth = "400Gbps"
+    count: int = Field(1, ge=1, description="s: storage NICs per node")
+
+
+class HostConfig(_Section):
+    memory_bandwidth: Bandwidth = "500GB/s"
+    dram_buffer: Bytes = "80GB"
+
+
+class StorageConfig(_Section):
+    read_efficiency: Fraction = 0.86
+    io_overhead: SecondsOrZero = "0us"
+    queue_depth: int = Field(64, ge=1)
+    request_latency: SecondsOrZero = "0us"
+    aggregate_bandwidth: Bandwidth | None = None
+
+
+class NetworkConfig(_Section):
+    low_class_share: float = Field(0.01, gt=0.0, lt=1.0)
+
+
+class HardwareConfig(_Section):
+    gpu: GpuConfig = GpuConfig()
+    compute_nic: NicConfig = NicConfig()
+    storage_nic: StorageNicConfig = StorageNicConfig()
+    host: HostConfig = HostConfig()
+    storage: StorageConfig = StorageConfig()
+    network: NetworkConfig = NetworkConfig()
+
+
+class ModelConfig(_Section):
+    name: Literal["ds660b", "ds27b", "qwen32b", "deepseek-v3"]
+
+
+class WorkloadConfig(_Section):
+    mal: Tokens = Field("64K", description="maximum context length of the synthetic set: 32K, 48K or 64K")
+    agents: int | None = Field(None, ge=1, description="number of trajectories (None: all of a trace)")
+    mode: Literal["offline", "online"] = "offline"
+    aps: float | None = Field(None, gt=0, description="online: agent arrivals per second (Poisson)")
+    tool_latency: SecondsOrZero = "0s"
+    trace: str | None = None
+    time_scale: float = Field(1.0, gt=0)
+    max_turns: int | None = Field(None, ge=1, description="truncate trajectories to this many turns")
+
+
+class PolicyConfig(_Section):
+    system: Literal["basic", "dualpath", "oracle"] = "dualpath"
+    layerwise: bool | None = None
+    dual_path: bool | None = None
+    scheduler: Literal["dualpath", "round_robin"] | None = None
+    isolation: bool | None = None
+    alpha: Seconds = "3s"  # read-queue threshold: tokens readable in this time (spec section 5)
+    beta: Seconds = "5s"  # PE overload threshold: tokens one GPU prefills in this time (spec section 5)
+    z_slack: float = Field(1.05, ge=1.0)  # DE balance target multiplier (spec section 5)
+    attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
+    block_tokens: int = Field(64, ge=1)  # tokens per KV block [assumed, spec section 3]
+
+
+class SloConfig(_Section):
+    ttft: Seconds = "4s"
+    tpot: Seconds = "50ms"
+
+
+class RunConfig(_Section):
+    seed: int = 0
+    max_sim_time: Seconds | None = None
+    bin: Seconds = "1s"
+    progress: bool | None = None
+
+
+class Scenario(_Section):
+    """A complete, validated scenario."""
+
+    name: str = "scenario"
+    cluster: ClusterConfig
+    hardware: HardwareConfig = HardwareConfig()
+    model: ModelConfig
+    workload: WorkloadConfig = WorkloadConfig()
+    policy: PolicyConfig = PolicyConfig()
+    slo: SloConfig = SloConfig()
+    run: RunConfig = RunConfig()
+    calibration: dict[str, Any] | None = None
+    source_path: str | None = Field(None, exclude=True)
+
+    def effective_policy(self) -> dict[str, Any]:
+        """The ablation switches after `policy.system` defaults are applied (spec section 8)."""
+        p = self.policy
+        advanced = p.system != "basic"
+        return {
+            "system": p.system,
+            "layerwise": advanced if p.layerwise is None else p.layerwise,
+            "dual_path": advanced if p.dual_path is None else p.dual_path,
+            "scheduler": ("dualpath" if advanced else "round_robin") if p.scheduler is None else p.scheduler,
+            "isolation": advanced if p.isolation is None else p.isolation,
+            "free_io": p.system == "oracle",
+        }
+
+
+# ----------------------------------------------------------------------------------- YAML loading
+def load_yaml_with_includes(path: Path, origins: dict[tuple, str], _stack: tuple = ()) -> dict:
+    """Read `path`, merging its `include:` files first; record which file set each leaf key."""
+    path = Path(path)
+    if not path.is_file():
+        where = f" (included from {_stack[-1]})" if _stack else ""
+        raise ScenarioError(f"{path}: file not found{where}")
+    if path.resolve() in _stack:
+        raise ScenarioError(f"{path}: include cycle through {' -> '.join(str(s) for s in _stack)}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ScenarioError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict = {}
+    for inc in includes:
+        sub = load_yaml_with_includes(path.parent / inc, origins, _stack + (path.resolve(),))
+        deep_merge(merged, sub)
+    _record_origins(data, str(path), origins)
+    deep_merge(merged, data)
+    return merged
+
+
+def _record_origins(data: dict, source: str, origins: dict[tuple, str], prefix: tuple = ()) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _record_origins(value, source, origins, prefix + (key,))
+        else:
+            origins[prefix + (key,)] = source
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """Merge `top` into `base` in place; mappings merge recursively, anything else is replaced."""
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def apply_overrides(data: dict, overrides: list[str], origins: dict[tuple, str]) -> None:
+    """Apply `a.b.c=value` strings; the value is read as a YAML scalar ("64K" stays a string)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected KEY=VALUE, e.g. --set workload.agents=1024")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ScenarioError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+        origins[tuple(parts)] = "--set"
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Load, merge, override and validate a scenario file. Raises ScenarioError with one line."""
+    origins: dict[tuple, str] = {}
+    data = load_yaml_with_includes(Path(path), origins)
+    apply_overrides(data, list(overrides), origins)
+    scenario = validate_scenario(data, origins, default_source=str(path))
+    scenario.source_path = str(path)
+    return scenario
+
+
+def validate_scenario(data: dict, origins: dict[tuple, str] | None = None, default_source: str = "<scenario>") -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation_error(exc, data, origins or {}, default_source)) from None
+
+
+def _format_validation_error(exc: ValidationError, data: dict, origins: dict, default_source: str) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(str(p) for p in first["loc"])
+    field = ".".join(loc)
+    source = origins.get(loc, default_source)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        section = ".".join(loc[:-1]) or "the top level"
+        allowed = _allowed_keys(loc[:-1])
+        message = f"unknown key '{loc[-1]}' in {section}" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        line = f"{source}: {field}: {message}"
+    elif kind == "missing":
+        line = f"{source}: {field}: required field is missing"
+    else:
+        value = first.get("input")
+        msg = first["msg"].removeprefix("Value error, ")
+        line = f"{source}: {field} = {value!r}: {msg}"
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [name for name in model.model_fields if name != "source_path"]
+
+
+def scenario_json_schema() -> dict:
+    return Scenario.model_json_schema()
