@@ -145,6 +145,33 @@ def transport(address, transport, op, link, region, sizes, reps, warmup, depths,
         _print_summary([s for s in log.samples if s.get("config") == sweep.config()], as_json)
 
 
+@main.command()
+@click.argument("address")
+@click.option("--flow", "flows", multiple=True, required=True,
+              help="BYTES[:PRIORITY[:START]] per concurrent READ stream, e.g. 16MiB:0x10010 16MiB:0x10020:0.1")
+@click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]))
+@click.option("--region", default="mem", show_default=True)
+@click.option("--link", default="compute", show_default=True)
+@click.option("--raw", type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True)
+@_guard
+def contend(address, flows, transport, region, link, raw, resume):
+    """Concurrent READ streams with different priorities (SO_PRIORITY / service level): when each
+    started and finished; the priority (virtual-lane) and sharing ground truth."""
+    from .sweeps import contend as run_contend
+
+    spec = []
+    for f in flows:
+        parts = f.split(":")
+        prio = int(parts[1], 0) if len(parts) > 1 and parts[1] else None
+        start = parse_time(parts[2]) if len(parts) > 2 else 0.0
+        spec.append((int(parse_bytes(parts[0])), prio, start))
+    with _open_log(raw, resume, tool="contend") as log:
+        for r in run_contend(address, spec, log, transport, region, link=link):
+            click.echo(f"flow {r['flow']} priority {r['priority']}: {r['bytes']} B from {r['t_start']:.4f} s to "
+                       f"{r['t_end']:.4f} s ({r['bytes'] / r['elapsed_s'] / 1e6:.2f} MB/s)")
+
+
 # ---------------------------------------------------------------------------------- storage
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))

@@ -80,3 +80,54 @@ class TransportSweep:
         finally:
             for ep in eps:
                 ep.close()
+
+
+def contend(address: str, flows: list[tuple[int, int | None, float]], log: SampleLog, transport: str = "tcp",
+            region: str = "mem", chunk: int = 1 << 20, depth: int = 4, link: str = "compute") -> list[dict]:
+    """Run several READ streams at once, each (bytes, priority, start offset s), one connection each,
+    and record when each started and finished and its progress (for priority / sharing fits)."""
+    tr = get_transport(transport)
+    eps = [tr.connect(address, priority=prio) for _, prio, _ in flows]
+    remote = eps[0].remote(region)
+    records: list[dict] = [dict() for _ in flows]
+    barrier = threading.Barrier(len(flows) + 1)
+    t0 = [0.0]
+    errors: list[BaseException] = []
+
+    def run(i):
+        total, prio, offset = flows[i]
+        ep = eps[i]
+        local = tr.register(bytearray(chunk * depth))
+        barrier.wait()
+        try:
+            if offset:
+                time.sleep(max(0.0, t0[0] + offset - time.perf_counter()))
+            start = time.perf_counter()
+            progress = []
+            moved = 0
+            while moved < total:
+                n = min(chunk * 8, total - moved)
+                count = max(1, n // chunk)
+                transfer_batch(ep, "read", local, remote, min(chunk, n), count, depth)
+                moved += min(chunk, n) * count
+                progress.append([time.perf_counter() - t0[0], moved])
+            end = time.perf_counter()
+            records[i] = {"kind": "priority", "link": link, "op": "read", "flow": i, "priority": prio,
+                          "size": moved, "bytes": moved, "t_start": start - t0[0], "t_end": end - t0[0],
+                          "elapsed_s": end - start, "progress": progress, "nflows": len(flows)}
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(flows))]
+    for t in threads:
+        t.start()
+    t0[0] = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    for ep in eps:
+        ep.close()
+    if errors:
+        raise errors[0]
+    group = f"contend-{int(time.time() * 1000)}"
+    return [log.write({**r, "group": group}) for r in records]

@@ -120,6 +120,8 @@ class WorkloadConfig(_Section):
     trace: str | None = None
     time_scale: float = Field(1.0, gt=0)
     max_turns: int | None = Field(None, ge=1, description="truncate trajectories to this many turns")
+    append_scale: float = Field(1.0, gt=0, description="multiply every append (synthetic sets)")
+    gen_scale: float = Field(1.0, gt=0, description="multiply every generation (synthetic sets)")
 
 
 class PolicyConfig(_Section):

@@ -196,12 +196,30 @@ class Network:
             else:
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
         self._check_capacity(links, now)
+        self._check_low_guarantee(links, now)
         self._arm_timer()
 
     def _check_capacity(self, links: list[Link], now: float) -> None:
         for link in links:
             if link.rate > link.capacity * (1 + 1e-6):
                 self.violations.append(f"t={now:.9f}: {link.name} at {link.rate:.6g} B/s > capacity {link.capacity:.6g}")
+
+    def _check_low_guarantee(self, links: list[Link], now: float) -> None:
+        """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited
+        elsewhere (its own cap, or another saturated link on its path)."""
+        for link in links:
+            low_rate = link._rate_by_class[TrafficClass.LOW]
+            if low_rate >= link.capacity * self.low_class_share * (1 - 1e-6):
+                continue
+            for flow in link.flows:
+                if flow.traffic_class != TrafficClass.LOW:
+                    continue
+                capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
+                elsewhere = any(other is not link and other.rate >= other.capacity * (1 - 1e-6) for other in flow.path)
+                if not (capped or elsewhere):
+                    self.violations.append(f"t={now:.9f}: low class starved on {link.name} "
+                                           f"({low_rate:.6g} B/s < guarantee)")
+                    return
 
     def _arm_timer(self) -> None:
         heap = self._heap

@@ -1,0 +1,373 @@
+"""The dual-path loader, for real (DualPath section 3).
+
+* **PE read path**: storage -> prefill host's storage NIC -> local DRAM buffer -> target buffer
+  (the copy stands in for the H2D into the prefill GPU; on a GPU host the target is device memory).
+* **DE read path**: storage -> decode host's storage NIC -> decode DRAM buffer -> layer blocks over
+  the transport (compute link; RDMA WRITE on a cluster, TCP here) -> prefill host's target buffer.
+
+Run on the prefill host (``dpsim-calibrate loader``); the decode host runs
+``dpsim-calibrate decode-agent``; the storage host runs ``dpsim-calibrate serve --files DIR`` (or,
+on a cluster, block files are read from 3FS). A request is ``blocks_per_request`` Full Blocks at
+random block offsets of the block files; requests are split between the paths (``both`` alternates)
+and each path keeps ``depth`` requests in flight (one worker each). Every block is one storage read
+(one ``io_overhead``); the DE path forwards each Full Block as ``layers`` Layer Block writes.
+
+Raw records: one ``experiment`` record (the configuration, enough for ``check`` to rebuild it), one
+``loader`` record per request (path, submit and completion time relative to the start, bytes),
+``copy`` records (local -> target copies, size and time) and a ``loader_total`` record (makespan and
+aggregate bandwidth per path).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+
+from dpsim.units import parse_bytes
+
+from .errors import CalibrateError
+from .measure import SampleLog
+from .storage import ALIGN, BlockLayout
+from .transports import get_transport
+from .transports.tcp import TcpServer, _recv_line, split_address
+
+WRITE_WINDOW = 64  # outstanding layer-block writes per DE worker before draining completions
+
+
+@dataclass
+class LoaderConfig:
+    block_size: int
+    layers: int
+    blocks_per_request: int
+    requests: int
+    paths: str = "both"
+    depth: int = 2
+    files: str = "blocks"
+    seed: int = 1
+    model: str | None = None
+    transport: str = "tcp"
+
+    @classmethod
+    def build(cls, model=None, block_size="1MiB", layers=8, blocks_per_request=8, requests=32, paths="both",
+              depth=2, files="blocks", seed=1, transport="tcp", block_tokens=64) -> "LoaderConfig":
+        if model:
+            lay = BlockLayout.for_model(model, block_tokens)
+            bs, nl = lay.full_block, lay.layers
+        else:
+            bs, nl = int(parse_bytes(block_size)), int(layers)
+        if paths not in ("pe", "de", "both"):
+            raise CalibrateError(f"paths must be pe, de or both, not {paths!r}")
+        return cls(bs, nl, int(blocks_per_request), int(requests), paths, int(depth), files, int(seed), model,
+                   transport)
+
+    @property
+    def stride(self) -> int:
+        return -(-self.block_size // ALIGN) * ALIGN
+
+    @property
+    def request_bytes(self) -> int:
+        return self.block_size * self.blocks_per_request
+
+    def layer_slices(self) -> list[tuple[int, int]]:
+        base = self.block_size // self.layers
+        out, off = [], 0
+        for i in range(self.layers):
+            n = base if i < self.layers - 1 else self.block_size - off
+            out.append((off, n))
+            off += n
+        return out
+
+    def assign(self) -> list[str]:
+        if self.paths == "both":
+            return ["pe" if i % 2 == 0 else "de" for i in range(self.requests)]
+        return [self.paths] * self.requests
+
+
+def _block_plan(cfg: LoaderConfig, regions: dict, rnd: random.Random) -> list[list[tuple[str, int]]]:
+    files = sorted(n for n in regions if n.startswith(cfg.files))
+    if not files:
+        raise CalibrateError(f"storage server advertises no block files named {cfg.files}*")
+    out = []
+    for _ in range(cfg.requests):
+        blocks = []
+        for _ in range(cfg.blocks_per_request):
+            f = rnd.choice(files)
+            n = regions[f].length // cfg.stride
+            if n < 1:
+                raise CalibrateError(f"block file {f} is smaller than one block of {cfg.block_size} B")
+            blocks.append((f, rnd.randrange(n) * cfg.stride))
+        out.append(blocks)
+    return out
+
+
+# ----------------------------------------------------------------------------------- decode side
+class DecodeAgent:
+    """Serves DE-path requests from one prefill host: read Full Blocks from storage into this host's
+    buffer, write them as Layer Blocks into the prefill host's target region."""
+
+    def __init__(self, listen: str, storage_addr: str):
+        host, port = split_address(listen, 18600)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(8)
+        self.address = f"{host}:{self.sock.getsockname()[1]}"
+        self.storage_addr = storage_addr
+
+    def serve(self, duration: float | None = None) -> None:
+        print(f"LISTENING {self.address}", flush=True)
+        if duration:
+            self.sock.settimeout(duration)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            setup = json.loads(_recv_line(conn))
+            cfg = LoaderConfig(**setup["config"])
+            tr = get_transport(cfg.transport)
+            jobs: queue.Queue = queue.Queue()
+            send_lock = threading.Lock()
+
+            def worker():
+                st = tr.connect(self.storage_addr)
+                pe = tr.connect(setup["target"], priority=setup.get("priority"))
+                target = pe.remote("target")
+                bufs = [tr.register(bytearray(cfg.stride)) for _ in range(2)]
+                slices = cfg.layer_slices()
+                while True:
+                    job = jobs.get()
+                    if job is None:
+                        break
+                    pending = [0, 0]  # writes outstanding out of each buffer
+                    posted: deque = deque()  # buffer of each outstanding write, in posting order
+
+                    def complete(n):
+                        for _ in pe.wait(n):
+                            pending[posted.popleft()] -= 1
+
+                    for j, (fname, off) in enumerate(job["blocks"]):
+                        b = j % 2
+                        while pending[b]:  # double buffering: block j-2's writes must be complete
+                            complete(1)
+                        st.post_read(bufs[b], 0, st.remote(fname), off, cfg.block_size)
+                        st.wait(1)
+                        base = job["slot"] + j * cfg.block_size
+                        for loff, ln in slices:
+                            pe.post_write(bufs[b], loff, target, base + loff, ln)
+                            posted.append(b)
+                            pending[b] += 1
+                            if pe.outstanding > WRITE_WINDOW:
+                                complete(1)
+                    if pe.outstanding:
+                        complete(pe.outstanding)
+                    with send_lock:
+                        conn.sendall((json.dumps({"id": job["id"], "t": time.time()}) + "\n").encode())
+                st.close()
+                pe.close()
+
+            threads = [threading.Thread(target=worker, daemon=True) for _ in range(cfg.depth)]
+            for t in threads:
+                t.start()
+            with send_lock:
+                conn.sendall(b'{"ready": true}\n')
+            while True:
+                try:
+                    line = _recv_line(conn)
+                except ConnectionError:
+                    break
+                msg = json.loads(line)
+                if msg.get("bye"):
+                    break
+                jobs.put(msg)
+            for _ in threads:
+                jobs.put(None)
+        except (ConnectionError, OSError, CalibrateError) as e:
+            print(f"decode-agent: session ended: {e}", flush=True)
+        finally:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------------- prefill side
+def run_prefill_side(cfg: LoaderConfig, storage_pe: str, storage_de: str | None, decode_addr: str | None,
+                     listen: str, advertise: str | None, log: SampleLog, repeat: int = 1,
+                     priority: int | None = None) -> dict:
+    if cfg.paths in ("de", "both") and not (decode_addr and storage_de):
+        raise CalibrateError("the DE read path needs --decode and --storage-de")
+    tr = get_transport(cfg.transport)
+    probe = tr.connect(storage_pe)
+    regions = dict(probe.remote_regions)
+    probe.close()
+    results = []
+    for rep in range(repeat):
+        results.append(_one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority))
+    return results[-1] if len(results) == 1 else {"runs": results}
+
+
+def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority) -> dict:
+    rnd = random.Random(cfg.seed + rep)
+    plan = _block_plan(cfg, regions, rnd)
+    paths = cfg.assign()
+    slot_bytes = cfg.request_bytes
+    nslots = 2 * cfg.depth
+    target_mem = bytearray(slot_bytes * nslots)
+    log_lock = threading.Lock()
+    exp_id = f"loader-{int(time.time() * 1000)}-{rep}"
+
+    def write(rec):
+        with log_lock:
+            log.write(rec)
+
+    server = TcpServer(listen)
+    server.add_buffer("target", target_mem)
+    server.start()
+    target_addr = advertise or server.address
+    if advertise and advertise.endswith(":0"):
+        target_addr = advertise[:-2] + ":" + server.address.rsplit(":", 1)[1]
+
+    queues = {"pe": queue.Queue(), "de": queue.Queue()}
+    for i, p in enumerate(paths):
+        queues[p].put(i)
+    records: list[dict] = []
+    events: dict[int, threading.Event] = {}
+    errors: list[BaseException] = []
+
+    ctrl = None
+    if "de" in paths:
+        host, port = split_address(decode_addr, 18600)
+        ctrl = socket.create_connection((host, port), timeout=30)
+        ctrl.settimeout(None)
+        ctrl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctrl.sendall((json.dumps({"config": asdict(cfg), "target": target_addr, "priority": priority}) + "\n").encode())
+        if not json.loads(_recv_line(ctrl)).get("ready"):
+            raise CalibrateError("decode agent did not become ready")
+        done_at: dict[int, float] = {}
+
+        def ctrl_reader():
+            try:
+                while True:
+                    msg = json.loads(_recv_line(ctrl))
+                    done_at[msg["id"]] = time.perf_counter()
+                    events[msg["id"]].set()
+            except (ConnectionError, OSError, ValueError):
+                return
+
+        threading.Thread(target=ctrl_reader, daemon=True).start()
+    ctrl_lock = threading.Lock()
+    t_start = [0.0]
+    start = threading.Barrier(cfg.depth * (("pe" in paths) + ("de" in paths)) + 1)
+
+    def pe_worker(slot: int):
+        try:
+            ep = tr.connect(storage_pe, priority=priority)
+            local = tr.register(bytearray(cfg.stride))
+            target = memoryview(target_mem)
+            start.wait()
+            while True:
+                try:
+                    i = queues["pe"].get_nowait()
+                except queue.Empty:
+                    break
+                t0 = time.perf_counter()
+                copy_s = 0.0
+                base = slot * slot_bytes
+                for j, (fname, off) in enumerate(plan[i]):
+                    ep.post_read(local, 0, ep.remote(fname), off, cfg.block_size)
+                    ep.wait(1)
+                    c0 = time.perf_counter()
+                    target[base + j * cfg.block_size : base + (j + 1) * cfg.block_size] = local.buf[: cfg.block_size]
+                    c1 = time.perf_counter()
+                    copy_s += c1 - c0
+                    write({"kind": "copy", "link": "host_copy", "op": "copy", "size": cfg.block_size,
+                           "elapsed_s": c1 - c0, "count": 1, "experiment": exp_id})
+                t1 = time.perf_counter()
+                records.append({"kind": "loader", "experiment": exp_id, "request": i, "path": "pe",
+                                "t_submit": t0 - t_start[0], "t_done": t1 - t_start[0], "elapsed_s": t1 - t0,
+                                "bytes": cfg.request_bytes, "blocks": cfg.blocks_per_request, "copy_s": copy_s,
+                                "worker": slot})
+            ep.close()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def de_worker(slot: int):
+        try:
+            start.wait()
+            while True:
+                try:
+                    i = queues["de"].get_nowait()
+                except queue.Empty:
+                    break
+                events[i] = threading.Event()
+                t0 = time.perf_counter()
+                msg = {"id": i, "blocks": plan[i], "slot": slot * slot_bytes}
+                with ctrl_lock:
+                    ctrl.sendall((json.dumps(msg) + "\n").encode())
+                if not events[i].wait(600):
+                    raise CalibrateError(f"decode agent never completed request {i}")
+                t1 = done_at[i]
+                records.append({"kind": "loader", "experiment": exp_id, "request": i, "path": "de",
+                                "t_submit": t0 - t_start[0], "t_done": t1 - t_start[0], "elapsed_s": t1 - t0,
+                                "bytes": cfg.request_bytes, "blocks": cfg.blocks_per_request, "worker": slot})
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = []
+    if "pe" in paths:
+        threads += [threading.Thread(target=pe_worker, args=(k,)) for k in range(cfg.depth)]
+    if "de" in paths:
+        threads += [threading.Thread(target=de_worker, args=(cfg.depth + k,)) for k in range(cfg.depth)]
+    for t in threads:
+        t.start()
+    t_start[0] = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    makespan = time.perf_counter() - t_start[0]
+    if ctrl is not None:
+        try:
+            ctrl.sendall(b'{"bye": true}\n')
+        except OSError:
+            pass
+        ctrl.close()
+    server.close()
+    if errors:
+        raise errors[0] if isinstance(errors[0], CalibrateError) else CalibrateError(f"loader failed: {errors[0]!r}")
+
+    exp = {"kind": "experiment", "experiment": exp_id, "what": "loader", "config": asdict(cfg),
+           "storage_pe": storage_pe, "decode": decode_addr, "rep": rep}
+    write(exp)
+    for r in sorted(records, key=lambda r: r["request"]):
+        write(r)
+    total = {"kind": "loader_total", "experiment": exp_id, "makespan_s": makespan,
+             "bytes": cfg.request_bytes * cfg.requests, "aggregate_bw": cfg.request_bytes * cfg.requests / makespan}
+    for p in ("pe", "de"):
+        rs = [r for r in records if r["path"] == p]
+        if rs:
+            end = max(r["t_done"] for r in rs)
+            total[f"{p}_bytes"] = sum(r["bytes"] for r in rs)
+            total[f"{p}_makespan_s"] = end
+            total[f"{p}_bw"] = total[f"{p}_bytes"] / end
+    write(total)
+    return total
+
+
+def format_result(res: dict) -> str:
+    if "runs" in res:
+        return "\n".join(format_result(r) for r in res["runs"])
+    parts = [f"loader {res['experiment']}: {res['bytes'] / 1e6:.1f} MB in {res['makespan_s']:.3f} s = "
+             f"{res['aggregate_bw'] / 1e6:.2f} MB/s"]
+    for p in ("pe", "de"):
+        if f"{p}_bw" in res:
+            parts.append(f"{p} path {res[f'{p}_bw'] / 1e6:.2f} MB/s")
+    return ", ".join(parts)

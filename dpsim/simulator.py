@@ -1,0 +1,251 @@
+"""One simulation: build the cluster from a scenario, drive agents through it, collect results.
+
+Actors (SimPy processes): one per agent (its turns, one after another), one per prefill EP group
+and one per decode EP group. The network (`dpsim.net`) is passive. The global scheduler is not a
+process: `dispatch()` runs whenever something it depends on changes (an arrival, a finished prefill,
+freed decode HBM) and places queued requests in FIFO order until the policy says stop.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+
+import numpy as np
+import simpy
+
+from dpsim.config import Scenario
+from dpsim.engines.decode import DecodeGroup
+from dpsim.engines.prefill import PrefillGroup
+from dpsim.entities import DecodeEngine, PrefillEngine, Request
+from dpsim.gpu import GpuModel
+from dpsim.hardware import Cluster, Node
+from dpsim.models import get_model
+from dpsim.net import Link, TrafficClass
+from dpsim.policies.scheduler import DualPathScheduler, RoundRobinScheduler
+from dpsim.workload.trajectory import Trajectory
+
+
+class SimulationError(Exception):
+    """A scenario that cannot run as configured (e.g. a request larger than HBM)."""
+
+
+class Simulation:
+    """Everything one run needs; `run()` returns a `dpsim.results.Result`."""
+
+    def __init__(self, scenario: Scenario, trajectories: list[Trajectory], progress: bool | None = None):
+        self.scenario = scenario
+        self.switches = scenario.effective_policy()
+        self.model = get_model(scenario.model.name)
+        self.env = simpy.Environment()
+        self.block_bytes = scenario.policy.block_tokens * self.model.kv_bytes_per_token
+        self.cluster = Cluster(self.env, scenario, self.block_bytes)
+        self.trajectories = trajectories
+        self.requests: list[Request] = []
+        self.queue: deque[Request] = deque()
+        self.turns_total = sum(len(t.turns) for t in trajectories)
+        self.turns_finished = 0
+        self.trajectory_end: dict[str, float] = {}
+        self.trajectory_start: dict[str, float] = {}
+        self._progress_wanted = progress
+        self._bar = None
+        self._build_engines()
+        self._check_fits()
+        self.scheduler = self._make_scheduler()
+
+    # ------------------------------------------------------------------------------ construction
+    def _groups(self, nodes: list[Node], ep_nodes: int) -> list[list[Node]]:
+        if not self.model.moe:
+            return [[n] for n in nodes]  # dense model: every GPU is its own data-parallel engine
+        count = math.ceil(len(nodes) / ep_nodes)
+        return [list(chunk) for chunk in np.array_split(np.array(nodes, dtype=object), count)]
+
+    def _gpu_model(self, group_gpus: int) -> GpuModel:
+        weights = self.model.weights_bytes / (group_gpus if self.model.moe else 1)
+        return GpuModel(self.model, self.scenario.hardware.gpu, group_gpus, weights)
+
+    def _hbm_for_kv(self, gpu: GpuModel, role: str) -> float:
+        hw = self.scenario.hardware.gpu
+        free = hw.hbm_capacity - gpu.weights_bytes_per_gpu - hw.hbm_reserved
+        if free <= 0:
+            raise SimulationError(
+                f"{role} GPU has no HBM left for KV: {hw.hbm_capacity / 1e9:.0f} GB HBM - "
+                f"{gpu.weights_bytes_per_gpu / 1e9:.1f} GB weights - {hw.hbm_reserved / 1e9:.0f} GB reserved")
+        return free
+
+    def _build_engines(self) -> None:
+        cl = self.scenario.cluster
+        g = cl.gpus_per_node
+        self.prefill_groups: list[PrefillGroup] = []
+        self.decode_groups: list[DecodeGroup] = []
+        self.prefill_engines: list[PrefillEngine] = []
+        self.decode_engines: list[DecodeEngine] = []
+        for nodes in self._groups(self.cluster.prefill_nodes, cl.prefill_ep_nodes):
+            gpus_per_group = g if not self.model.moe else g * len(nodes)
+            subgroups = [[(n, i)] for n in nodes for i in range(g)] if not self.model.moe else \
+                [[(n, i) for n in nodes for i in range(g)]]
+            for members in subgroups:
+                gpu = self._gpu_model(gpus_per_group if self.model.moe else 1)
+                group = PrefillGroup(self, len(self.prefill_groups), len(nodes), gpu)
+                hbm = self._hbm_for_kv(gpu, "prefill")
+                for node, i in members:
+                    engine = PrefillEngine(len(self.prefill_engines), node, i, group, hbm)
+                    group.engines.append(engine)
+                    self.prefill_engines.append(engine)
+                self.prefill_groups.append(group)
+        for nodes in self._groups(self.cluster.decode_nodes, cl.decode_ep_nodes):
+            gpus_per_group = g * len(nodes)
+            subgroups = [[(n, i)] for n in nodes for i in range(g)] if not self.model.moe else \
+                [[(n, i) for n in nodes for i in range(g)]]
+            for members in subgroups:
+                gpu = self._gpu_model(gpus_per_group if self.model.moe else 1)
+                group = DecodeGroup(self, len(self.decode_groups), len(nodes), gpu)
+                hbm = self._hbm_for_kv(gpu, "decode")
+                for node, i in members:
+                    engine = DecodeEngine(len(self.decode_engines), node, i, group, hbm)
+                    group.engines.append(engine)
+                    self.decode_engines.append(engine)
+                self.decode_groups.append(group)
+
+    def _check_fits(self) -> None:
+        kv = self.model.kv_bytes_per_token
+        largest = max((t.input_tokens + t.output_tokens for tr in self.trajectories for t in tr.turns), default=0)
+        de_hbm = min(e.hbm_free for e in self.decode_engines)
+        if largest * kv > de_hbm:
+            raise SimulationError(f"a turn of {largest} tokens needs {largest * kv / 1e9:.1f} GB of KV, more than a "
+                                  f"decode GPU's {de_hbm / 1e9:.1f} GB of free HBM")
+        if largest * kv > self.scenario.hardware.host.dram_buffer:
+            raise SimulationError(f"a turn of {largest} tokens needs {largest * kv / 1e9:.1f} GB of KV, more than "
+                                  f"the {self.scenario.hardware.host.dram_buffer / 1e9:.0f} GB DRAM buffer")
+        pe_hbm = min(e.hbm_free for e in self.prefill_engines)
+        if not self.switches["layerwise"] and largest * kv > pe_hbm:
+            raise SimulationError(f"whole-prompt prefill of {largest} tokens needs {largest * kv / 1e9:.1f} GB of "
+                                  f"HBM, more than a prefill GPU's {pe_hbm / 1e9:.1f} GB")
+
+    def _make_scheduler(self):
+        sw, policy = self.switches, self.scenario.policy
+        if sw["scheduler"] == "round_robin":
+            return RoundRobinScheduler(dual_path=sw["dual_path"])
+        kv = self.model.kv_bytes_per_token
+        turns = [t for tr in self.trajectories for t in tr.turns] or None
+        cached = int(np.mean([t.cached_tokens for t in turns])) if turns else 0
+        new = max(1, int(np.mean([t.new_tokens for t in turns]))) if turns else 1
+        alpha = policy.alpha * self.cluster.storage_read_rate / kv
+        beta = policy.beta * self.prefill_groups[0].gpu.prefill_tokens_per_s(cached, new)
+        self.alpha_tokens, self.beta_tokens = alpha, beta
+        return DualPathScheduler(alpha, beta, policy.z_slack, dual_path=sw["dual_path"])
+
+    # ------------------------------------------------------------------------------------ actors
+    def move(self, path: list[Link], size_bytes: float, tag: str) -> simpy.Event:
+        """A KV transfer on the low class (free for the Oracle, which has no I/O cost)."""
+        return self.cluster.net.transfer([] if self.switches["free_io"] else path, size_bytes, TrafficClass.LOW,
+                                         tag=tag)
+
+    def release_buffer(self, node: Node, size: float) -> None:
+        if not self.switches["free_io"]:
+            node.buffer.release(size)
+
+    def _agent(self, trajectory: Trajectory, arrival_s: float):
+        env = self.env
+        yield env.timeout(arrival_s)
+        self.trajectory_start[trajectory.id] = env.now
+        for index, turn in enumerate(trajectory.turns):
+            if index and turn.think_time_s:
+                yield env.timeout(turn.think_time_s)
+            req = Request(len(self.requests), trajectory.id, index, turn, env.event(), env.now)
+            self.requests.append(req)
+            self.queue.append(req)
+            self.dispatch()
+            yield req.done
+        self.trajectory_end[trajectory.id] = env.now
+
+    def dispatch(self) -> None:
+        """Place queued requests in FIFO order until the policy finds no engine for the head."""
+        kv = self.model.kv_bytes_per_token
+        while self.queue:
+            req = self.queue[0]
+            hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
+            de = self.scheduler.pick_decode([g.engines for g in self.decode_groups], req.turn.input_tokens, hbm)
+            if de is None:
+                return
+            pe = self.scheduler.pick_prefill(self.prefill_engines)
+            if pe is None:
+                return
+            self.queue.popleft()
+            req.pe, req.de, req.t_dispatch = pe, de, self.env.now
+            req.read_side = self.scheduler.pick_read_side(pe, de) if req.turn.cached_tokens else "P"
+            req.read_node = pe.node if req.read_side == "P" else de.node
+            pe.tok += req.turn.input_tokens
+            pe.seq += 1
+            de.tok += req.turn.input_tokens + req.turn.output_tokens
+            de.seq += 1
+            de.hbm_free -= hbm
+            req.read_node.read_queue_tokens += req.turn.cached_tokens
+            self.env.process(self._load(req))
+
+    def _load(self, req: Request):
+        """Reserve buffers, read the hit KV from storage into the chosen side's buffer, then queue
+        the request at its prefill engine."""
+        kv = self.model.kv_bytes_per_token
+        node = req.read_node
+        if not self.switches["free_io"]:
+            # Everything that will land in the DE node's buffer (the whole prompt's KV), reserved up
+            # front so that a hand-off can never wait for buffer space (no deadlock).
+            yield req.de.node.buffer.allocate(req.turn.input_tokens * kv)
+            if req.read_side == "P" and req.turn.cached_tokens:
+                yield node.buffer.allocate(req.turn.cached_tokens * kv)
+        req.t_read_start = self.env.now
+        if req.turn.cached_tokens and not self.switches["free_io"]:
+            if self.cluster.request_latency_s:
+                yield self.env.timeout(self.cluster.request_latency_s)
+            tag = "storage_read_pe_side" if req.read_side == "P" else "storage_read_de_side"
+            yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
+        node.read_queue_tokens -= req.turn.cached_tokens
+        req.t_read_end = self.env.now
+        req.pe.ready.append(req)
+        req.pe.group.wake()
+
+    def finish(self, req: Request) -> None:
+        """The last token is out: free decode HBM, write back the new KV, wake the agent."""
+        kv = self.model.kv_bytes_per_token
+        de = req.de
+        req.t_finish = self.env.now
+        de.hbm_free += (req.turn.input_tokens + req.turn.output_tokens) * kv
+        de.tok -= req.turn.input_tokens + req.turn.output_tokens
+        de.seq -= 1
+        self.turns_finished += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        self.env.process(self._write_back(req))
+        req.done.succeed()
+        self.dispatch()
+
+    def _write_back(self, req: Request):
+        node, size = req.de.node, (req.turn.new_tokens + req.turn.output_tokens) * self.model.kv_bytes_per_token
+        yield self.move(self.cluster.loopback_path(node, req.de.gpu), size, "kv_d2h_de")
+        yield self.move(self.cluster.storage_write_path(node), size, "storage_write")
+
+    # --------------------------------------------------------------------------------------- run
+    def run(self, arrivals_s: list[float]):
+        from dpsim.results import collect
+
+        show = self._progress_wanted
+        if show is None:
+            show = sys.stderr.isatty()
+        if show:
+            from tqdm import tqdm
+            self._bar = tqdm(total=self.turns_total, unit="turn", file=sys.stderr, delay=2.0, leave=False)
+        for group in self.prefill_groups + self.decode_groups:
+            group.start()
+        for trajectory, arrival in zip(self.trajectories, arrivals_s, strict=True):
+            self.env.process(self._agent(trajectory, arrival))
+        wall0 = time.perf_counter()
+        until = self.scenario.run.max_sim_time
+        self.env.run(until=until)
+        wall_s = time.perf_counter() - wall0
+        if self._bar is not None:
+            self._bar.close()
+        self.cluster.net.flush()
+        return collect(self, wall_s)
