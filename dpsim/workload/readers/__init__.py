@@ -32,11 +32,12 @@ from dpsim.workload.format import FORMAT_NAME, TraceError
 from dpsim.workload.readers import azure, claude_code, mooncake, native
 from dpsim.workload.readers._common import ReadContext, prefix_hits
 from dpsim.workload.trajectory import Trajectory
+from dpsim.workload.transform import apply_workload_options
 
 FORMATS = ("native", "mooncake", "claude_code", "azure")
 
-__all__ = ["FORMATS", "ReadContext", "TraceError", "TraceRead", "detect_format", "load_trace",
-           "prefix_hits", "read_trace"]
+__all__ = ["FORMATS", "ReadContext", "TraceError", "TraceRead", "apply_workload_options", "detect_format",
+           "load_trace", "prefix_hits", "read_trace"]
 
 
 @dataclass
