@@ -192,18 +192,24 @@ def stats_cmd(file: str, as_json: bool, skip_bad: bool, fmt: str | None) -> None
 @click.option("--agents", type=int, default=None, help="Resample / trim to this many sessions.")
 @click.option("--aps", type=float, default=None, help="Re-draw session arrivals as Poisson at this rate (1/s).")
 @click.option("--time-scale", type=float, default=1.0, show_default=True, help="Multiply arrival and think times.")
+@click.option("--max-context", type=str, default=None,
+              help="Cut each session before its first turn over this many tokens (e.g. 128K).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_skip_bad
 @_format
-def convert_cmd(file: str, output: str, agents, aps, time_scale, seed, skip_bad: bool, fmt) -> None:
+def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, seed, skip_bad: bool, fmt) -> None:
     """Convert FILE (any supported format) to dpsim's native format."""
     from dpsim.workload.transform import apply_workload_options
 
     result = _read(file, skip_bad, fmt)
     trajs = result.trajectories
-    if agents is not None or aps is not None or time_scale != 1.0:
+    if agents is not None or aps is not None or time_scale != 1.0 or max_context is not None:
+        from dpsim.units import parse_count
+
         try:
-            trajs = apply_workload_options(trajs, agents=agents, aps=aps, time_scale=time_scale, seed=seed)
+            limit = None if max_context is None else int(parse_count(max_context))
+            trajs = apply_workload_options(trajs, agents=agents, aps=aps, time_scale=time_scale, seed=seed,
+                                           max_context=limit)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     n = write_trajectories(trajs, output, source=file, source_format=result.format)

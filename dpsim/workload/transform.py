@@ -3,6 +3,9 @@
 :func:`apply_workload_options` is a pure function (inputs are not modified) and deterministic for a
 seed. It applies, in this order:
 
+0. ``max_context`` (tokens): each trajectory stops before its first turn whose prompt + generation
+   exceeds it (as a synthetic trajectory stops at MAL); a trajectory whose first turn already exceeds
+   it is dropped. Real traces outgrow a model's context window (Claude Code sessions reach 894K tokens).
 1. ``agents`` (N sessions). Fewer than there are: a seeded random sample of N, kept in the original
    order (with real arrival times the rate thins proportionally). More: every trajectory once plus
    N - len seeded random copies with ids ``<id>~<k>``; a copy keeps its original's arrival time and
@@ -71,15 +74,46 @@ def poisson_arrivals(trajs: list[Trajectory], aps: float, rng: np.random.Generat
     return out
 
 
+def truncate_context(trajs: list[Trajectory], max_context: int) -> list[Trajectory]:
+    """Trajectories cut before their first turn with input + output > ``max_context``; empty ones dropped."""
+    if max_context < 2:
+        raise ValueError(f"max_context must be >= 2 tokens, got {max_context}")
+    out = []
+    for traj in trajs:
+        keep = 0
+        for turn in traj.turns:
+            if turn.input_tokens + turn.output_tokens > max_context:
+                break
+            keep += 1
+        if keep == len(traj.turns):
+            out.append(_copy(traj))
+        elif keep:
+            meta = dict(traj.meta)
+            meta["turns_cut"] = len(traj.turns) - keep
+            for key in ("turn_arrival_s", "lines", "subagent_turn_index"):
+                if key in meta:
+                    meta[key] = [x for i, x in enumerate(meta[key]) if (i < keep if key != "subagent_turn_index" else x < keep)]
+            if "subagent_turns" in meta:
+                meta["subagent_turns"] = len(meta.get("subagent_turn_index", []))
+            out.append(_copy(traj, turns=traj.turns[:keep], meta=meta))
+    return out
+
+
 def apply_workload_options(trajs: list[Trajectory], agents: int | None = None, aps: float | None = None,
-                           time_scale: float = 1.0, seed: int = 0) -> list[Trajectory]:
-    """Resample to ``agents``, scale time by ``time_scale``, re-draw arrivals at ``aps`` (see module doc)."""
+                           time_scale: float = 1.0, seed: int = 0,
+                           max_context: int | None = None) -> list[Trajectory]:
+    """Cut at ``max_context``, resample to ``agents``, scale time by ``time_scale``, re-draw arrivals
+    at ``aps`` (see module doc)."""
     if time_scale is None:
         time_scale = 1.0
     if not time_scale >= 0 or time_scale == float("inf"):
         raise ValueError(f"time_scale must be finite and >= 0, got {time_scale}")
     rng_agents = np.random.default_rng([seed, 1])
     rng_arrivals = np.random.default_rng([seed, 2])
+    if max_context is not None:
+        trajs = truncate_context(trajs, int(max_context))
+        if not trajs:
+            raise ValueError(f"no trajectory has a first turn within max_context={max_context} tokens")
     out = resample(trajs, int(agents), rng_agents) if agents is not None else [_copy(t) for t in trajs]
     if time_scale != 1.0:
         out = [scale_time(t, time_scale) for t in out]

@@ -101,3 +101,12 @@ def test_synth_writes_native_file(tmp_path):
     trajs = read_trace(out)
     assert len(trajs) == 3
     assert max(t.turns[-1].input_tokens for t in trajs) <= 32 * 1024
+
+
+def test_convert_max_context(tmp_path):
+    src = write_lines(tmp_path / "m.jsonl", mooncake_records())
+    out = tmp_path / "out.jsonl"
+    res = _run("convert", src, "-o", out, "--max-context", "1.5K")  # 1,536 tokens
+    assert res.exit_code == 0, res.output
+    trajs = read_trace(out)
+    assert [[t.input_tokens for t in x.turns] for x in trajs] == [[1280], [600]]
