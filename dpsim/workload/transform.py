@@ -90,11 +90,16 @@ def truncate_context(trajs: list[Trajectory], max_context: int) -> list[Trajecto
         elif keep:
             meta = dict(traj.meta)
             meta["turns_cut"] = len(traj.turns) - keep
-            for key in ("turn_arrival_s", "lines", "subagent_turn_index"):
+            for key in ("turn_arrival_s", "lines"):  # one entry per turn
                 if key in meta:
-                    meta[key] = [x for i, x in enumerate(meta[key]) if (i < keep if key != "subagent_turn_index" else x < keep)]
+                    meta[key] = meta[key][:keep]
+            for key in ("subagent_turn_index", "subagent_start_index"):  # turn indices
+                if key in meta:
+                    meta[key] = [i for i in meta[key] if i < keep]
             if "subagent_turns" in meta:
                 meta["subagent_turns"] = len(meta.get("subagent_turn_index", []))
+            if "subagent_start_index" in meta:
+                meta["subagents"] = len(meta["subagent_start_index"])
             out.append(_copy(traj, turns=traj.turns[:keep], meta=meta))
     return out
 

@@ -57,6 +57,7 @@ def _check_claude_inline(traj):
     assert traj.meta["subagents"] == 1
     assert traj.meta["subagent_turns"] == 2
     assert traj.meta["subagent_turn_index"] == [2, 3]
+    assert traj.meta["subagent_start_index"] == [2]
 
 
 def test_claude_code_tar_xz_read_in_place(tmp_path):

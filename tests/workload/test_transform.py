@@ -78,12 +78,14 @@ def test_aps_moves_recorded_turn_arrivals_with_the_session():
 
 def test_max_context_cuts_trajectories_and_drops_empty_ones():
     src = [Trajectory("a", [Turn(100, 0, 10), Turn(150, 110, 10, 1.0), Turn(300, 160, 10, 1.0), Turn(50, 0, 1)],
-                      0.0, {"turn_arrival_s": [0.0, 1.0, 2.0, 3.0], "subagent_turn_index": [1, 3], "subagent_turns": 2}),
+                      0.0, {"turn_arrival_s": [0.0, 1.0, 2.0, 3.0], "subagent_turn_index": [1, 3], "subagent_turns": 2,
+                       "subagent_start_index": [1, 3], "subagents": 2}),
            Trajectory("b", [Turn(500, 0, 1)], 1.0, {})]
     (a,) = apply_workload_options(src, max_context=200)
     assert [t.input_tokens for t in a.turns] == [100, 150]  # stops at the 310-token turn, not resumed after
     assert a.meta["turn_arrival_s"] == [0.0, 1.0]
     assert a.meta["subagent_turn_index"] == [1] and a.meta["subagent_turns"] == 1
+    assert a.meta["subagent_start_index"] == [1] and a.meta["subagents"] == 1
     assert a.meta["turns_cut"] == 2
     assert len(src[0].turns) == 4  # input untouched
     with pytest.raises(ValueError, match="no trajectory"):

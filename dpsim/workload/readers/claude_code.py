@@ -21,7 +21,8 @@ Mapping to trajectories (one per session, ``arrival_s`` None: the trace has no g
   then waits ``t - t_marker`` (the marker's ``t`` is where the sub-agent finished) instead of its
   ``think_time``, which included the whole sub-agent run. Parallel sub-agents are replayed one after
   the other. ``subagents="drop"`` ignores them (the parent keeps its recorded think time).
-  ``meta["subagent_turns"]`` counts spliced turns, ``meta["subagent_turn_index"]`` lists them.
+  ``meta["subagent_turns"]`` counts spliced turns, ``meta["subagent_turn_index"]`` lists them and
+  ``meta["subagent_start_index"]`` gives each sub-agent's first turn.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class _Session:
         self.turns: list[Turn] = []
         self.sub_index: list[int] = []
         self.n_subagents = 0
+        self.sub_starts: list[int] = []  # index of each sub-agent's first spliced turn
         self.zero_out = 0
         self.derived_think = 0
 
@@ -95,6 +97,7 @@ class _Session:
             if r.get("type") == "subagent":
                 if subagents == "inline":
                     self.n_subagents += 1
+                    self.sub_starts.append(len(self.turns))
                     self.requests(r.get("requests"), f"{rw} (sub-agent)", subagents, True)
                     marker_end = t if t is not None else marker_end
                 continue
@@ -127,6 +130,7 @@ def session_to_trajectory(obj, where: str, ctx: ReadContext, subagents: str = "i
             "subagents": s.n_subagents, "subagent_turns": len(s.sub_index)}
     if s.sub_index:
         meta["subagent_turn_index"] = s.sub_index
+        meta["subagent_start_index"] = s.sub_starts
     if s.zero_out:
         ctx.counts["calls with out=0 replayed as 1 generated token"] += s.zero_out
     if s.derived_think:
