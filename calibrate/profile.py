@@ -1,0 +1,209 @@
+"""Fit raw samples and write the calibration profile: a YAML fragment of dpsim's ``hardware:``
+section plus a free-form ``calibration:`` provenance section, which a scenario pulls in with
+``include: [profiles/NAME.yaml]``.
+
+Quantities are unit strings with SI meaning (bytes/s written as MB/s = 1e6 B/s, seconds as us);
+the ``calibration`` section also keeps every fitted value as a plain SI float with its 95 %
+bootstrap interval, sample counts, goodness of fit and held-out error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dpsim.units import parse_bandwidth, parse_time
+
+from .errors import CalibrateError
+from .fit import fit_alpha_beta, fit_concurrency, per_message_times
+
+FIT_KINDS = ("transport", "storage", "copy", "gpu")
+
+
+def fmt_bw(bps: float) -> str:
+    return f"{bps / 1e6:.6g}MB/s"
+
+
+def fmt_time(s: float) -> str:
+    return f"{s * 1e6:.6g}us"
+
+
+def fit_samples(samples: list[dict], n_boot: int = 300, seed: int = 0) -> dict:
+    """Fit every (kind, link, op) group: alpha-beta on depth-1 samples, bandwidth versus
+    depth x concurrency on the others; summarise loader and priority runs."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in samples:
+        if r.get("kind") in FIT_KINDS and "elapsed_s" in r:
+            groups[(r["kind"], r.get("link"), r.get("op"))].append(r)
+    links: dict[str, dict] = {}
+    for (kind, link, op), recs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        entry: dict = {"kind": kind, "op": op, "samples": len(recs)}
+        sizes, times = per_message_times(recs)
+        if len(set(sizes.tolist())) >= 3:
+            entry["alpha_beta"] = fit_alpha_beta(sizes, times, n_boot=n_boot, seed=seed).to_dict()
+        elif len(sizes):
+            # one size only: bandwidth from the median, no latency split
+            med = float(np.median(sizes / times))
+            entry["bandwidth_only"] = {"beta": med, "n": int(len(sizes)), "size": int(np.median(sizes))}
+        conc = [r for r in recs if r.get("depth", 1) > 1 or r.get("concurrency", 1) > 1]
+        if conc:
+            big = max(r["size"] for r in conc)
+            sel = [r for r in recs if r["size"] == big and r.get("count", 1) > 1 or
+                   (r["size"] == big and (r.get("depth", 1) > 1 or r.get("concurrency", 1) > 1))]
+            xs = [r.get("depth", 1) * r.get("concurrency", 1) for r in sel]
+            bw = [r["bytes"] / r["elapsed_s"] for r in sel]
+            entry["concurrency"] = fit_concurrency(xs, bw).to_dict()
+            entry["concurrency"]["size"] = int(big)
+        links[str(link)] = entry
+    report: dict = {"links": links}
+    loader = [r for r in samples if r.get("kind") == "loader_total"]
+    if loader:
+        report["loader"] = [{k: r[k] for k in r if k != "kind"} for r in loader]
+    prio = [r for r in samples if r.get("kind") == "priority"]
+    if prio:
+        report["priority_runs"] = len({r.get("group") for r in prio})
+    return report
+
+
+def _meta(samples: list[dict]) -> dict:
+    metas = [r for r in samples if r.get("kind") == "meta"]
+    if not metas:
+        return {}
+    keep: dict = {}
+    for m in metas:
+        for k, v in m.items():
+            if k in ("kind", "t"):
+                continue
+            keep.setdefault(k, set()).add(str(v))
+    return {k: sorted(v)[0] if len(v) == 1 else sorted(v) for k, v in keep.items()}
+
+
+def _sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _ab(entry: dict) -> tuple[float, float] | None:
+    if "alpha_beta" in entry:
+        return entry["alpha_beta"]["alpha"], entry["alpha_beta"]["beta"]
+    if "bandwidth_only" in entry:
+        return 0.0, entry["bandwidth_only"]["beta"]
+    return None
+
+
+def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None = None,
+                  storage_nic: float | None = None, compute_nic: float | None = None) -> dict:
+    links = report["links"]
+    hw: dict = {}
+    notes: list[str] = []
+    storage_keys = [k for k in links if k.startswith("storage") and _ab(links[k])]
+    if storage_keys:
+        fits = [_ab(links[k]) for k in storage_keys]
+        alpha = float(np.mean([f[0] for f in fits]))
+        beta = float(np.mean([f[1] for f in fits]))
+        line = storage_nic or beta
+        if storage_nic is None:
+            notes.append("no --storage-nic line rate given: storage_nic.bandwidth is the fitted goodput and read_efficiency 1")
+        hw["storage_nic"] = {"bandwidth": fmt_bw(line), "count": 1}
+        hw["storage"] = {"read_efficiency": round(beta / line, 6), "io_overhead": fmt_time(alpha)}
+        qd = [links[k]["concurrency"]["n_saturate"] for k in storage_keys if "concurrency" in links[k]]
+        if qd:
+            hw["storage"]["queue_depth"] = int(max(qd))
+        if len(storage_keys) > 1:
+            notes.append(f"storage parameters are the mean over links {storage_keys}")
+    if "compute" in links and _ab(links["compute"]):
+        alpha, beta = _ab(links["compute"])
+        hw["compute_nic"] = {"bandwidth": fmt_bw(beta), "latency": fmt_time(alpha)}
+        if compute_nic:
+            notes.append(f"compute NIC line rate {compute_nic:.6g} B/s; fitted goodput is {beta / compute_nic:.4f} of it")
+    h2d = links.get("h2d")
+    if h2d and _ab(h2d):
+        alpha, beta = _ab(h2d)
+        hw["gpu"] = {"h2d_bandwidth": fmt_bw(beta), "copy_submit_overhead": fmt_time(alpha)}
+        if h2d.get("not_representative") or any(r.get("not_representative") for r in samples if r.get("link") == "h2d"):
+            notes.append("gpu figures were measured on CPU: NOT representative of a GPU")
+    calib: dict = {
+        "tool": "dpsim-calibrate",
+        "provenance": _meta(samples),
+        "sample_counts": {k: v["samples"] for k, v in links.items()},
+        "links": {},
+        "notes": notes,
+    }
+    if raw_files:
+        calib["raw_files"] = [{"path": str(p), "sha256_16": _sha(p)} for p in raw_files]
+    for k, v in links.items():
+        d: dict = {"kind": v["kind"], "op": v["op"], "samples": v["samples"]}
+        if "alpha_beta" in v:
+            ab = v["alpha_beta"]
+            d.update(
+                latency_s=ab["alpha"], latency_ci95_s=ab["alpha_ci"], bandwidth_Bps=ab["beta"],
+                bandwidth_ci95_Bps=ab["beta_ci"], n_sizes=ab["n_sizes"], mape=ab["mape"], max_ape=ab["max_ape"],
+                r2=ab["r2"], holdout_sizes=ab["holdout_sizes"], holdout_mape=ab["holdout_mape"],
+                holdout_max_ape=ab["holdout_max_ape"], noisy_sizes=ab["noisy_sizes"],
+            )
+        if "bandwidth_only" in v:
+            d["bandwidth_Bps"] = v["bandwidth_only"]["beta"]
+        if "concurrency" in v:
+            c = v["concurrency"]
+            d["concurrency"] = {"size": c["size"], "plateau_Bps": c["saturation"], "n_saturate": c["n_saturate"],
+                                "table": c["table"]}
+        calib["links"][k] = d
+    if "loader" in report:
+        calib["loader"] = report["loader"]
+    if storage_nic:
+        calib["storage_nic_line_rate_Bps"] = storage_nic
+    if compute_nic:
+        calib["compute_nic_line_rate_Bps"] = compute_nic
+    return _plain({"calibration": calib, "hardware": hw})
+
+
+def _plain(obj):
+    """numpy scalars and tuples -> plain YAML-safe Python."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def write_profile(profile: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = "# dpsim calibration profile, written by dpsim-calibrate fit. Include it from a scenario:\n" \
+           "#   include: [profiles/" + path.name + "]\n"
+    path.write_text(head + yaml.safe_dump(profile, sort_keys=False, width=110))
+
+
+def load_profile(path: str | Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CalibrateError(f"cannot read profile {path}: {e}") from None
+    if not isinstance(data, dict) or "hardware" not in data:
+        raise CalibrateError(f"{path} is not a calibration profile (no hardware: section)")
+    return data
+
+
+def hardware_values(profile: dict) -> dict:
+    """SI floats of the hardware keys the closure needs (missing ones are None)."""
+    hw = profile.get("hardware", {})
+    out: dict = {}
+    sn, st, cn, g = hw.get("storage_nic", {}), hw.get("storage", {}), hw.get("compute_nic", {}), hw.get("gpu", {})
+    out["storage_bw"] = (parse_bandwidth(sn["bandwidth"]) * float(st.get("read_efficiency", 1.0))
+                         if "bandwidth" in sn else None)
+    out["io_overhead"] = parse_time(st["io_overhead"]) if "io_overhead" in st else 0.0
+    out["queue_depth"] = st.get("queue_depth")
+    out["compute_bw"] = parse_bandwidth(cn["bandwidth"]) if "bandwidth" in cn else None
+    out["compute_latency"] = parse_time(cn["latency"]) if "latency" in cn else 0.0
+    out["h2d_bw"] = parse_bandwidth(g["h2d_bandwidth"]) if "h2d_bandwidth" in g else None
+    out["copy_overhead"] = parse_time(g["copy_submit_overhead"]) if "copy_submit_overhead" in g else 0.0
+    return out
