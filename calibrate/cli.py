@@ -202,7 +202,7 @@ def storage(directory, reader, model, block_tokens, block_size, blocks, nfiles, 
     files = st.ensure_block_files(directory, layout, blocks, nfiles)
     rd = st.open_reader(reader, files)
     size_list = tuple(parse_size_list(sizes, align=4096)) if sizes else (layout.full_block,)
-    with _open_log(raw, resume, tool="storage", reader=reader, **rd.versions()) as log:
+    with _open_log(raw, resume, tool="storage", **rd.versions()) as log:
         st.StorageSweep(rd, layout, size_list, _ints(depths), reps, count, warmup, link, seed).run(log)
         _print_summary([s for s in log.samples if s.get("kind") == "storage"], as_json)
     rd.close()
@@ -313,6 +313,9 @@ def report_text(report: dict) -> str:
                 f"MAPE {ab['mape'] * 100:.1f} %, max APE {ab['max_ape'] * 100:.1f} %, held-out MAPE "
                 f"{(ab['holdout_mape'] or 0) * 100:.1f} % (n={ab['n_samples']}, sizes={ab['n_sizes']})"
             )
+        bo = f.get("bandwidth_only")
+        if bo:
+            lines.append(f"{key}: bandwidth {bo['beta'] / 1e6:.2f} MB/s at {bo['size']} B (one size: no latency split, n={bo['n']})")
         cf = f.get("concurrency")
         if cf:
             lines.append(f"{key}: plateau {cf['saturation'] / 1e6:.2f} MB/s reached at depth/concurrency {cf['n_saturate']}")
