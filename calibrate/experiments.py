@@ -41,14 +41,17 @@ def block_dir(block_size: int, blocks: int = 32, nfiles: int = 2, directory: str
 
 def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB", reps: int = 5,
                 delay: str = "0s", links: tuple[str, ...] = ("storage_pe", "storage_de", "compute"),
-                resume: bool = False) -> None:
+                resume: bool = False, compute_op: str = "write") -> None:
     """Size sweeps (depth 1) over each link, in the direction KV moves: storage reads from the
     prefill and decode hosts, and decode -> prefill writes on the compute link."""
     for name in links:
         link = bed.links[name]
-        if name == "compute":
+        if name == "compute" and compute_op == "write":  # the decode host writes into the prefill host
             spec = [("pe", link.dst_ip, ["--delay", delay, "--buffer", "8MiB"])]
             client, args = "de", ["--op", "write"]
+        elif name == "compute":  # the prefill host reads from the decode host
+            spec = [("de", link.src_ip, ["--delay", delay, "--buffer", "8MiB"])]
+            client, args = "pe", ["--op", "read"]
         else:
             spec = [("st", link.src_ip, ["--delay", delay, "--buffer", "8MiB", "--files", str(blocks)])]
             client, args = link.dst, ["--op", "read", "--region", "blocks000.kv"]
@@ -84,14 +87,14 @@ def loader_run(bed: Testbed, raw: str, blocks: Path, block_size: str = "1MiB", l
 
 
 def priority_run(bed: Testbed, raw: str, high_bytes: str = "16MiB", low_bytes: str = "16MiB",
-                 low_start: str = "0s") -> None:
+                 low_start: str = "0s", high_start: str = "0s") -> None:
     """On an htb compute link: the low-priority (KV) flow alone, then beside a high-priority flow.
     The data flows decode -> prefill (the server runs on the decode host, the reader on the prefill)."""
     comp = bed.links["compute"]
     with servers(bed, [("de", comp.src_ip, ["--buffer", "16MiB"])]) as (addr,):
         bed.run("pe", ["calibrate.cli", "contend", addr, "--flow", f"{low_bytes}:{LOW_PRIORITY}", "--raw", raw,
                        "--resume"])
-        bed.run("pe", ["calibrate.cli", "contend", addr, "--flow", f"{high_bytes}:{HIGH_PRIORITY}",
+        bed.run("pe", ["calibrate.cli", "contend", addr, "--flow", f"{high_bytes}:{HIGH_PRIORITY}:{high_start}",
                        "--flow", f"{low_bytes}:{LOW_PRIORITY}:{low_start}", "--raw", raw, "--resume"])
 
 

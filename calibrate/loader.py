@@ -21,6 +21,7 @@ aggregate bandwidth per path).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import random
 import socket
@@ -39,6 +40,16 @@ from .transports.tcp import TcpServer, _recv_line, split_address
 WRITE_WINDOW = 64  # outstanding layer-block writes per DE worker before draining completions
 DE_BUFFERS = 3  # Full Block buffers per DE worker (read one while forwarding others)
 WARMUP_BLOCKS = 2  # reads (and forwards) per connection before the timed run
+
+
+_TRACE = os.environ.get("DPSIM_CAL_TRACE")
+
+
+def _trace(what: str, a, b) -> None:
+    """Debug timeline of the decode agent (DPSIM_CAL_TRACE=FILE)."""
+    if _TRACE:
+        with open(_TRACE, "a") as fh:
+            fh.write(f"{time.perf_counter():.6f} {what} {a} {b}\n")
 
 
 def job_warm_slot(cfg: "LoaderConfig") -> int:
@@ -179,6 +190,7 @@ class DecodeAgent:
                         if item is None:
                             return
                         b, base, last = item
+                        _trace("fwd_start", base, 0)
                         for loff, ln in slices:
                             pe.post_write(bufs[b], loff, target, base + loff, ln)
                             if pe.outstanding > WRITE_WINDOW:
@@ -195,14 +207,18 @@ class DecodeAgent:
                     job = jobs.get()
                     if job is None:
                         break
+                    _trace("job", job["id"], 0)
                     done = threading.Event()
                     nblk = len(job["blocks"])
                     for j, (fname, off) in enumerate(job["blocks"]):
                         b = free.get()
+                        _trace("read_start", job["id"], j)
                         st.post_read(bufs[b], 0, st.remote(fname), off, cfg.block_size)
                         st.wait(1)
+                        _trace("read_end", job["id"], j)
                         fwd.put((b, job["slot"] + j * cfg.block_size, done if j == nblk - 1 else None))
                     done.wait()
+                    _trace("fwd_done", job["id"], nblk)
                     with send_lock:
                         conn.sendall((json.dumps({"id": job["id"], "t": time.time()}) + "\n").encode())
                 fwd.put(None)

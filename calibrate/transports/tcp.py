@@ -36,11 +36,12 @@ OP_READ, OP_WRITE = 1, 2
 _OPS = {OP_READ: "read", OP_WRITE: "write"}
 SOCKBUF = 8 << 20
 CHUNK = 4 << 20
+RECV_FLAGS = 0  # socket.MSG_WAITALL measured no better on the test bed
 
 
 def _tune(sock: socket.socket, priority: int | None = None) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF) if SOCKBUF else ():
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKBUF)
         except OSError:
@@ -54,7 +55,7 @@ def recv_exact(sock: socket.socket, view: memoryview) -> None:
     chunk instead of one per few segments, which matters with several busy threads and the GIL."""
     got, n = 0, view.nbytes
     while got < n:
-        k = sock.recv_into(view[got:], min(n - got, CHUNK), socket.MSG_WAITALL)
+        k = sock.recv_into(view[got:], min(n - got, CHUNK), RECV_FLAGS)
         if k == 0:
             raise ConnectionError("peer closed the connection")
         got += k

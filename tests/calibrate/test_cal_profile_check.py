@@ -1,0 +1,127 @@
+"""Profile building and the closure check, on synthetic samples whose truth is known."""
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from calibrate.check import closure, priority_closure, simulate_flows, simulate_loader
+from calibrate.errors import CalibrateError
+from calibrate.measure import log_sizes
+from calibrate.profile import build_profile, fit_samples, hardware_values, load_profile, write_profile
+
+pytest.importorskip("dpsim.net", reason="closure needs dpsim.net")
+
+STORAGE_BW, IO = 2.5e7, 300e-6
+COMPUTE_BW, LAT = 1e8, 100e-6
+
+
+def link_samples(link, alpha, beta, seed, reps=6, kind="transport", op="read"):
+    rng = np.random.default_rng(seed)
+    out = []
+    for size in log_sizes("16KiB", "2MiB"):
+        for rep in range(reps):
+            t = (alpha + size / beta) * (1 + 0.01 * rng.standard_normal())
+            out.append({"kind": kind, "link": link, "op": op, "size": size, "elapsed_s": t, "count": 1, "rep": rep,
+                        "depth": 1, "concurrency": 1, "bytes": size})
+    return out
+
+
+def synthetic_samples():
+    s = [{"kind": "meta", "host": "test", "date": "2026-11-23", "calibrate": "0.1.0"}]
+    s += link_samples("storage_pe", IO, STORAGE_BW, 1)
+    s += link_samples("storage_de", IO, STORAGE_BW, 2)
+    s += link_samples("compute", LAT, COMPUTE_BW, 3, op="write")
+    return s
+
+
+@pytest.fixture
+def profile_path(tmp_path):
+    samples = synthetic_samples()
+    prof = build_profile(fit_samples(samples, n_boot=50), samples, storage_nic=2 * STORAGE_BW)
+    path = tmp_path / "p.yaml"
+    write_profile(prof, path)
+    return path
+
+
+def test_profile_has_dpsim_hardware_keys(profile_path):
+    prof = load_profile(profile_path)
+    hw = prof["hardware"]
+    assert set(hw) >= {"storage_nic", "storage", "compute_nic"}
+    assert hw["storage"]["read_efficiency"] == pytest.approx(0.5, rel=0.02)
+    vals = hardware_values(prof)
+    assert vals["storage_bw"] == pytest.approx(STORAGE_BW, rel=0.02)
+    assert vals["io_overhead"] == pytest.approx(IO, rel=0.15)
+    assert vals["compute_bw"] == pytest.approx(COMPUTE_BW, rel=0.02)
+    cal = prof["calibration"]
+    assert cal["provenance"]["host"] == "test"
+    assert cal["links"]["compute"]["samples"] == 15 * 6
+    lo, hi = cal["links"]["storage_pe"]["bandwidth_ci95_Bps"]
+    assert lo <= cal["links"]["storage_pe"]["bandwidth_Bps"] <= hi
+    assert cal["links"]["storage_pe"]["holdout_mape"] < 0.05
+    # the profile is plain YAML a scenario can include (unit strings with SI meaning)
+    text = profile_path.read_text()
+    assert "include: [profiles/" in text
+    assert isinstance(yaml.safe_load(text)["hardware"]["compute_nic"]["bandwidth"], str)
+
+
+def _experiment(depth=2, paths="both", requests=12, block=1 << 20, nblk=4):
+    cfg = {"block_size": block, "layers": 8, "blocks_per_request": nblk, "requests": requests, "paths": paths,
+           "depth": depth, "files": "blocks", "seed": 1, "model": None, "transport": "tcp"}
+    assign = ["pe" if i % 2 == 0 else "de" for i in range(requests)] if paths == "both" else [paths] * requests
+    reqs = [{"kind": "loader", "experiment": "e1", "request": i, "path": p, "bytes": block * nblk}
+            for i, p in enumerate(assign)]
+    return cfg, reqs
+
+
+def test_closure_is_exact_on_its_own_prediction_and_sees_a_10pc_error(profile_path):
+    prof = load_profile(profile_path)
+    hw = hardware_values(prof)
+    cfg, reqs = _experiment()
+    pred = simulate_loader(cfg, reqs, hw, (0.0, None))
+    samples = [{"kind": "experiment", "what": "loader", "experiment": "e1", "config": cfg}]
+    for r in reqs:
+        t0, t1 = pred[r["request"]]
+        samples.append({**r, "t_submit": t0, "t_done": t1, "elapsed_s": t1 - t0})
+    res = closure(str(profile_path), samples)
+    assert abs(res["makespan_rel_err"]) < 1e-6 and res["mean_abs_rel_err"] < 1e-6
+    slow = copy.deepcopy(samples)
+    for r in slow[1:]:
+        r["t_done"] *= 1.1
+    res = closure(str(profile_path), slow)
+    assert res["makespan_rel_err"] == pytest.approx(1 / 1.1 - 1, rel=1e-3)
+
+
+def test_both_paths_add_storage_bandwidth(profile_path):
+    hw = hardware_values(load_profile(profile_path))
+    cfg, reqs = _experiment(paths="both", requests=16)
+    both = max(t for _, t in simulate_loader(cfg, reqs, hw, (0.0, None)).values())
+    cfg1, reqs1 = _experiment(paths="pe", requests=16)
+    one = max(t for _, t in simulate_loader(cfg1, reqs1, hw, (0.0, None)).values())
+    assert one / both == pytest.approx(2.0, rel=0.1)
+
+
+def test_closure_without_loader_records_is_an_error(profile_path):
+    with pytest.raises(CalibrateError):
+        closure(str(profile_path), synthetic_samples())
+
+
+def test_priority_simulation_strict_priority():
+    cap = 5e7
+    ends = simulate_flows([{"bytes": 5e7, "t_start": 0.0, "priority": 0x10010},
+                           {"bytes": 5e7, "t_start": 0.0, "priority": 0x10020}], cap, 0.01)
+    assert ends[0] == pytest.approx(1 / 0.99, rel=1e-6)
+    assert ends[1] == pytest.approx(2.0, rel=1e-6)
+    samples = [
+        {"kind": "priority", "group": "a", "flow": 0, "priority": 0x10020, "bytes": 5e7, "t_start": 0.0,
+         "elapsed_s": 1.0},
+        {"kind": "priority", "group": "b", "flow": 0, "priority": 0x10010, "bytes": 5e7, "t_start": 0.0,
+         "elapsed_s": 1.0},
+        {"kind": "priority", "group": "b", "flow": 1, "priority": 0x10020, "bytes": 5e7, "t_start": 0.0,
+         "elapsed_s": 2.0},
+    ]
+    res = priority_closure(samples, cap, 0.01)
+    assert abs(res["max_abs_slowdown_err"]) < 1e-3
+    samples[2]["elapsed_s"] = 1.5  # a fair-share result would not match strict priority
+    assert priority_closure(samples, cap, 0.01)["max_abs_slowdown_err"] > 0.2
