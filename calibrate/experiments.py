@@ -98,23 +98,57 @@ def priority_run(bed: Testbed, raw: str, high_bytes: str = "16MiB", low_bytes: s
                        "--flow", f"{low_bytes}:{LOW_PRIORITY}:{low_start}", "--raw", raw, "--resume"])
 
 
-def main(argv=None) -> int:  # pragma: no cover - manual full run
+def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in docs/calibration.md
+    """Full ground-truth run: link sweeps, loader (depth 1 and 2, both paths), htb priority runs,
+    fit -> profile, closure. Prints a JSON summary and leaves raw files and the profile in OUT."""
     import argparse
+    import json
+
+    from .check import closure, format_closure, priority_closure
+    from .measure import read_samples
+    from .profile import build_profile, fit_samples, write_profile
+    from dpsim.units import parse_bandwidth
 
     ap = argparse.ArgumentParser(prog="python -m calibrate.experiments")
     ap.add_argument("out", help="output directory")
-    ap.add_argument("--storage-rate", default="2Gbit/s")
-    ap.add_argument("--compute-rate", default="8Gbit/s")
+    ap.add_argument("--storage-rate", default="200Mbit/s", help="tbf rate of each storage link")
+    ap.add_argument("--compute-rate", default="800Mbit/s", help="tbf (or htb) rate of the compute link")
     ap.add_argument("--requests", type=int, default=32)
+    ap.add_argument("--reps", type=int, default=8)
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    blocks = block_dir(1 << 20, 64, 2, str(out / "blocks"))
+    for f in ("links.jsonl", "loader.jsonl", "priority.jsonl"):
+        (out / f).unlink(missing_ok=True)
+    blocks = block_dir(1 << 20, 32, 2, tempfile.mkdtemp(prefix="dpsim-cal-blocks-"))
     with Testbed(a.storage_rate, None, a.compute_rate, prefix="dpx") as bed:
-        link_sweeps(bed, str(out / "links.jsonl"), blocks)
-        loader_run(bed, str(out / "loader.jsonl"), blocks, requests=a.requests)
+        link_sweeps(bed, str(out / "links.jsonl"), blocks, sizes="16KiB..4MiB", reps=a.reps)
+        for depth in (1, 2):
+            loader_run(bed, str(out / "loader.jsonl"), blocks, requests=a.requests, depth=depth, blocks_per_request=4)
+        desc = bed.describe()
     with Testbed(a.storage_rate, None, a.compute_rate, priority=True, prefix="dpx") as bed:
-        priority_run(bed, str(out / "priority.jsonl"))
+        for hs in ("0s", "0.1s"):
+            priority_run(bed, str(out / "priority.jsonl"), "16MiB", "16MiB", high_start=hs)
+        comp_goodput, low_share = bed.links["compute"].goodput, bed.low_share
+    raws = [str(out / "links.jsonl"), str(out / "loader.jsonl")]
+    samples = read_samples(raws)
+    report = fit_samples(samples)
+    prof = build_profile(report, samples, raws, storage_nic=parse_bandwidth(a.storage_rate),
+                         compute_nic=parse_bandwidth(a.compute_rate))
+    prof["calibration"]["testbed"] = desc
+    write_profile(prof, out / "profile.yaml")
+    clo = closure(str(out / "profile.yaml"), samples)
+    pri = priority_closure(read_samples([out / "priority.jsonl"]), comp_goodput, low_share)
+    print(format_closure(clo))
+    summary = {"testbed": desc, "fits": {k: {kk: v.get(kk) for kk in ("latency_s", "latency_ci95_s", "bandwidth_Bps",
+                                                                          "bandwidth_ci95_Bps", "mape", "holdout_mape")}
+                                         for k, v in prof["calibration"]["links"].items()},
+               "loader": report.get("loader"), "closure": {k: clo[k] for k in ("makespan_rel_err", "max_config_rel_err",
+                                                                               "mean_abs_rel_err", "experiments",
+                                                                               "per_config")},
+               "priority": pri}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    print(json.dumps(summary["priority"], indent=1, default=float))
     return 0
 
 

@@ -112,7 +112,12 @@ def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None
         if storage_nic is None:
             notes.append("no --storage-nic line rate given: storage_nic.bandwidth is the fitted goodput and read_efficiency 1")
         hw["storage_nic"] = {"bandwidth": fmt_bw(line), "count": 1}
-        hw["storage"] = {"read_efficiency": round(beta / line, 6), "io_overhead": fmt_time(alpha)}
+        eff = beta / line
+        if eff > 1.0:
+            notes.append(f"fitted storage goodput exceeds the given line rate by {(eff - 1) * 100:.2f} %: "
+                         "read_efficiency clamped to 1")
+            eff = 1.0
+        hw["storage"] = {"read_efficiency": round(eff, 6), "io_overhead": fmt_time(alpha)}
         qd = [links[k]["concurrency"]["n_saturate"] for k in storage_keys if "concurrency" in links[k]]
         if qd:
             hw["storage"]["queue_depth"] = int(max(qd))
