@@ -115,6 +115,7 @@ def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in
     ap.add_argument("--compute-rate", default="800Mbit/s", help="tbf (or htb) rate of the compute link")
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--profile", default=None, help="where to write the profile (default OUT/profile.yaml)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,8 +137,9 @@ def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in
     prof = build_profile(report, samples, raws, storage_nic=parse_bandwidth(a.storage_rate),
                          compute_nic=parse_bandwidth(a.compute_rate))
     prof["calibration"]["testbed"] = desc
-    write_profile(prof, out / "profile.yaml")
-    clo = closure(str(out / "profile.yaml"), samples)
+    prof_path = Path(a.profile) if a.profile else out / "profile.yaml"
+    write_profile(prof, prof_path)
+    clo = closure(str(prof_path), samples)
     pri = priority_closure(read_samples([out / "priority.jsonl"]), comp_goodput, low_share)
     print(format_closure(clo))
     summary = {"testbed": desc, "fits": {k: {kk: v.get(kk) for kk in ("latency_s", "latency_ci95_s", "bandwidth_Bps",

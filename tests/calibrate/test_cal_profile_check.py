@@ -125,3 +125,30 @@ def test_priority_simulation_strict_priority():
     assert abs(res["max_abs_slowdown_err"]) < 1e-3
     samples[2]["elapsed_s"] = 1.5  # a fair-share result would not match strict priority
     assert priority_closure(samples, cap, 0.01)["max_abs_slowdown_err"] > 0.2
+
+
+def test_scenario_includes_the_profile(profile_path, tmp_path):
+    config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
+    scen = tmp_path / "s.yaml"
+    scen.write_text(f"include: [{profile_path}]\ncluster: {{prefill_nodes: 1, decode_nodes: 1}}\nmodel: {{name: ds27b}}\n")
+    s = config.load_scenario(scen)
+    vals = hardware_values(load_profile(profile_path))
+    assert s.hardware.compute_nic.bandwidth == pytest.approx(vals["compute_bw"], rel=1e-5)
+    assert s.hardware.storage_nic.bandwidth * s.hardware.storage.read_efficiency == pytest.approx(vals["storage_bw"],
+                                                                                                  rel=1e-5)
+    assert s.hardware.storage.io_overhead == pytest.approx(vals["io_overhead"], rel=1e-5)
+    assert s.calibration["tool"] == "dpsim-calibrate"
+
+
+@pytest.mark.parametrize("name", ["testbed-netns.yaml", "local-odirect-ds27b.yaml"])
+def test_committed_profiles_load(name):
+    from pathlib import Path
+
+    config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "profiles" / name
+    prof = load_profile(path)
+    assert prof["calibration"]["provenance"]["host"]
+    data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1}, "model": {"name": "ds27b"},
+            "hardware": prof["hardware"], "calibration": prof["calibration"]}
+    s = config.validate_scenario(data)
+    assert s.hardware.storage_nic.bandwidth > 0
