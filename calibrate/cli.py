@@ -252,20 +252,24 @@ def gpu(device, sizes, reps, model, raw, resume, as_json):
 @click.option("--depth", default=2, show_default=True, help="requests in flight per path")
 @click.option("--files", default="blocks", show_default=True, help="prefix of the block files on the storage host")
 @click.option("--repeat", default=1, show_default=True)
+@click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]),
+              help="transport of the storage reads and the DE path's layer-block writes")
+@click.option("--priority", default=None, type=int, help="SO_PRIORITY (tcp) / service level (rdma) of KV traffic")
 @click.option("--raw", type=click.Path(dir_okay=False))
 @click.option("--resume", is_flag=True)
 @_guard
 def loader(storage_pe, storage_de, decode_addr, listen, advertise, model, block_size, layers, blocks_per_request,
-           requests, paths, depth, files, repeat, raw, resume):
+           requests, paths, depth, files, repeat, transport, priority, raw, resume):
     """The dual-path loader, run on the prefill host: PE path (storage -> local buffer -> target)
     and DE path (storage -> decode host buffer -> layer blocks over the transport -> target)."""
     from . import loader as ld
 
     cfg = ld.LoaderConfig.build(model=model, block_size=block_size, layers=layers,
                                 blocks_per_request=blocks_per_request, requests=requests, paths=paths, depth=depth,
-                                files=files)
-    with _open_log(raw, resume, tool="loader") as log:
-        res = ld.run_prefill_side(cfg, storage_pe, storage_de, decode_addr, listen, advertise, log, repeat=repeat)
+                                files=files, transport=transport)
+    with _open_log(raw, resume, tool="loader", transport=transport) as log:
+        res = ld.run_prefill_side(cfg, storage_pe, storage_de, decode_addr, listen, advertise, log, repeat=repeat,
+                                  priority=priority)
     click.echo(ld.format_result(res))
 
 

@@ -254,7 +254,9 @@ class DecodeAgent:
 # ---------------------------------------------------------------------------------- prefill side
 def run_prefill_side(cfg: LoaderConfig, storage_pe: str, storage_de: str | None, decode_addr: str | None,
                      listen: str, advertise: str | None, log: SampleLog, repeat: int = 1,
-                     priority: int | None = None) -> dict:
+                     priority: int | None = None, on_request=None) -> dict:
+    """Run the experiment ``repeat`` times. ``on_request(i, path, blocks, view)`` (optional) is
+    called when request i has fully arrived, with its target-buffer slot (e.g. to verify data)."""
     if cfg.paths in ("de", "both") and not (decode_addr and storage_de):
         raise CalibrateError("the DE read path needs --decode and --storage-de")
     tr = get_transport(cfg.transport)
@@ -263,11 +265,12 @@ def run_prefill_side(cfg: LoaderConfig, storage_pe: str, storage_de: str | None,
     probe.close()
     results = []
     for rep in range(repeat):
-        results.append(_one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority))
+        results.append(_one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority,
+                                on_request))
     return results[-1] if len(results) == 1 else {"runs": results}
 
 
-def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority) -> dict:
+def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority, on_request) -> dict:
     rnd = random.Random(cfg.seed + rep)
     plan = _block_plan(cfg, regions, rnd)
     paths = cfg.assign()
@@ -349,6 +352,8 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
                     write({"kind": "copy", "link": "host_copy", "op": "copy", "size": cfg.block_size,
                            "elapsed_s": c1 - c0, "count": 1, "experiment": exp_id})
                 t1 = time.perf_counter()
+                if on_request:
+                    on_request(i, "pe", plan[i], target[base : base + slot_bytes])
                 records.append({"kind": "loader", "experiment": exp_id, "request": i, "path": "pe",
                                 "t_submit": t0 - t_start[0], "t_done": t1 - t_start[0], "elapsed_s": t1 - t0,
                                 "bytes": cfg.request_bytes, "blocks": cfg.blocks_per_request, "copy_s": copy_s,
@@ -373,6 +378,9 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
                 if not events[i].wait(600):
                     raise CalibrateError(f"decode agent never completed request {i}")
                 t1 = done_at[i]
+                if on_request:
+                    base = slot * slot_bytes
+                    on_request(i, "de", plan[i], memoryview(target_mem)[base : base + slot_bytes])
                 records.append({"kind": "loader", "experiment": exp_id, "request": i, "path": "de",
                                 "t_submit": t0 - t_start[0], "t_done": t1 - t_start[0], "elapsed_s": t1 - t0,
                                 "bytes": cfg.request_bytes, "blocks": cfg.blocks_per_request, "worker": slot})
