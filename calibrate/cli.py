@@ -86,13 +86,15 @@ def _sigterm(*_):
 @click.option("--files", type=click.Path(exists=True, file_okay=False), help="serve every file of DIR as a region")
 @click.option("--delay", default="0s", show_default=True, help="delay injected before each READ (latency ground truth)")
 @click.option("--duration", default=None, help="exit after this long (default: until killed)")
+@click.option("--device", default=None, help="RDMA device (e.g. mlx5_0)")
+@click.option("--gid-index", default=None, type=int, help="RoCE GID index")
 @_guard
-def serve(listen, transport, buffer_size, files, delay, duration):
+def serve(listen, transport, buffer_size, files, delay, duration, device, gid_index):
     """Passive side of a transport: advertises regions and serves READ/WRITE requests."""
     if transport == "rdma":
         from .transports.rdma import RdmaServer
 
-        server = RdmaServer(listen)
+        server = RdmaServer(listen, device=device, gid_index=gid_index)
     else:
         from .transports.tcp import TcpServer
 
@@ -238,8 +240,10 @@ def gpu(device, sizes, reps, model, raw, resume, as_json):
 
 # ----------------------------------------------------------------------------------- loader
 @main.command()
-@click.option("--storage-pe", required=True, help="storage server address reached over the prefill host's storage NIC")
-@click.option("--storage-de", default=None, help="storage server address reached over the decode host's storage NIC")
+@click.option("--storage-pe", required=True,
+              help="storage as the prefill host reads it: file:DIR[?reader=odirect|posix|usrbio] (e.g. a 3FS mount) "
+                   "or the HOST:PORT of a `serve --files` storage host")
+@click.option("--storage-de", default=None, help="(recorded only) the storage address the decode agent uses")
 @click.option("--decode", "decode_addr", default=None, help="decode agent control address (DE read path)")
 @click.option("--listen", default="0.0.0.0:0", show_default=True, help="where this prefill host accepts layer blocks")
 @click.option("--advertise", default=None, help="address the decode agent uses to reach --listen")
@@ -275,7 +279,8 @@ def loader(storage_pe, storage_de, decode_addr, listen, advertise, model, block_
 
 @main.command("decode-agent")
 @click.option("--listen", default="0.0.0.0:18600", show_default=True)
-@click.option("--storage", "storage_addr", required=True, help="storage server address over this host's storage NIC")
+@click.option("--storage", "storage_addr", required=True,
+              help="storage as this host reads it: file:DIR[?reader=...] or HOST:PORT of a `serve --files` host")
 @click.option("--duration", default=None)
 @_guard
 def decode_agent(listen, storage_addr, duration):

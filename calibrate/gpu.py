@@ -64,6 +64,9 @@ class _Timer:
 
 def copy_sweep(torch, device: str, sizes: list[int], reps: int, log: SampleLog, warmup: int = 3) -> None:
     cuda = device.startswith("cuda")
+    if not cuda:
+        # one thread: a host memcpy stand-in; waking an intra-op pool costs ms on a busy 2-core box
+        torch.set_num_threads(1)
     timer = _Timer(torch, device)
     rep_flag = not cuda
     for size in sizes:

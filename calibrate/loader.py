@@ -35,6 +35,7 @@ from .errors import CalibrateError
 from .measure import SampleLog
 from .storage import ALIGN, BlockLayout
 from .transports import get_transport
+from .transports.files import connect_storage
 from .transports.tcp import TcpServer, _recv_line, split_address
 
 WRITE_WINDOW = 64  # outstanding layer-block writes per DE worker before draining completions
@@ -161,7 +162,7 @@ class DecodeAgent:
 
             def worker():
                 try:
-                    st = tr.connect(self.storage_addr)
+                    st = connect_storage(self.storage_addr, tr)
                     pe = tr.connect(setup["target"], priority=setup.get("priority"))
                     target = pe.remote("target")
                     bufs = [tr.register(bytearray(cfg.stride)) for _ in range(DE_BUFFERS)]
@@ -257,10 +258,10 @@ def run_prefill_side(cfg: LoaderConfig, storage_pe: str, storage_de: str | None,
                      priority: int | None = None, on_request=None) -> dict:
     """Run the experiment ``repeat`` times. ``on_request(i, path, blocks, view)`` (optional) is
     called when request i has fully arrived, with its target-buffer slot (e.g. to verify data)."""
-    if cfg.paths in ("de", "both") and not (decode_addr and storage_de):
-        raise CalibrateError("the DE read path needs --decode and --storage-de")
+    if cfg.paths in ("de", "both") and not decode_addr:
+        raise CalibrateError("the DE read path needs --decode (a running decode-agent)")
     tr = get_transport(cfg.transport)
-    probe = tr.connect(storage_pe)
+    probe = connect_storage(storage_pe, tr)
     regions = dict(probe.remote_regions)
     probe.close()
     results = []
@@ -284,7 +285,12 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
         with log_lock:
             log.write(rec)
 
-    server = TcpServer(listen)
+    if cfg.transport == "rdma":
+        from .transports.rdma import RdmaServer
+
+        server = RdmaServer(listen)
+    else:
+        server = TcpServer(listen)
     server.add_buffer("target", target_mem)
     server.start()
     target_addr = advertise or server.address
@@ -326,7 +332,7 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
 
     def pe_worker(slot: int):
         try:
-            ep = tr.connect(storage_pe, priority=priority)
+            ep = connect_storage(storage_pe, tr, priority=priority)
             local = tr.register(bytearray(cfg.stride))
             target = memoryview(target_mem)
             fname = plan[0][0][0]

@@ -63,6 +63,18 @@ def fit_samples(samples: list[dict], n_boot: int = 300, seed: int = 0) -> dict:
     loader = [r for r in samples if r.get("kind") == "loader_total"]
     if loader:
         report["loader"] = [{k: r[k] for k in r if k != "kind"} for r in loader]
+    kern: dict[str, list[dict]] = defaultdict(list)
+    for r in samples:
+        if r.get("kind") == "gpu_kernel":
+            kern[r["link"]].append(r)
+    if kern:
+        report["kernels"] = {
+            k: {"model": v[0].get("model"), "tokens": v[0]["size"], "hidden": v[0].get("hidden"), "n": len(v),
+                "median_s": float(np.median([r["elapsed_s"] for r in v])),
+                "median_flop_rate": float(np.median([r["flop_rate"] for r in v])),
+                "not_representative": bool(v[0].get("not_representative"))}
+            for k, v in kern.items()
+        }
     prio = [r for r in samples if r.get("kind") == "priority"]
     if prio:
         report["priority_runs"] = len({r.get("group") for r in prio})
@@ -174,6 +186,8 @@ def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None
         calib["links"][k] = d
     if "loader" in report:
         calib["loader"] = report["loader"]
+    if "kernels" in report:
+        calib["kernels"] = report["kernels"]
     if storage_nic:
         calib["storage_nic_line_rate_Bps"] = storage_nic
     if compute_nic:

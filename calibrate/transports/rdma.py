@@ -296,7 +296,8 @@ class RdmaServer:
         self.qps = []
 
     def add_buffer(self, name: str, buf) -> None:
-        self.regions[name] = self.res.register(mmap.mmap(-1, len(buf)), name)
+        """Register the caller's buffer (writable: RDMA WRITEs land in it)."""
+        self.regions[name] = self.res.register(buf, name)
 
     def add_directory(self, directory) -> int:
         raise CalibrateError("the rdma server serves memory regions only; read block files with `storage`")

@@ -72,3 +72,23 @@ def test_de_path_needs_a_decode_agent(storage, tmp_path):
     cfg = LoaderConfig(block_size=layout.full_block, layers=1, blocks_per_request=1, requests=2, paths="both")
     with pytest.raises(CalibrateError, match="--decode"):
         run_prefill_side(cfg, srv.address, None, None, "127.0.0.1:0", None, SampleLog(None))
+
+
+def test_file_storage_endpoints(storage, tmp_path):
+    """file:DIR reads block files with a storage reader, on both paths, without a storage server."""
+    layout, files, srv = storage
+    addr = f"file:{files[0].parent}?reader=odirect"
+    agent = DecodeAgent("127.0.0.1:0", addr)
+    threading.Thread(target=agent.serve, daemon=True).start()
+    cfg = LoaderConfig(block_size=layout.full_block, layers=layout.layers, blocks_per_request=2, requests=4, depth=1)
+    content = {f.name: f.read_bytes() for f in files}
+    bad = []
+
+    def verify(i, path, blocks, view):
+        for j, (fname, off) in enumerate(blocks):
+            if bytes(view[j * cfg.block_size : (j + 1) * cfg.block_size]) != content[fname][off : off + cfg.block_size]:
+                bad.append((i, j, path))
+
+    with SampleLog(None) as log:
+        res = run_prefill_side(cfg, addr, None, agent.address, "127.0.0.1:0", None, log, on_request=verify)
+    assert not bad and res["pe_bytes"] == res["de_bytes"] == 2 * 2 * cfg.block_size
