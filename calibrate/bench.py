@@ -96,21 +96,26 @@ def reader_read(path: Path, bs: int, depth: int, seconds: float = 4.0, reader: s
         nblocks = rd.sizes[0] // bs
         rnd = random.Random(3)
         bufs = [rd.buffer(bs) for _ in range(depth)]
-        moved, t_total = 0, 0.0
-        while t_total < seconds:
-            reads = [(0, rnd.randrange(nblocks) * bs, bs) for _ in range(16 * depth)]
-            t_total += rd.read_many(reads, depth, bufs)
-            moved += len(reads) * bs
-        return moved / t_total
+        # a short batch sizes one long batch, so the queue stays full for the whole measurement
+        # (every batch ends with a tail where fewer than `depth` reads are in flight)
+        probe = [(0, rnd.randrange(nblocks) * bs, bs) for _ in range(8 * depth)]
+        rate = len(probe) * bs / rd.read_many(probe, depth, bufs)
+        n = max(16 * depth, int(rate * seconds / bs))
+        reads = [(0, rnd.randrange(nblocks) * bs, bs) for _ in range(n)]
+        return n * bs / rd.read_many(reads, depth, bufs)
     finally:
         rd.close()
 
 
 def bench_tcp(rounds: int, seconds: float) -> dict:
     ref, ours = [], []
-    for _ in range(rounds):
-        ref.append(iperf3_loopback(seconds))
-        ours.append(tcp_transport_loopback(seconds))
+    for i in range(rounds):
+        if i % 2:
+            ours.append(tcp_transport_loopback(seconds))
+            ref.append(iperf3_loopback(seconds))
+        else:
+            ref.append(iperf3_loopback(seconds))
+            ours.append(tcp_transport_loopback(seconds))
     return _report("tcp loopback: iperf3 (1 stream) vs TCP transport (1 connection, READ 4 MiB, depth 2)", ref, ours)
 
 
@@ -120,9 +125,13 @@ def bench_storage(rounds: int, seconds: float, directory: str | None, bs: int, d
     d = Path(directory or tempfile.mkdtemp(prefix="dpsim-cal-fio-", dir="/var/tmp"))
     path = ensure_block_files(d, BlockLayout(bs), max(1, file_size // bs), 1, prefix="fio")[0]
     ref, ours = [], []
-    for _ in range(rounds):
-        ref.append(fio_read(path, bs, depth, seconds))
-        ours.append(reader_read(path, bs, depth, seconds))
+    for i in range(rounds):  # alternate which runs first, so drift does not favour one side
+        if i % 2:
+            ours.append(reader_read(path, bs, depth, seconds))
+            ref.append(fio_read(path, bs, depth, seconds))
+        else:
+            ref.append(fio_read(path, bs, depth, seconds))
+            ours.append(reader_read(path, bs, depth, seconds))
     rep = _report(f"O_DIRECT random {bs} B reads, depth {depth}: fio (psync x {depth} threads) vs odirect reader",
                   ref, ours)
     rep["file"] = str(path)

@@ -314,8 +314,9 @@ class StorageSweep:
 
         def bw(item: PlanItem) -> dict:
             size = read_size(item.size)
-            el = self.reader.read_many(self._reads(rnd, size, self.count), item.depth, buffers[: item.depth])
-            return {"elapsed_s": el, "count": self.count, "bytes": size * self.count}
+            count = max(self.count, 8 * item.depth)  # keep the drain at the end of a batch small
+            el = self.reader.read_many(self._reads(rnd, size, count), item.depth, buffers[: item.depth])
+            return {"elapsed_s": el, "count": count, "bytes": size * count}
 
         out = run_plan(make_plan(self.sizes, self.reps, self.seed), lat, log, f"storage:{self.reader.name}:lat",
                        base, warmup=self.warmup)
