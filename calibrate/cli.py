@@ -131,17 +131,18 @@ def serve(listen, transport, buffer_size, files, delay, duration, device, gid_in
 @click.option("--priority", default=None, type=int, help="SO_PRIORITY (tcp) / service level (rdma)")
 @click.option("--device", default=None, help="RDMA device (e.g. mlx5_0)")
 @click.option("--gid-index", default=None, type=int)
+@click.option("--doorbell", default=None, type=int, help="RDMA: work requests chained per post_send (doorbell batching)")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--raw", type=click.Path(dir_okay=False), help="append raw samples to this JSONL file")
 @click.option("--resume", is_flag=True, help="continue an interrupted --raw file")
 @click.option("--json", "as_json", is_flag=True)
 @_guard
 def transport(address, transport, op, link, region, sizes, reps, warmup, depths, concurrency, count, priority,
-              device, gid_index, seed, raw, resume, as_json):
+              device, gid_index, doorbell, seed, raw, resume, as_json):
     """Size / depth / concurrency sweep of one-sided READ or WRITE to a `serve` peer."""
     from .sweeps import TransportSweep
 
-    opts = {k: v for k, v in (("device", device), ("gid_index", gid_index)) if v is not None}
+    opts = {k: v for k, v in (("device", device), ("gid_index", gid_index), ("doorbell", doorbell)) if v is not None}
     if transport == "rdma":
         from .transports.rdma import probe
 

@@ -144,7 +144,7 @@ class _Resources:
         return {"lid": self.lid, "gid": self.gid, "qpn": qp.qp_num, "psn": psn, "mtu": self.mtu}
 
     def to_rts(self, qp, local_psn: int, remote: dict, sl: int = 0) -> None:
-        from pyverbs.addr import AHAttr, GlobalRoute
+        from pyverbs.addr import GID, AHAttr, GlobalRoute
         from pyverbs.qp import QPAttr
 
         attr = QPAttr(port_num=self.port)
@@ -157,7 +157,7 @@ class _Resources:
         attr.qp_access_flags = self.e.ACCESS_LOCAL_WRITE | self.e.ACCESS_REMOTE_READ | self.e.ACCESS_REMOTE_WRITE
         attr.timeout, attr.retry_cnt, attr.rnr_retry, attr.min_rnr_timer = 14, 7, 7, 12
         if remote.get("gid") and self.gid_index is not None:
-            gr = GlobalRoute(dgid=remote["gid"], sgid_index=self.gid_index)
+            gr = GlobalRoute(dgid=GID(remote["gid"]), sgid_index=self.gid_index)
             attr.ah_attr = AHAttr(gr=gr, is_global=1, port_num=self.port, sl=sl)
         else:
             attr.ah_attr = AHAttr(dlid=int(remote["lid"]), port_num=self.port, sl=sl)  # SL -> VL via SL2VL
@@ -215,7 +215,7 @@ class RdmaEndpoint(Endpoint):
         if not self._chain:
             return
         for a, b in zip(self._chain, self._chain[1:]):
-            a.set_next_wr(b) if hasattr(a, "set_next_wr") else None
+            a.next_wr = b  # pyverbs SendWR.next_wr setter links the ibv_send_wr list
         self.qp.post_send(self._chain[0])
         self._chain = []
 
