@@ -103,14 +103,18 @@ def contend(address: str, flows: list[tuple[int, int | None, float]], log: Sampl
             if offset:
                 time.sleep(max(0.0, t0[0] + offset - time.perf_counter()))
             start = time.perf_counter()
-            progress = []
-            moved = 0
-            while moved < total:
-                n = min(chunk * 8, total - moved)
-                count = max(1, n // chunk)
-                transfer_batch(ep, "read", local, remote, min(chunk, n), count, depth)
-                moved += min(chunk, n) * count
-                progress.append([time.perf_counter() - t0[0], moved])
+            progress = []  # (time, bytes arrived) at every completion
+            sizes = [chunk] * (total // chunk) + ([total % chunk] if total % chunk else [])
+            posted = moved = 0
+            inflight = []
+            while posted < len(sizes) or inflight:
+                while posted < len(sizes) and len(inflight) < depth:
+                    ep.post_read(local, (posted % depth) * chunk, remote, 0, sizes[posted])
+                    inflight.append(sizes[posted])
+                    posted += 1
+                for _ in ep.wait(1):
+                    moved += inflight.pop(0)
+                    progress.append([time.perf_counter() - t0[0], moved])
             end = time.perf_counter()
             records[i] = {"kind": "priority", "link": link, "op": "read", "flow": i, "priority": prio,
                           "size": moved, "bytes": moved, "t_start": start - t0[0], "t_end": end - t0[0],

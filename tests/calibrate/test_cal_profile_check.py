@@ -152,3 +152,15 @@ def test_committed_profiles_load(name):
             "hardware": prof["hardware"], "calibration": prof["calibration"]}
     s = config.validate_scenario(data)
     assert s.hardware.storage_nic.bandwidth > 0
+
+
+def test_perftest_comparison(tmp_path):
+    import json
+
+    from calibrate.check import perftest_compare
+
+    pt = tmp_path / "pt.json"
+    pt.write_text(json.dumps({"results": [{"MsgSize": 65536, "BW_average": 1000.0}]}))  # MiB/s
+    samples = [{"kind": "transport", "size": 65536, "bytes": 65536 * 10, "elapsed_s": 65536 * 10 / (500 * 2**20)}]
+    text = perftest_compare(str(pt), samples)
+    assert "ratio 0.500" in text
