@@ -6,6 +6,7 @@ the namespaces as a user would on three hosts. Used by the tests and by
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -122,12 +123,12 @@ def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in
     for f in ("links.jsonl", "loader.jsonl", "priority.jsonl"):
         (out / f).unlink(missing_ok=True)
     blocks = block_dir(1 << 20, 32, 2, tempfile.mkdtemp(prefix="dpsim-cal-blocks-"))
-    with Testbed(a.storage_rate, None, a.compute_rate, prefix="dpx") as bed:
+    with Testbed(a.storage_rate, None, a.compute_rate, prefix=f"dpx{os.getpid() % 10000}") as bed:
         link_sweeps(bed, str(out / "links.jsonl"), blocks, sizes="16KiB..4MiB", reps=a.reps)
         for depth in (1, 2):
             loader_run(bed, str(out / "loader.jsonl"), blocks, requests=a.requests, depth=depth, blocks_per_request=4)
         desc = bed.describe()
-    with Testbed(a.storage_rate, None, a.compute_rate, priority=True, prefix="dpx") as bed:
+    with Testbed(a.storage_rate, None, a.compute_rate, priority=True, prefix=f"dpx{os.getpid() % 10000}") as bed:
         for hs in ("0s", "0.1s"):
             priority_run(bed, str(out / "priority.jsonl"), "16MiB", "16MiB", high_start=hs)
         comp_goodput, low_share = bed.links["compute"].goodput, bed.low_share

@@ -164,3 +164,23 @@ def test_perftest_comparison(tmp_path):
     samples = [{"kind": "transport", "size": 65536, "bytes": 65536 * 10, "elapsed_s": 65536 * 10 / (500 * 2**20)}]
     text = perftest_compare(str(pt), samples)
     assert "ratio 0.500" in text
+
+
+def test_queue_depth_plateau_goes_into_the_profile():
+    """A device one stream cannot fill: the plateau becomes the bandwidth, queue_depth where it is
+    reached, and io_overhead keeps a depth-1 Full Block read exact."""
+    block, alpha, beta1, plateau = 1 << 20, 200e-6, 5e8, 1.5e9
+    s = link_samples("storage", alpha, beta1, 5, kind="storage")
+    for depth in (1, 2, 4, 8, 16):
+        agg = min(plateau, depth * block / (alpha + block / beta1))
+        for rep in range(3):
+            s.append({"kind": "storage", "link": "storage", "op": "read", "size": block, "depth": depth,
+                      "concurrency": 1, "count": 64, "bytes": 64 * block, "elapsed_s": 64 * block / agg, "rep": rep,
+                      "mode": "depth"})
+    prof = build_profile(fit_samples(s, n_boot=30), s)
+    vals = hardware_values(prof)
+    assert vals["storage_bw"] == pytest.approx(plateau, rel=0.02)
+    assert prof["hardware"]["storage"]["queue_depth"] == 4
+    one_read = vals["io_overhead"] + block / vals["storage_bw"]
+    assert one_read == pytest.approx(alpha + block / beta1, rel=0.03)
+    assert any("plateau" in n for n in prof["calibration"]["notes"])

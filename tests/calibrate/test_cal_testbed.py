@@ -94,3 +94,19 @@ def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path)
     else:
         pytest.fail("; ".join(tries))
     print(tries[-1])
+
+
+@pytest.mark.slow
+def test_full_experiment_driver(require_netns, tmp_path):
+    """`python -m calibrate.experiments` end to end (about 30 s): sweeps, loader at depth 1 and 2,
+    priority runs, profile, closure."""
+    from calibrate.experiments import main
+
+    assert main([str(tmp_path), "--requests", "16", "--reps", "4"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    storage_sum = 2 * summary["testbed"]["links"]["storage_pe"]["expected_goodput"]
+    assert max(r["aggregate_bw"] for r in summary["loader"]) >= 0.9 * storage_sum
+    assert abs(summary["closure"]["makespan_rel_err"]) <= 0.05
+    assert summary["priority"]["max_abs_slowdown_err"] <= 0.10
+    prof = (tmp_path / "profile.yaml").read_text()
+    assert "compute_nic" in prof and "storage_nic" in prof
