@@ -42,7 +42,7 @@ def block_dir(block_size: int, blocks: int = 32, nfiles: int = 2, directory: str
 
 def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB", reps: int = 5,
                 delay: str = "0s", links: tuple[str, ...] = ("storage_pe", "storage_de", "compute"),
-                resume: bool = False, compute_op: str = "write") -> None:
+                compute_op: str = "write") -> None:
     """Size sweeps (depth 1) over each link, in the direction KV moves: storage reads from the
     prefill and decode hosts, and decode -> prefill writes on the compute link."""
     for name in links:
@@ -59,7 +59,6 @@ def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB"
         with servers(bed, spec) as (addr,):
             bed.run(client, ["calibrate.cli", "transport", addr, "--sizes", sizes, "--reps", str(reps),
                              "--link", name, "--raw", raw, "--resume", *args])
-        resume = True
 
 
 def loader_run(bed: Testbed, raw: str, blocks: Path, block_size: str = "1MiB", layers: int = 8,

@@ -79,7 +79,6 @@ def copy_sweep(torch, device: str, sizes: list[int], reps: int, log: SampleLog, 
                 log.write({"kind": "gpu", "link": link, "op": "copy", "size": size, "elapsed_s": el, "count": 1,
                            "bytes": size, "rep": rep, "pinned": cuda, "device": device,
                            "not_representative": rep_flag, "config": f"gpu:{link}:{device}"})
-        del host, dev
 
 
 def kernel_timing(torch, device: str, model: str, reps: int, log: SampleLog) -> None:

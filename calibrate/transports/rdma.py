@@ -43,7 +43,7 @@ def import_pyverbs():
     """The pyverbs modules we use, or Unavailable with the reason in one line."""
     try:
         import pyverbs  # noqa: F401
-        from pyverbs import device, pd, mr, cq, qp, wr, addr  # noqa: F401
+        from pyverbs import addr, cq, device, mr, pd, qp, wr  # noqa: F401  (fail early on an ABI mismatch)
         from pyverbs.pyverbs_error import PyverbsRDMAError  # noqa: F401
     except ImportError as e:
         raise Unavailable(
@@ -271,6 +271,8 @@ class RdmaTransport(Transport):
         sock.sendall((json.dumps({**self.res.local_info(qp, psn), "regions": {}}) + "\n").encode())
         remote, regions = decode_exchange(_recv_line(sock))
         self.res.to_rts(qp, psn, remote, sl=self.sl if priority is None else int(priority))
+        if sock.recv(1) != b"R":  # the server's QP is ready to receive before we post
+            raise CalibrateError(f"rdma: {address} closed the exchange before its QP was ready")
         return RdmaEndpoint(self.res, qp, regions, sock, self.depth, self.doorbell)
 
     def versions(self) -> dict:
@@ -317,6 +319,7 @@ class RdmaServer:
             psn = random.randrange(1 << 24)
             conn.sendall(encode_exchange(self.res.local_info(qp, psn), self.regions))
             self.res.to_rts(qp, psn, remote)
+            conn.sendall(b"R")
             self.qps.append((qp, conn))
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 the target buffer intact on both paths, and the raw records describe the run."""
 
 import threading
-from pathlib import Path
 
 import pytest
 
