@@ -26,7 +26,8 @@ def cli(*args):
     return p
 
 
-@pytest.mark.parametrize("rate,delay", [("400Mbit/s", 2e-3), ("200Mbit/s", 5e-3)])
+@pytest.mark.parametrize("rate,delay", [("400Mbit/s", 2e-3), ("200Mbit/s", 5e-3),
+                                        pytest.param("1Gbit/s", 0.5e-3, marks=pytest.mark.slow)])
 def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, rate, delay):
     bed = make_testbed(rate, "800Mbit/s")
     blocks = block_dir(1 << 20, 4, 1, str(tmp_path / "blocks"))
