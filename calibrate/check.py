@@ -110,9 +110,34 @@ def simulate_loader(cfg: dict, requests: list[dict], hw: dict, copy: tuple[float
     return out
 
 
+def scenario_hardware(profile: dict) -> tuple[dict, str]:
+    """The hardware numbers as dpsim itself loads them: the profile's ``hardware`` section validated
+    into a scenario by ``dpsim.config`` (so the closure simulates exactly what ``include:`` gives a
+    scenario). Falls back to reading the profile directly when dpsim.config is not importable."""
+    hw = hardware_values(profile)
+    try:
+        from dpsim.config import ScenarioError, validate_scenario
+    except ImportError:
+        return hw, "profile (dpsim.config not importable)"
+    data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1}, "model": {"name": "ds27b"},
+            "hardware": profile["hardware"], "calibration": profile.get("calibration")}
+    try:
+        h = validate_scenario(data, default_source="<profile>").hardware
+    except ScenarioError as e:
+        raise CalibrateError(f"dpsim rejects the profile: {e}") from None
+    given = profile["hardware"]
+    if "storage_nic" in given:
+        hw["storage_bw"] = h.storage_nic.bandwidth * h.storage.read_efficiency
+    if "storage" in given:
+        hw["io_overhead"] = h.storage.io_overhead
+    if "compute_nic" in given:
+        hw["compute_bw"], hw["compute_latency"] = h.compute_nic.bandwidth, h.compute_nic.latency
+    return hw, "dpsim.config scenario"
+
+
 def closure(profile_path: str, samples: list[dict]) -> dict:
     profile = load_profile(profile_path)
-    hw = hardware_values(profile)
+    hw, source = scenario_hardware(profile)
     copy = _copy_params(profile, hw)
     exps = {r["experiment"]: r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"}
     if not exps:
@@ -158,6 +183,7 @@ def closure(profile_path: str, samples: list[dict]) -> dict:
     return {
         "max_config_rel_err": max(abs(t["mean_rel_err"]) for t in table),
         "profile": str(profile_path),
+        "parameters_from": source,
         "parameters": {**hw, "copy_overhead_used": copy[0], "copy_bw_used": copy[1]},
         "experiments": rows,
         "per_config": table,
@@ -174,6 +200,9 @@ def format_closure(res: dict) -> str:
         lines.append(f"{r['experiment']:<34}{r['paths']:>5}{r['depth']:>6}{r['block_size']:>10}{r['requests']:>6}"
                      f"{r['measured_makespan_s']:>13.4f}{r['predicted_makespan_s']:>13.4f}{r['rel_err'] * 100:>8.2f}"
                      f"{r['measured_bw'] / 1e6:>12.2f}{r['predicted_bw'] / 1e6:>11.2f}")
+    lines.append(f"parameters from the {res.get('parameters_from', 'profile')}: storage "
+                 f"{(res['parameters']['storage_bw'] or 0) / 1e6:.3f} MB/s per link, io_overhead "
+                 f"{res['parameters']['io_overhead'] * 1e6:.1f} us, compute {(res['parameters']['compute_bw'] or 0) / 1e6:.3f} MB/s")
     lines.append("per size / concurrency / path (request completion times):")
     for t in res["per_config"]:
         lines.append(f"  block {t['block_size']} B depth {t['depth']} {t['paths']}/{t['path']}: {t['requests']} requests, "
