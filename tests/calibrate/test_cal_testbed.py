@@ -111,3 +111,26 @@ def test_full_experiment_driver(require_netns, tmp_path):
     assert summary["priority"]["max_abs_slowdown_err"] <= 0.10
     prof = (tmp_path / "profile.yaml").read_text()
     assert "compute_nic" in prof and "storage_nic" in prof
+
+
+def test_unavailable_namespaces_give_a_reason(monkeypatch):
+    """Without iproute2 (or root) the probe says why, and the bed refuses with one line."""
+    from calibrate import testbed
+    from calibrate.errors import Unavailable
+
+    monkeypatch.setattr(testbed.shutil, "which", lambda name: None)
+    ok, reason = testbed.netns_available()
+    assert not ok and "iproute2" in reason
+    with pytest.raises(Unavailable, match="^network namespaces unavailable: iproute2"):
+        testbed.Testbed(prefix="dpzz").up()
+
+
+def test_testbed_description_and_expected_goodput():
+    from calibrate.testbed import Testbed
+
+    bed = Testbed("200Mbit/s", "100Mbit/s", "800Mbit/s", priority=True, prefix="dpyy")
+    d = bed.describe()
+    assert d["links"]["storage_pe"]["rate"] == 25e6 and d["links"]["storage_de"]["rate"] == 12.5e6
+    assert d["links"]["compute"]["expected_goodput"] == pytest.approx(1e8 * 1448 / 1514)
+    assert d["links"]["compute"]["priority"] and d["low_share"] == 0.01
+    assert all(len(bed._dev(link, "a")) <= 15 for link in bed.links.values())
