@@ -139,7 +139,9 @@ def closure(profile_path: str, samples: list[dict]) -> dict:
     profile = load_profile(profile_path)
     hw, source = scenario_hardware(profile)
     copy = _copy_params(profile, hw)
-    exps = {r["experiment"]: r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"}
+    finished = {r["experiment"] for r in samples if r.get("kind") == "loader_total"}
+    exps = {r["experiment"]: r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"
+            and r["experiment"] in finished}  # an interrupted run has no total: its requests are partial
     if not exps:
         raise CalibrateError("no loader experiment in the raw samples (run `dpsim-calibrate loader --raw ...`)")
     by_exp: dict[str, list[dict]] = defaultdict(list)

@@ -285,6 +285,10 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
         with log_lock:
             log.write(rec)
 
+    def record(rec):  # each request is in the raw file as soon as it completes
+        records.append(rec)
+        write(rec)
+
     if cfg.transport == "rdma":
         from .transports.rdma import RdmaServer
 
@@ -297,6 +301,8 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
     if advertise and advertise.endswith(":0"):
         target_addr = advertise[:-2] + ":" + server.address.rsplit(":", 1)[1]
 
+    write({"kind": "experiment", "experiment": exp_id, "what": "loader", "config": asdict(cfg),
+           "storage_pe": storage_pe, "decode": decode_addr, "rep": rep})
     queues = {"pe": queue.Queue(), "de": queue.Queue()}
     for i, p in enumerate(paths):
         queues[p].put(i)
@@ -360,7 +366,7 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
                 t1 = time.perf_counter()
                 if on_request:
                     on_request(i, "pe", plan[i], target[base : base + slot_bytes])
-                records.append({"kind": "loader", "experiment": exp_id, "request": i, "path": "pe",
+                record({"kind": "loader", "experiment": exp_id, "request": i, "path": "pe",
                                 "t_submit": t0 - t_start[0], "t_done": t1 - t_start[0], "elapsed_s": t1 - t0,
                                 "bytes": cfg.request_bytes, "blocks": cfg.blocks_per_request, "copy_s": copy_s,
                                 "worker": slot})
@@ -387,7 +393,7 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
                 if on_request:
                     base = slot * slot_bytes
                     on_request(i, "de", plan[i], memoryview(target_mem)[base : base + slot_bytes])
-                records.append({"kind": "loader", "experiment": exp_id, "request": i, "path": "de",
+                record({"kind": "loader", "experiment": exp_id, "request": i, "path": "de",
                                 "t_submit": t0 - t_start[0], "t_done": t1 - t_start[0], "elapsed_s": t1 - t0,
                                 "bytes": cfg.request_bytes, "blocks": cfg.blocks_per_request, "worker": slot})
         except BaseException as e:  # noqa: BLE001
@@ -414,11 +420,6 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
     if errors:
         raise errors[0] if isinstance(errors[0], CalibrateError) else CalibrateError(f"loader failed: {errors[0]!r}")
 
-    exp = {"kind": "experiment", "experiment": exp_id, "what": "loader", "config": asdict(cfg),
-           "storage_pe": storage_pe, "decode": decode_addr, "rep": rep}
-    write(exp)
-    for r in sorted(records, key=lambda r: r["request"]):
-        write(r)
     total = {"kind": "loader_total", "experiment": exp_id, "makespan_s": makespan,
              "bytes": cfg.request_bytes * cfg.requests, "aggregate_bw": cfg.request_bytes * cfg.requests / makespan}
     for p in ("pe", "de"):
