@@ -16,6 +16,7 @@ import click
 
 from dpsim.units import parse_bandwidth, parse_bytes, parse_time
 
+from . import __version__
 from .errors import CalibrateError, Unavailable, one_line
 from .measure import SampleLog, format_table, parse_size_list, provenance, read_samples, summarise
 
@@ -63,7 +64,7 @@ def _print_summary(samples: list[dict], as_json: bool = False) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="dpsim", prog_name="dpsim-calibrate")
+@click.version_option(version=__version__, prog_name="dpsim-calibrate")
 def main() -> None:
     """Measure a cluster (storage, transport, GPU copies, the dual-path loader), fit dpsim's
     hardware parameters, and check the fitted simulator against the measurements."""
