@@ -299,14 +299,19 @@ def decode_agent(listen, storage_addr, duration):
 @click.option("--storage-nic", default=None, help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
 @click.option("--compute-nic", default=None, help="compute NIC line rate (recorded beside the fitted goodput)")
 @click.option("--boot", default=300, show_default=True, help="bootstrap resamples")
+@click.option("--min-size", default=None, help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
+@click.option("--max-size", default=None, help="leave out messages larger than this")
 @click.option("--json", "as_json", is_flag=True, help="also print the fit report as JSON")
 @_guard
-def fit(raw, output, storage_nic, compute_nic, boot, as_json):
+def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json):
     """Fit latency + size / bandwidth per link (with CIs, hold-out and goodness of fit) and bandwidth
     versus concurrency, and write a profile a scenario can `include:`."""
-    from .profile import build_profile, fit_samples, write_profile
+    from .profile import FIT_KINDS, build_profile, fit_samples, write_profile
 
     samples = read_samples(raw)
+    lo = parse_bytes(min_size) if min_size else 0
+    hi = parse_bytes(max_size) if max_size else float("inf")
+    samples = [s for s in samples if s.get("kind") not in FIT_KINDS or lo <= s.get("size", 0) <= hi]
     report = fit_samples(samples, n_boot=boot)
     prof = build_profile(report, samples, raw_files=list(raw),
                          storage_nic=parse_bandwidth(storage_nic) if storage_nic else None,
