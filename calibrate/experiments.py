@@ -121,7 +121,8 @@ def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in
     out.mkdir(parents=True, exist_ok=True)
     for f in ("links.jsonl", "loader.jsonl", "priority.jsonl"):
         (out / f).unlink(missing_ok=True)
-    blocks = block_dir(1 << 20, 32, 2, tempfile.mkdtemp(prefix="dpsim-cal-blocks-"))
+    tmp = tempfile.TemporaryDirectory(prefix="dpsim-cal-blocks-")  # removed when main returns
+    blocks = block_dir(1 << 20, 32, 2, tmp.name)
     with Testbed(a.storage_rate, None, a.compute_rate, prefix=f"dpx{os.getpid() % 10000}") as bed:
         # from 64 KiB: below that a message rides mostly on the token bucket's free burst
         link_sweeps(bed, str(out / "links.jsonl"), blocks, sizes="64KiB..4MiB", reps=a.reps)
