@@ -91,6 +91,7 @@ class StorageConfig(_Section):
     io_overhead: SecondsOrZero = "0us"
     queue_depth: int = Field(64, ge=1)
     request_latency: SecondsOrZero = "0us"
+    inflight_requests: int = Field(2, ge=1, description="requests a node reads at once (FIFO beyond)")
     aggregate_bandwidth: Bandwidth | None = None
 
 

@@ -110,6 +110,7 @@ class Cluster:
             cnic_tx=[net.add_link(f"{tag}.cnic{i}.tx", hw.compute_nic.bandwidth) for i in range(g)],
             cnic_rx=[net.add_link(f"{tag}.cnic{i}.rx", hw.compute_nic.bandwidth) for i in range(g)],
             buffer=BufferPool(self.env, f"{tag}.buffer", hw.host.dram_buffer),
+            read_slots=simpy.Resource(self.env, capacity=hw.storage.inflight_requests),
         )
         return node
 

@@ -201,7 +201,11 @@ class Simulation:
             if self.cluster.request_latency_s:
                 yield self.env.timeout(self.cluster.request_latency_s)
             tag = "storage_read_pe_side" if req.read_side == "P" else "storage_read_de_side"
-            yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
+            # A client reads its queued requests' blocks in submission order, so requests finish
+            # roughly FIFO rather than all together: a few requests in flight per node.
+            with node.read_slots.request() as slot:
+                yield slot
+                yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
         node.read_queue_tokens -= req.turn.cached_tokens
         req.t_read_end = self.env.now
         req.pe.ready.append(req)

@@ -1,0 +1,77 @@
+"""Figures from result frames (matplotlib, Agg backend: files only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def nic_utilisation(links: pd.DataFrame, kind: str, title: str, path: Path) -> Path:
+    """Utilisation over time of every link of `kind` (e.g. "snic.rx"), one line per node."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    data = links[links.kind == kind]
+    for node, rows in data.groupby("node"):
+        util = (rows.bytes_high + rows.bytes_low) / (rows.capacity_bytes_per_s * rows.bin_s)
+        ax.plot(rows.t_s, util, label=node, lw=1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("utilisation")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    if data.node.nunique() <= 12:
+        ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compute_nic_utilisation(links: pd.DataFrame, path: Path) -> Path:
+    """Mean utilisation of the compute NICs per node (tx and rx averaged over the node's GPUs)."""
+    cn = links[links.kind.str.startswith("cnic")].copy()
+    cn["node_dir"] = cn.node + "." + cn.kind.str.split(".").str[-1]
+    cn["util"] = (cn.bytes_high + cn.bytes_low) / (cn.capacity_bytes_per_s * cn.bin_s)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name, rows in cn.groupby("node_dir"):
+        g = rows.groupby("t_s").util.sum() / rows.kind.nunique()
+        ax.plot(g.index, g.values, label=name, lw=1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mean utilisation")
+    ax.set_title("compute NICs (per node and direction)")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, turns in turns_by_label.items():
+        values = np.sort(turns.ttft_s.dropna().to_numpy())
+        if len(values):
+            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=label)
+    if slo_s:
+        ax.axvline(slo_s, color="grey", ls="--", lw=1, label="SLO")
+    ax.set_xscale("log")
+    ax.set_xlabel("TTFT (s)")
+    ax.set_ylabel("fraction of turns")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_run_plots(result, out: Path, slo_s: float | None = None) -> list[Path]:
+    out = Path(out)
+    return [
+        nic_utilisation(result.links, "snic.rx", "storage NIC reads", out / "storage_nic_utilisation.png"),
+        compute_nic_utilisation(result.links, out / "compute_nic_utilisation.png"),
+        ttft_cdf({result.summary["policy"]: result.turns}, out / "ttft_cdf.png", slo_s),
+    ]

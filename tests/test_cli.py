@@ -1,0 +1,42 @@
+"""The dpsim CLI end to end (in-process)."""
+
+import json
+
+from click.testing import CliRunner
+
+from dpsim.cli import main
+
+
+def test_run_writes_outputs(tmp_path):
+    result = CliRunner().invoke(main, ["run", "scenarios/quickstart.yaml", "--set", "workload.agents=8",
+                                       "--set", "workload.max_turns=4", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in ("summary.json", "run.json", "turns.parquet", "links.parquet", "storage_nic_utilisation.png",
+                 "compute_nic_utilisation.png", "ttft_cdf.png"):
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("policy", "model", "layout", "agents", "turns", "jct_s", "prompt_tokens_per_s", "gen_tokens_per_s",
+                "ttft_s", "ttst_s", "tpot_s", "slo_attainment", "snic_balance_max_over_avg", "bytes_by_path",
+                "gpu_busy_fraction"):
+        assert key in summary
+    assert "wall_s" not in summary and "wall_s" in json.loads((tmp_path / "run.json").read_text())
+
+
+def test_compare_prints_speedups():
+    result = CliRunner().invoke(main, ["compare", "scenarios/quickstart.yaml", "--set", "workload.agents=4",
+                                       "--set", "workload.max_turns=3"])
+    assert result.exit_code == 0, result.output
+    assert "speed-up dualpath vs basic" in result.output and "dualpath / oracle" in result.output
+
+
+def test_bad_input_exits_nonzero_with_one_line():
+    result = CliRunner().invoke(main, ["validate", "scenarios/quickstart.yaml", "--set", "workload.mode=sideways"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "workload.mode = 'sideways'" in result.output
+
+
+def test_schema_and_validate():
+    runner = CliRunner()
+    assert '"cluster"' in runner.invoke(main, ["schema"]).output
+    assert runner.invoke(main, ["validate", "scenarios/paper/ds660b-2p4d.yaml"]).exit_code == 0

@@ -1,0 +1,79 @@
+"""Each rule of the DualPath scheduler (spec section 5), on plain engine views."""
+
+from dataclasses import dataclass, field
+
+from dpsim.policies.scheduler import DualPathScheduler, RoundRobinScheduler
+
+
+@dataclass
+class Node:
+    read_queue_tokens: int = 0
+
+
+@dataclass
+class E:
+    index: int
+    tok: int = 0
+    seq: int = 0
+    hbm_free: float = 1e12
+    node: Node = field(default_factory=Node)
+
+
+def sched(**kw):
+    return DualPathScheduler(alpha_tokens=kw.get("alpha", 100), beta_tokens=kw.get("beta", 1000))
+
+
+def test_overloaded_pe_gets_nothing():
+    engines = [E(0, tok=1001), E(1, tok=5000)]
+    assert sched().pick_prefill(engines) is None
+
+
+def test_pe_prefers_short_read_queue_over_smaller_tok():
+    busy_node, idle_node = Node(read_queue_tokens=500), Node(read_queue_tokens=50)
+    engines = [E(0, tok=10, node=busy_node), E(1, tok=900, node=idle_node)]
+    assert sched().pick_prefill(engines).index == 1
+
+
+def test_pe_smallest_tok_among_short_queues_then_among_rest():
+    short = Node(read_queue_tokens=0)
+    engines = [E(0, tok=300, node=short), E(1, tok=200, node=short), E(2, tok=5, node=Node(10_000))]
+    assert sched().pick_prefill(engines).index == 1
+    all_long = [E(0, tok=300, node=Node(500)), E(1, tok=200, node=Node(600))]
+    assert sched().pick_prefill(all_long).index == 1
+
+
+def test_de_group_with_smallest_total_tok():
+    g0 = [E(0, tok=500), E(1, tok=500)]
+    g1 = [E(2, tok=100), E(3, tok=100)]
+    assert sched().pick_decode([g0, g1], tokens=10, hbm_bytes=1).index in (2, 3)
+
+
+def test_de_fewest_requests_under_z():
+    # Z = 1.05 * (100 + 300) / 3 = 140: engines 0 and 1 stay under Z; engine 1 has fewer requests.
+    group = [E(0, tok=0, seq=5), E(1, tok=20, seq=1), E(2, tok=280, seq=0)]
+    assert sched().pick_decode([group], tokens=100, hbm_bytes=1).index == 1
+
+
+def test_de_smallest_tok_when_all_exceed_z_and_hbm_required():
+    group = [E(0, tok=50, seq=0, hbm_free=0), E(1, tok=60, seq=9), E(2, tok=70, seq=0)]
+    # Z = 1.05 * (1000 + 180) / 3 = 413: everyone exceeds it; engine 0 has no HBM; smallest tok is 1.
+    assert sched().pick_decode([group], tokens=1000, hbm_bytes=1).index == 1
+    no_hbm = [E(0, hbm_free=0), E(1, hbm_free=0)]
+    assert sched().pick_decode([no_hbm], tokens=1, hbm_bytes=1) is None
+
+
+def test_read_side_is_the_shorter_queue():
+    pe, de = E(0, node=Node(500)), E(1, node=Node(100))
+    assert sched().pick_read_side(pe, de) == "D"
+    assert sched().pick_read_side(E(0, node=Node(10)), de) == "P"
+    no_dual = DualPathScheduler(100, 1000, dual_path=False)
+    assert no_dual.pick_read_side(pe, de) == "P"
+
+
+def test_round_robin_cycles_and_skips_full_decode_engines():
+    rr = RoundRobinScheduler(dual_path=True)
+    engines = [E(0), E(1), E(2)]
+    assert [rr.pick_prefill(engines).index for _ in range(4)] == [0, 1, 2, 0]
+    des = [E(0, hbm_free=0), E(1), E(2)]
+    assert [rr.pick_decode([des], 1, 1).index for _ in range(3)] == [1, 2, 1]
+    assert [rr.pick_read_side(None, None) for _ in range(4)] == ["P", "D", "P", "D"]
