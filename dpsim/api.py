@@ -28,8 +28,9 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     if w.trace:
         from dpsim.workload.readers import apply_workload_options, read_trace  # optional module
 
-        trajectories = apply_workload_options(read_trace(w.trace), agents=w.agents, aps=None,
-                                              time_scale=w.time_scale, seed=seed)
+        trajectories = apply_workload_options(
+            read_trace(_resolve_trace(scenario)), agents=w.agents, aps=None, time_scale=w.time_scale, seed=seed,
+            max_context=int(w.max_context) if w.max_context else None)
     else:
         trajectories = generate_trajectories(int(w.mal), w.agents or 500, seed, w.append_scale, w.gen_scale,
                                              think_time_s=w.tool_latency)
@@ -37,6 +38,20 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]
     return trajectories
+
+
+def _resolve_trace(scenario: Scenario) -> str:
+    """A relative trace path is looked up beside the scenario file first, then from the current directory."""
+    from pathlib import Path
+
+    path = Path(scenario.workload.trace)
+    if not path.is_absolute() and scenario.source_path:
+        beside = Path(scenario.source_path).parent / path
+        if beside.exists():
+            return str(beside)
+    if not path.exists():
+        raise ScenarioError(f"{scenario.source_path or '<scenario>'}: workload.trace = '{path}': file not found")
+    return str(path)
 
 
 def arrival_times(scenario: Scenario, trajectories: list[Trajectory]) -> list[float]:

@@ -118,7 +118,8 @@ class WorkloadConfig(_Section):
     mode: Literal["offline", "online"] = "offline"
     aps: float | None = Field(None, gt=0, description="online: agent arrivals per second (Poisson)")
     tool_latency: SecondsOrZero = "0s"
-    trace: str | None = None
+    trace: str | None = Field(None, description="trace file (format detected); relative to the scenario file")
+    max_context: Tokens | None = Field(None, description="cut trace sessions whose context exceeds this")
     time_scale: float = Field(1.0, gt=0)
     max_turns: int | None = Field(None, ge=1, description="truncate trajectories to this many turns")
     append_scale: float = Field(1.0, gt=0, description="multiply every append (synthetic sets)")

@@ -66,3 +66,18 @@ def test_request_too_large_for_hbm_is_a_clear_error():
     sc = api.load_scenario(QUICK, ["hardware.gpu.hbm_capacity=4.5GB", "hardware.gpu.hbm_reserved=1GB"])
     with pytest.raises(api.SimulationError, match="HBM"):
         api.run(sc, progress=False)
+
+
+def test_trace_workload_replays(tmp_path):
+    import glob
+    sample = sorted(glob.glob("traces/mooncake/*.jsonl"))[0]
+    sc = api.load_scenario(QUICK, [f"workload.trace={sample}", "workload.agents=6", "workload.max_turns=3",
+                                   "workload.max_context=32K"])
+    result = api.run(sc, progress=False)
+    assert result.summary["turns"] > 0 and result.invariant_failures == []
+
+
+def test_missing_trace_is_a_clear_error():
+    sc = api.load_scenario(QUICK, ["workload.trace=does/not/exist.jsonl"])
+    with pytest.raises(api.ScenarioError, match="workload.trace = 'does/not/exist.jsonl': file not found"):
+        api.run(sc, progress=False)
