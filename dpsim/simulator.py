@@ -77,37 +77,28 @@ class Simulation:
 
     def _build_engines(self) -> None:
         cl = self.scenario.cluster
-        g = cl.gpus_per_node
-        self.prefill_groups: list[PrefillGroup] = []
-        self.decode_groups: list[DecodeGroup] = []
-        self.prefill_engines: list[PrefillEngine] = []
-        self.decode_engines: list[DecodeEngine] = []
-        for nodes in self._groups(self.cluster.prefill_nodes, cl.prefill_ep_nodes):
-            gpus_per_group = g if not self.model.moe else g * len(nodes)
-            subgroups = [[(n, i)] for n in nodes for i in range(g)] if not self.model.moe else \
-                [[(n, i) for n in nodes for i in range(g)]]
-            for members in subgroups:
-                gpu = self._gpu_model(gpus_per_group if self.model.moe else 1)
-                group = PrefillGroup(self, len(self.prefill_groups), len(nodes), gpu)
-                hbm = self._hbm_for_kv(gpu, "prefill")
-                for node, i in members:
-                    engine = PrefillEngine(len(self.prefill_engines), node, i, group, hbm)
+        self.prefill_groups, self.prefill_engines = self._make_groups(
+            self.cluster.prefill_nodes, cl.prefill_ep_nodes, PrefillGroup, PrefillEngine, "prefill")
+        self.decode_groups, self.decode_engines = self._make_groups(
+            self.cluster.decode_nodes, cl.decode_ep_nodes, DecodeGroup, DecodeEngine, "decode")
+
+    def _make_groups(self, nodes: list[Node], ep_nodes: int, group_cls, engine_cls, role: str):
+        """EP groups of `ep_nodes` nodes for MoE models (all their GPUs in lockstep); one group per
+        GPU for dense models (data parallel)."""
+        g = self.scenario.cluster.gpus_per_node
+        groups, engines = [], []
+        for node_set in self._groups(nodes, ep_nodes):
+            members = [(n, i) for n in node_set for i in range(g)]
+            for group_members in ([members] if self.model.moe else [[m] for m in members]):
+                gpu = self._gpu_model(len(group_members))
+                group = group_cls(self, len(groups), len(node_set), gpu)
+                hbm = self._hbm_for_kv(gpu, role)
+                for node, i in group_members:
+                    engine = engine_cls(len(engines), node, i, group, hbm)
                     group.engines.append(engine)
-                    self.prefill_engines.append(engine)
-                self.prefill_groups.append(group)
-        for nodes in self._groups(self.cluster.decode_nodes, cl.decode_ep_nodes):
-            gpus_per_group = g * len(nodes)
-            subgroups = [[(n, i)] for n in nodes for i in range(g)] if not self.model.moe else \
-                [[(n, i) for n in nodes for i in range(g)]]
-            for members in subgroups:
-                gpu = self._gpu_model(gpus_per_group if self.model.moe else 1)
-                group = DecodeGroup(self, len(self.decode_groups), len(nodes), gpu)
-                hbm = self._hbm_for_kv(gpu, "decode")
-                for node, i in members:
-                    engine = DecodeEngine(len(self.decode_engines), node, i, group, hbm)
-                    group.engines.append(engine)
-                    self.decode_engines.append(engine)
-                self.decode_groups.append(group)
+                    engines.append(engine)
+                groups.append(group)
+        return groups, engines
 
     def _check_fits(self) -> None:
         kv = self.model.kv_bytes_per_token
