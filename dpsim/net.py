@@ -111,6 +111,7 @@ class Network:
         self._seq = itertools.count()
         self._heap: list[tuple[float, int, int, Flow]] = []  # (finish time, seq, version, flow)
         self._timer_at = math.inf
+        self._timer: simpy.Event | None = None
         self.bytes_by_tag: dict[str, float] = {}
         self.flows_started = 0
         self.flows_finished = 0
@@ -229,12 +230,17 @@ class Network:
             return
         finish = heap[0][0]
         if finish < self._timer_at - _TIME_TOLERANCE_S:
+            # Only the latest armed timer acts; an earlier one that fires later is ignored, so timers
+            # never multiply.
             self._timer_at = finish
-            timer = self.env.timeout(max(finish - self.env.now, 0.0))
-            timer.callbacks.append(self._on_timer)
+            self._timer = self.env.timeout(max(finish - self.env.now, 0.0))
+            self._timer.callbacks.append(self._on_timer)
 
-    def _on_timer(self, _event) -> None:
+    def _on_timer(self, event) -> None:
+        if event is not self._timer:
+            return
         now = self.env.now
+        self._timer = None
         self._timer_at = math.inf
         heap = self._heap
         done: list[Flow] = []
