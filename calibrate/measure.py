@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import socket
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -280,6 +281,32 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+def timed_threads(n: int, body: Callable[[int], None]) -> float:
+    """Run body(0..n-1) on n threads released together; seconds from release to the last one's end.
+    The first exception raised by any thread is re-raised."""
+    start = threading.Barrier(n + 1)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        start.wait()
+        try:
+            body(i)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return elapsed
 
 
 def chunks(total: int, size: int) -> Iterator[tuple[int, int]]:

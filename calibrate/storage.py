@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CalibrateError, Unavailable, one_line
-from .measure import PlanItem, SampleLog, make_plan, run_plan
+from .measure import PlanItem, SampleLog, make_plan, run_plan, timed_threads
 
 ALIGN = 4096
 
@@ -120,33 +120,17 @@ class Reader:
         bufs = buffers or [self.buffer(maxlen) for _ in range(depth)]
         nxt = iter(range(len(reads)))
         lock = threading.Lock()
-        errors: list[BaseException] = []
-        start = threading.Barrier(depth + 1)
 
         def worker(i):
-            start.wait()
-            try:
-                while True:
-                    with lock:
-                        k = next(nxt, None)
-                    if k is None:
-                        return
-                    f, off, ln = reads[k]
-                    self.read_into(f, off, ln, bufs[i])
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
+            while True:
+                with lock:
+                    k = next(nxt, None)
+                if k is None:
+                    return
+                f, off, ln = reads[k]
+                self.read_into(f, off, ln, bufs[i])
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(depth)]
-        for t in threads:
-            t.start()
-        start.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-        if errors:
-            raise errors[0]
-        return elapsed
+        return timed_threads(depth, worker)
 
     def buffer(self, size: int):
         return aligned_buffer(size)

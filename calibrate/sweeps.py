@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .measure import PlanItem, SampleLog, make_plan, run_plan
+from .measure import PlanItem, SampleLog, make_plan, run_plan, timed_threads
 from .transports import Endpoint, get_transport, transfer_batch
 
 
@@ -53,26 +53,7 @@ class TransportSweep:
                     one(eps[0], local[0], item, count)
                     elapsed = time.perf_counter() - t0
                 else:
-                    barrier = threading.Barrier(item.concurrency + 1)
-                    errors: list[BaseException] = []
-
-                    def worker(i):
-                        barrier.wait()
-                        try:
-                            one(eps[i], local[i], item, count)
-                        except BaseException as e:  # noqa: BLE001 - re-raised below
-                            errors.append(e)
-
-                    threads = [threading.Thread(target=worker, args=(i,)) for i in range(item.concurrency)]
-                    for t in threads:
-                        t.start()
-                    barrier.wait()
-                    t0 = time.perf_counter()
-                    for t in threads:
-                        t.join()
-                    elapsed = time.perf_counter() - t0
-                    if errors:
-                        raise errors[0]
+                    elapsed = timed_threads(item.concurrency, lambda i: one(eps[i], local[i], item, count))
                 return {"elapsed_s": elapsed, "count": count, "bytes": item.size * count * item.concurrency}
 
             plan = make_plan(self.sizes, self.reps, self.seed, self.depths, self.concurrencies)
