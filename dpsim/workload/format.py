@@ -60,6 +60,14 @@ class TraceError(ValueError):
     """A trace that cannot be read: the message names the file and, where there is one, the line."""
 
 
+def parse_json_line(line: str, where: str):
+    """One JSON Lines record; a located TraceError ("file:line: invalid JSON ...") if it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
 def header(**extra) -> dict:
     """The header object of a native file (``extra`` keys are kept, e.g. ``source``)."""
     return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **extra}
@@ -269,10 +277,7 @@ def iter_jsonl(path: str | Path, ctx=None) -> Iterator[Trajectory]:
                 continue
             where = f"{path}:{lineno}"
             try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TraceError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+                obj = parse_json_line(line, where)
                 if hdr is None:
                     if isinstance(obj, dict) and "format" in obj:
                         hdr = check_header(obj, where)

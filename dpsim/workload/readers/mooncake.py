@@ -19,11 +19,10 @@ every turn's original arrival time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from dpsim.workload.format import TraceError
+from dpsim.workload.format import TraceError, parse_json_line
 from dpsim.workload.readers._common import ReadContext, prefix_hits
 from dpsim.workload.trajectory import Trajectory, Turn
 
@@ -70,10 +69,7 @@ def iter_mooncake(path: str | Path, ctx: ReadContext | None = None, block: int =
                 continue
             where = f"{path}:{lineno}"
             try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TraceError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+                obj = parse_json_line(line, where)
                 ts, inp, out, hashes = _parse(obj, where, block)
             except TraceError as e:
                 if not ctx.skip_bad:
