@@ -69,11 +69,13 @@ def arrival_times(scenario: Scenario, trajectories: list[Trajectory]) -> list[fl
     return [(t - first) for t in times]
 
 
-def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progress: bool | None = None) -> Result:
-    """Simulate one scenario."""
+def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progress: bool | None = None,
+        stop_rule=None, check_every_s: float = 10.0) -> Result:
+    """Simulate one scenario. `stop_rule(sim) -> str | None`, asked every `check_every_s` simulated
+    seconds, may end the run early (its reason lands in summary["stop_reason"])."""
     trajectories = build_workload(scenario) if trajectories is None else trajectories
     sim = Simulation(scenario, trajectories, progress=progress)
-    return sim.run(arrival_times(scenario, trajectories))
+    return sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
 
 
 def with_overrides(scenario: Scenario, **sections) -> Scenario:

@@ -1,6 +1,7 @@
 """Invariants checked at the end of every run (cheap), each with its test in tests/test_invariants.py.
 
-1. Conservation of turns: every turn that started finished (unless the run was cut by max_sim_time).
+1. Conservation of turns: every turn that started finished (unless the run was cut by max_sim_time
+   or a stop rule).
 2. Conservation of bytes: bytes read from storage equal the hit KV of the dispatched turns, split
    by read side; every byte handed to decode arrived.
 3. Capacity: no link ever carried more than its capacity (checked by the network at every re-rate,
@@ -27,7 +28,7 @@ _ORDER = ["t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_sta
 def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
     failures: list[str] = []
     net = sim.cluster.net
-    cut = sim.scenario.run.max_sim_time is not None
+    cut = sim.scenario.run.max_sim_time is not None or sim.stop_reason is not None
     # 1. turns
     if not cut:
         unfinished = int(turns.t_finish.isna().sum())

@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import simpy
@@ -49,6 +50,7 @@ class Simulation:
         self.turns_finished = 0
         self.trajectory_end: dict[str, float] = {}
         self.trajectory_start: dict[str, float] = {}
+        self.stop_reason: str | None = None
         self._progress_wanted = progress
         self._bar = None
         self._build_engines()
@@ -223,7 +225,23 @@ class Simulation:
         yield self.move(self.cluster.storage_write_path(node), size, "storage_write")
 
     # --------------------------------------------------------------------------------------- run
-    def run(self, arrivals_s: list[float]):
+    def _monitor(self, stop_rule, check_every_s: float):
+        """Ask the stop rule every `check_every_s`; end the run on a reason or when all turns are done."""
+        while self.turns_finished < self.turns_total:
+            yield self.env.timeout(check_every_s)
+            if self.env.peek() == math.inf:
+                break  # nothing else can happen (a stuck run): let the invariants report it
+            reason = stop_rule(self)
+            if reason:
+                self.stop_reason = str(reason)
+                break
+        self._stopped.succeed()
+
+    def run(self, arrivals_s: list[float], stop_rule: Callable[[Simulation], str | None] | None = None,
+            check_every_s: float = 10.0):
+        """Simulate until every turn is done (or run.max_sim_time). `stop_rule(sim)` is called every
+        `check_every_s` simulated seconds; a non-empty return ends the run early and is recorded as
+        `stop_reason` (e.g. an SLO break or steady state in a capacity search)."""
         from dpsim.results import collect
 
         show = self._progress_wanted
@@ -236,9 +254,16 @@ class Simulation:
             group.start()
         for trajectory, arrival in zip(self.trajectories, arrivals_s, strict=True):
             self.env.process(self._agent(trajectory, arrival))
+        if stop_rule is not None:
+            self._stopped = self.env.event()
+            self.env.process(self._monitor(stop_rule, check_every_s))
         wall0 = time.perf_counter()
         until = self.scenario.run.max_sim_time
-        self.env.run(until=until)
+        if stop_rule is not None:
+            ends = [self._stopped] + ([self.env.timeout(until)] if until is not None else [])
+            self.env.run(until=self.env.any_of(ends))
+        else:
+            self.env.run(until=until)
         wall_s = time.perf_counter() - wall0
         if self._bar is not None:
             self._bar.close()

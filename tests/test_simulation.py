@@ -54,6 +54,26 @@ def test_online_mode_poisson_arrivals():
     assert result.invariant_failures == []
 
 
+def test_stop_rule_ends_the_run_early_and_is_recorded():
+    sc = api.load_scenario(QUICK, ["workload.mode=online", "workload.aps=2", "workload.agents=16",
+                                   "workload.max_turns=6"])
+    full = api.run(sc, progress=False)
+    asked = []
+
+    def after_two_checks(sim):
+        asked.append(sim.env.now)
+        return "enough" if len(asked) == 2 else None
+
+    cut = api.run(sc, progress=False, stop_rule=after_two_checks, check_every_s=1.0)
+    assert asked == [1.0, 2.0]
+    assert cut.summary["stop_reason"] == "enough"
+    assert cut.summary["turns"] < full.summary["turns"]
+    assert cut.invariant_failures == []  # a cut run does not claim every turn finished
+    never = api.run(sc, progress=False, stop_rule=lambda sim: None, check_every_s=1.0)
+    assert never.summary["stop_reason"] is None
+    assert never.summary["turns"] == full.summary["turns"]
+
+
 def test_cache_compute_ratio_matches_spec_section_7():
     # Published: Qwen2.5-32B 117-267, DeepSeek-V3.2 13-36 GB/PFLOP for 16K-64K context, append 429.
     assert QWEN32B.cache_compute_ratio_gb_per_pflop(16384, 429) == pytest.approx(117, rel=0.05)
