@@ -102,6 +102,44 @@ def storage_nic_balance(links: pd.DataFrame, nodes: list[str]) -> float | None:
     return _r(float(np.average(ratio, weights=table.sum(axis=1))))
 
 
+def decode_kv_capacity_bytes(sim: Simulation) -> float:
+    """HBM the decode GPUs have for KV in total (capacity less weights and the reserve)."""
+    hw = sim.scenario.hardware.gpu
+    return float(sum(len(grp.engines) * (hw.hbm_capacity - grp.gpu.weights_bytes_per_gpu - hw.hbm_reserved)
+                     for grp in sim.decode_groups))
+
+
+def decode_hbm_occupancy(turns: pd.DataFrame, kv_bytes_per_token: float, capacity_bytes: float,
+                         t0: float, t1: float) -> dict[str, float | None]:
+    """Time-weighted mean and peak fraction of decode KV HBM held over [t0, t1]. A turn holds
+    (input + output) x KV bytes on its DE from dispatch until it finishes (or t1 if it has not)."""
+    held = turns[turns.de >= 0]
+    if held.empty or t1 <= t0 or capacity_bytes <= 0:
+        return {"mean": None, "peak": None}
+    size = (held.input_tokens + held.output_tokens).to_numpy(float) * kv_bytes_per_token
+    start = held.t_dispatch.to_numpy(float)
+    end = np.nan_to_num(held.t_finish.to_numpy(float), nan=t1)
+    times = np.concatenate([start, end])
+    deltas = np.concatenate([size, -size])
+    order = np.argsort(times, kind="stable")
+    times, level = times[order], np.cumsum(deltas[order])
+    # Piecewise-constant level between events, clipped to the window.
+    seg_start = np.clip(times, t0, t1)
+    seg_end = np.clip(np.append(times[1:], t1), t0, t1)
+    mean = float(np.sum(level * (seg_end - seg_start)) / (t1 - t0)) / capacity_bytes
+    inside = (times <= t1) & (np.append(times[1:], t1) >= t0)
+    peak = float(level[inside].max()) / capacity_bytes if inside.any() else 0.0
+    return {"mean": _r(mean), "peak": _r(peak)}
+
+
+def decode_hbm_summary(sim: Simulation, turns: pd.DataFrame, start_s: float, end_s: float) -> dict:
+    """Summary keys added for capacity planning (the decode-HBM constraint)."""
+    capacity = decode_kv_capacity_bytes(sim)
+    return {"decode_hbm_kv_capacity_bytes": _r(capacity),
+            "decode_hbm_occupancy": decode_hbm_occupancy(turns, sim.model.kv_bytes_per_token, capacity,
+                                                         start_s, end_s)}
+
+
 def collect(sim: Simulation, wall_s: float) -> Result:
     scenario = sim.scenario
     turns = turns_frame(sim)
@@ -145,6 +183,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "stop_reason": sim.stop_reason,
         "read_side_fraction_de": _r((done.read_side == "D").mean()) if len(done) else None,
     }
+    summary.update(decode_hbm_summary(sim, turns, start_s, end_s))
     failures = check_invariants(sim, turns)
     summary["invariants_ok"] = not failures
     run_info = {
