@@ -10,7 +10,9 @@ What this model is
     cannot use goes to the other (work conserving);
   - a flow may carry its own rate cap (`max_rate`), e.g. a collective paced by compute.
   Rates change only when a flow starts or ends, and only for the connected component of links and
-  flows that the starting or ending flow touches (SimGrid-style). Between those instants every rate is
+  flows that the starting or ending flow touches (SimGrid-style). Flows started at one instant are
+  rated together once, after the other events of that instant (they carry no bytes meanwhile, since
+  no time passes). Between those instants every rate is
   constant, so a flow's completion time is exact.
 
 What it is not
@@ -58,7 +60,7 @@ class Link:
         self.name = name
         self.capacity = float(capacity_bytes_per_s)
         self.index = index
-        self.flows: set[Flow] = set()
+        self.flows: dict[Flow, None] = {}  # insertion-ordered, so traversals are deterministic
         self.bytes_by_class = [0.0, 0.0]
         self._rate_by_class = [0.0, 0.0]
         self._last_t = 0.0
@@ -117,6 +119,8 @@ class Network:
         self.flows_finished = 0
         self.recomputations = 0
         self.violations: list[str] = []
+        self._dirty: dict[Link, None] = {}  # links whose flows changed since the last solve (ordered)
+        self._flush_pending = False
 
     # ----------------------------------------------------------------------------------- public API
     def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
@@ -142,8 +146,13 @@ class Network:
         self._flows.add(flow)
         self.flows_started += 1
         for link in flow.path:
-            link.flows.add(flow)
-        self._recompute(flow.path)
+            link.flows[flow] = None
+            self._dirty[link] = None
+        if not self._flush_pending:
+            # Many flows start at the same instant (a batch's layers, a pass's all-to-all): solve once
+            # for all of them, after the other events of this instant, instead of once per flow.
+            self._flush_pending = True
+            self.env.timeout(0).callbacks.append(self._flush)
         return event
 
     @property
@@ -158,41 +167,55 @@ class Network:
 
     # ------------------------------------------------------------------------------------ internals
     def _component(self, seed_links: Iterable[Link]) -> tuple[list[Link], list[Flow]]:
-        """Links and flows connected to `seed_links` through shared flows."""
-        links_seen: set[Link] = set()
-        flows_seen: set[Flow] = set()
+        """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
+        deterministic: seeds are ordered and every link keeps its flows in insertion order)."""
+        links_seen: dict[Link, None] = {}
+        flows_seen: dict[Flow, None] = {}
         stack = list(seed_links)
         while stack:
             link = stack.pop()
             if link in links_seen:
                 continue
-            links_seen.add(link)
+            links_seen[link] = None
             for flow in link.flows:
                 if flow not in flows_seen:
-                    flows_seen.add(flow)
+                    flows_seen[flow] = None
                     stack.extend(flow.path)
-        # Deterministic order: by creation index / sequence, never by hash.
-        return sorted(links_seen, key=lambda l: l.index), sorted(flows_seen, key=lambda f: f.seq)
+        return list(links_seen), list(flows_seen)
+
+    def _flush(self, _event=None) -> None:
+        self._flush_pending = False
+        if self._dirty:
+            self._recompute(())
 
     def _recompute(self, seed_links: Iterable[Link]) -> None:
+        """Re-rate the components of `seed_links` and of every link changed since the last solve."""
+        if self._dirty:
+            seed_links = list(self._dirty) + list(seed_links)
+            self._dirty = {}
         now = self.env.now
         links, flows = self._component(seed_links)
         self.recomputations += 1
-        for link in links:
-            self._account_link(link, now)
+        rates = solve_rates(links, flows, self.low_class_share)
+        new_by_link = {link: [0.0, 0.0] for link in links}
         for flow in flows:
+            rate = rates[flow]
+            for link in flow.path:
+                new_by_link[link][flow.traffic_class] += rate
+        for link, new in new_by_link.items():
+            if new != link._rate_by_class:
+                self._account_link(link, now)  # bytes so far at the old rates
+                link._rate_by_class = new
+        for flow in flows:
+            rate = rates[flow]
+            if rate == flow.rate and rate > 0:
+                continue  # same rate, so its progress and pending finish time still hold
             flow.remaining -= flow.rate * (now - flow._last_t)
             flow._last_t = now
-        rates = solve_rates(links, flows, self.low_class_share)
-        for link in links:
-            link._rate_by_class = [0.0, 0.0]
-        for flow in flows:
-            flow.rate = rates[flow]
+            flow.rate = rate
             flow._version += 1
-            for link in flow.path:
-                link._rate_by_class[flow.traffic_class] += flow.rate
-            if flow.rate > 0:
-                finish = now + max(flow.remaining, 0.0) / flow.rate
+            if rate > 0:
+                finish = now + max(flow.remaining, 0.0) / rate
                 heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
             else:
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
@@ -210,7 +233,7 @@ class Network:
         elsewhere (its own cap, or another saturated link on its path)."""
         for link in links:
             low_rate = link._rate_by_class[TrafficClass.LOW]
-            if low_rate >= link.capacity * self.low_class_share * (1 - 1e-6):
+            if low_rate >= link.capacity * self.low_class_share * (1 - 1e-6) or not link.flows:
                 continue
             for flow in link.flows:
                 if flow.traffic_class != TrafficClass.LOW:
@@ -266,7 +289,7 @@ class Network:
         for link in flow.path:
             self._account_link(link, now)
         for link in flow.path:
-            link.flows.discard(flow)
+            link.flows.pop(flow, None)
             link._rate_by_class[flow.traffic_class] -= flow.rate
         self._flows.discard(flow)
         flow.rate = 0.0
@@ -318,8 +341,12 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
     reserve = {link: (link.capacity * low_class_share if link in low_links else 0.0) for link in links}
     high_rates = _max_min(high, {link: capacity[link] - reserve[link] for link in links})
     low_rates = _max_min(low, _residual(capacity, high_rates))
-    high_rates = _max_min(high, _residual(capacity, low_rates))
-    low_rates = _max_min(low, _residual(capacity, high_rates))
+    if not all(f.max_rate is not None and high_rates[f] >= f.max_rate * (1 - _RATE_TOLERANCE) for f in high):
+        # Some HIGH flow is link-limited: give it back the guarantee LOW could not use, then let LOW
+        # take what is left. (When every HIGH flow already runs at its own cap, more room changes
+        # nothing, so both refills would return the same rates.)
+        high_rates = _max_min(high, _residual(capacity, low_rates))
+        low_rates = _max_min(low, _residual(capacity, high_rates))
     high_rates.update(low_rates)
     return high_rates
 
@@ -333,33 +360,53 @@ def _residual(capacity: dict[Link, float], used: dict[Flow, float]) -> dict[Link
 
 
 def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, float]:
-    """Max-min fair rates by progressive filling, honouring per-flow caps."""
+    """Max-min fair rates by progressive filling, honouring per-flow caps.
+
+    Repeatedly take the tightest constraint (the link with the smallest fair share of its remaining
+    capacity, or the smallest per-flow cap) and fix the flows it limits at that share. Fixing a flow
+    at the smallest share can only raise the fair share of the other links it crosses, so the links
+    sit in a lazy min-heap: a popped entry whose share has grown is pushed back with its new value.
+    """
     rates: dict[Flow, float] = {}
     remaining = dict(capacity)
-    unfixed = {link: 0 for link in capacity}
-    active = list(flows)
-    for flow in active:
+    unfixed = dict.fromkeys(capacity, 0)
+    members: dict[Link, list[Flow]] = {link: [] for link in capacity}
+    for flow in flows:
         for link in flow.path:
             unfixed[link] += 1
-    while active:
-        share = math.inf
-        for link, n in unfixed.items():
-            if n:
-                share = min(share, remaining[link] / n)
-        for flow in active:
-            if flow.max_rate is not None:
-                share = min(share, flow.max_rate)
-        share = max(share, 0.0)
-        limit = share * (1 + _RATE_TOLERANCE) + 1e-12
-        saturated = {link for link, n in unfixed.items() if n and remaining[link] / n <= limit}
-        still = []
-        for flow in active:
-            if (flow.max_rate is not None and flow.max_rate <= limit) or any(l in saturated for l in flow.path):
-                rates[flow] = share
-                for link in flow.path:
-                    remaining[link] -= share
-                    unfixed[link] -= 1
-            else:
-                still.append(flow)
-        active = still
+            members[link].append(flow)
+    heap = [(remaining[link] / n, link.index, link) for link, n in unfixed.items() if n]
+    heapq.heapify(heap)
+    capped = sorted((f for f in flows if f.max_rate is not None), key=lambda f: (f.max_rate, f.seq))
+    next_cap = 0
+
+    while len(rates) < len(flows):
+        link_share, link = math.inf, None
+        while heap:
+            share, _, candidate = heap[0]
+            n = unfixed[candidate]
+            if not n:
+                heapq.heappop(heap)
+                continue
+            actual = max(remaining[candidate], 0.0) / n
+            if actual > share * (1 + _RATE_TOLERANCE) + 1e-12:
+                heapq.heapreplace(heap, (actual, candidate.index, candidate))
+                continue
+            link_share, link = actual, candidate
+            break
+        while next_cap < len(capped) and capped[next_cap] in rates:
+            next_cap += 1
+        if next_cap < len(capped) and capped[next_cap].max_rate <= link_share:
+            limited, share = (capped[next_cap],), capped[next_cap].max_rate
+            next_cap += 1
+        else:
+            heapq.heappop(heap)
+            limited, share = members[link], link_share
+        for flow in limited:
+            if flow in rates:
+                continue
+            rates[flow] = share
+            for on in flow.path:
+                remaining[on] -= share
+                unfixed[on] -= 1
     return rates

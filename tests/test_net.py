@@ -134,3 +134,102 @@ def test_bad_inputs_raise():
     link = net.add_link("l", GB)
     with pytest.raises(ValueError):
         net.transfer([link], -5)
+
+
+def _reference_max_min(flows, capacity):
+    """Textbook progressive filling (all links re-scanned every round): the oracle for net._max_min."""
+    import math
+
+    rates, remaining, active = {}, dict(capacity), list(flows)
+    while active:
+        counts = {}
+        for f in active:
+            for link in f.path:
+                counts[link] = counts.get(link, 0) + 1
+        share = min(remaining[link] / n for link, n in counts.items())
+        share = min([share] + [f.max_rate for f in active if f.max_rate is not None])
+        tight = {link for link, n in counts.items() if remaining[link] / n <= share * (1 + 1e-9) + 1e-12}
+        still = []
+        for f in active:
+            if (f.max_rate is not None and f.max_rate <= share * (1 + 1e-9) + 1e-12) or tight & set(f.path):
+                rates[f] = share
+                for link in f.path:
+                    remaining[link] -= share
+            else:
+                still.append(f)
+        active = still
+        assert math.isfinite(share)
+    return rates
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_min_equals_textbook_progressive_filling_on_random_networks(seed):
+    import random
+
+    from dpsim.net import Flow, _max_min
+
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    net = Network(env)
+    links = [net.add_link(f"l{i}", rng.choice([1, 2, 5, 10, 12.5]) * GB) for i in range(rng.randint(1, 12))]
+    flows = []
+    for i in range(rng.randint(1, 40)):
+        path = tuple(rng.sample(links, rng.randint(1, min(4, len(links)))))
+        cap = rng.choice([None, None, rng.uniform(0.1, 6) * GB])
+        flows.append(Flow(path, GB, TrafficClass.LOW, cap, f"f{i}", None, i, 0.0))
+    capacity = {link: link.capacity for link in links}
+    got, want = _max_min(flows, capacity), _reference_max_min(flows, capacity)
+    assert set(got) == set(flows)
+    for f in flows:
+        assert got[f] == pytest.approx(want[f], rel=1e-6), f
+    for link in links:  # feasible and every flow is bottlenecked somewhere (max-min optimality)
+        assert sum(got[f] for f in flows if link in f.path) <= link.capacity * (1 + 1e-6)
+    for f in flows:
+        capped = f.max_rate is not None and got[f] >= f.max_rate * (1 - 1e-6)
+        saturated = [l for l in f.path if sum(got[g] for g in flows if l in g.path) >= l.capacity * (1 - 1e-6)
+                     and all(got[f] >= got[g] * (1 - 1e-6) for g in flows if l in g.path)]
+        assert capped or saturated, f
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_two_class_solver_equals_the_four_step_definition(seed):
+    """solve_rates skips the refill when every HIGH flow runs at its own cap; that shortcut must give
+    the same rates as the full four-step definition on random mixed networks."""
+    import random
+
+    from dpsim.net import Flow, solve_rates
+
+    rng = random.Random(1000 + seed)
+    env = simpy.Environment()
+    net = Network(env)
+    links = [net.add_link(f"l{i}", rng.choice([1, 5, 10]) * GB) for i in range(rng.randint(1, 8))]
+    flows = []
+    for i in range(rng.randint(2, 30)):
+        path = tuple(rng.sample(links, rng.randint(1, min(3, len(links)))))
+        cls = rng.choice([TrafficClass.HIGH, TrafficClass.LOW])
+        cap = rng.choice([None, rng.uniform(0.05, 3) * GB]) if cls == TrafficClass.HIGH else None
+        flows.append(Flow(path, GB, cls, cap, f"f{i}", None, i, 0.0))
+    share = 0.01
+    high = [f for f in flows if f.traffic_class == TrafficClass.HIGH]
+    low = [f for f in flows if f.traffic_class == TrafficClass.LOW]
+    cap = {l: l.capacity for l in links}
+
+    def residual(used):
+        r = dict(cap)
+        for f, rate in used.items():
+            for l in f.path:
+                r[l] -= rate
+        return {l: max(v, 0.0) for l, v in r.items()}
+
+    if high and low:
+        low_links = {l for f in low for l in f.path}
+        h = _reference_max_min(high, {l: cap[l] * (1 - (share if l in low_links else 0)) for l in links})
+        lo = _reference_max_min(low, residual(h))
+        h = _reference_max_min(high, residual(lo))
+        lo = _reference_max_min(low, residual(h))
+        want = {**h, **lo}
+    else:
+        want = _reference_max_min(flows, cap)
+    got = solve_rates(links, flows, share)
+    for f in flows:
+        assert got[f] == pytest.approx(want[f], rel=1e-6, abs=1e-3), f
