@@ -1,4 +1,4 @@
-"""`dpsim` command line: run, compare, validate, schema, trace."""
+"""`dpsim` command line: run, compare, validate, schema, trace, sweep, capacity, plan."""
 
 from __future__ import annotations
 
@@ -158,6 +158,12 @@ try:
     main.add_command(trace)
 except ImportError:  # pragma: no cover - the trace module ships with dpsim
     pass
+
+
+from dpsim.plan_cli import COMMANDS as _PLANNING  # sweep, capacity, plan  # noqa: E402
+
+for _command in _PLANNING:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

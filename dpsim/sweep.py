@@ -339,9 +339,12 @@ def run_points(points: list[Point], task: Callable[[Point], dict] = run_point, j
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="point", file=sys.stderr, desc="sweep", dynamic_ncols=True)
     last_flush = [0.0]
+    # Which invocation ran a row: a resumed sweep leaves earlier rows with their earlier id.
+    sweep_run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
 
     def finished(row: dict, force: bool = False) -> None:
         if row is not None:
+            row["sweep_run"] = sweep_run
             rows[row["key"]] = row
             if bar is not None:
                 bar.update(1)

@@ -1,0 +1,224 @@
+"""`dpsim sweep`, `dpsim capacity`, `dpsim plan`: capacity-planning commands (see docs/capacity-planning.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from dpsim.config import ScenarioError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _seconds(option: str, text: str | None) -> float | None:
+    """'4s', '50ms' or a bare number of seconds."""
+    if text is None:
+        return None
+    from dpsim import units
+    try:
+        value = units.parse_time(text)
+    except units.UnitError as exc:
+        _fail(f"{option} = {text!r}: {exc}; expected e.g. 4s or 50ms")
+    if not value > 0:
+        _fail(f"{option} = {text!r}: expected a positive time, e.g. 4s")
+    return value
+
+
+def _positive(option: str, value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        _fail(f"{option} = {value!r}: expected a positive number")
+    return value
+
+
+# ------------------------------------------------------------------------------------------ sweep
+@click.command()
+@click.argument("sweep_file", metavar="SWEEP.yaml", type=click.Path())
+@click.option("--jobs", "-j", type=int, default=None, help="parallel workers (default: the file's jobs, else 2)")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="local worker processes (default) or Ray tasks")
+@click.option("--ray-address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001); "
+                                                  "default: start a local Ray")
+@click.option("--out", type=click.Path(), default=None, help="output folder (default: the file's out, "
+                                                              "else runs/sweeps/<name>)")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option("--resume", is_flag=True, help="skip points already finished (status ok) in the table")
+@click.option("--no-progress", is_flag=True)
+def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress):
+    """Run every point of SWEEP.yaml; rows go to OUT/results.{parquet,csv} as points finish."""
+    from dpsim.sweep import SweepError, load_sweep, read_table, run_points
+
+    try:
+        points, meta = load_sweep(sweep_file)
+    except SweepError as exc:
+        _fail(str(exc))
+    jobs = jobs or meta["jobs"] or 2
+    if jobs < 1:
+        _fail(f"--jobs = {jobs}: expected a positive integer")
+    executor = executor or meta["executor"] or "local"
+    out_dir = Path(out or meta["out"] or Path("runs") / "sweeps" / meta["name"])
+    table = out_dir / f"results.{fmt}"
+    before = 0
+    if resume and table.exists():
+        keys = {p.key for p in points}
+        previous = read_table(table)
+        before = int(((previous.status == "ok") & previous.key.isin(keys)).sum())
+    elif table.exists():
+        click.echo(f"{table} exists: replacing it (use --resume to continue it)", err=True)
+        table.unlink()
+    click.echo(f"{meta['name']}: {len(points)} points, {before} already done, running {len(points) - before} "
+               f"on {executor} with {jobs} job{'s' if jobs > 1 else ''}", err=True)
+    t0 = time.perf_counter()
+    try:
+        frame = run_points(points, jobs=jobs, executor=executor, table=table, resume=resume,
+                           progress=not no_progress, ray_address=ray_address)
+    except SweepError as exc:
+        _fail(str(exc))
+    failed = frame[frame.status != "ok"]
+    click.echo(f"{len(frame) - len(failed)} ok, {len(failed)} failed, in {time.perf_counter() - t0:.1f} s; "
+               f"wrote {table}")
+    for row in failed.itertuples():
+        click.echo(f"  failed {row.key}: {row.error}", err=True)
+    if len(failed):
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------------------- capacity
+def _capacity_options(f):
+    for option in reversed([
+        click.option("--set", "sets", multiple=True, help="override a field: --set policy.system=basic"),
+        click.option("--slo-ttft", default=None, help="TTFT SLO (default: the scenario's slo.ttft, 4s)"),
+        click.option("--slo-tpot", default=None, help="TPOT SLO (default: the scenario's slo.tpot, 50ms)"),
+        click.option("--stat", type=click.Choice(["mean", "p50", "p90", "p99"]), default="mean", show_default=True,
+                     help="latency statistic compared with the SLO"),
+        click.option("--window", default="150s", show_default=True, help="steady-state / measurement window"),
+        click.option("--horizon", default=None, help="longest simulated time per trial (default 3 windows)"),
+        click.option("--tolerance", type=float, default=0.025, show_default=True, help="APS resolution"),
+    ]):
+        f = option(f)
+    return f
+
+
+@click.command()
+@click.argument("scenario", type=click.Path())
+@_capacity_options
+@click.option("--systems", default=None, help="comma list of policy.system to search, e.g. basic,dualpath "
+                                              "(default: the scenario's)")
+@click.option("--aps-lo", type=float, default=None, help="lower APS bound to start the bracket (default 0.1)")
+@click.option("--aps-hi", type=float, default=None, help="upper APS bound (default: doubling from --aps-lo)")
+@click.option("--out", type=click.Path(), default=None, help="write capacity.json (and trials.csv) here")
+@click.option("--quiet", is_flag=True, help="no per-trial lines")
+def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, systems, aps_lo, aps_hi, out,
+             quiet):
+    """Highest APS whose online run meets the SLO, and the constraint that binds there."""
+    from dpsim import api
+    from dpsim.capacity import find_capacity
+
+    try:
+        sc = api.load_scenario(scenario, list(sets))
+    except ScenarioError as exc:
+        _fail(str(exc))
+    names = [s.strip() for s in (systems or sc.policy.system).split(",") if s.strip()]
+    bad = [s for s in names if s not in ("basic", "dualpath", "oracle")]
+    if bad:
+        _fail(f"--systems: unknown system {bad[0]!r}; expected basic, dualpath or oracle")
+    _positive("--aps-lo", aps_lo), _positive("--aps-hi", aps_hi), _positive("--tolerance", tolerance)
+    if aps_lo is not None and aps_hi is not None and aps_lo >= aps_hi:
+        _fail(f"--aps-lo = {aps_lo:g}, --aps-hi = {aps_hi:g}: expected --aps-lo below --aps-hi")
+    options = dict(slo_ttft_s=_seconds("--slo-ttft", slo_ttft), slo_tpot_s=_seconds("--slo-tpot", slo_tpot),
+                   aps_lo=aps_lo, aps_hi=aps_hi, tolerance=tolerance, window_s=_seconds("--window", window),
+                   horizon_s=_seconds("--horizon", horizon), stat=stat)
+    results = {}
+    for name in names:
+        click.echo(f"{sc.name} ({sc.model.name} {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D), {name}:")
+        try:
+            results[name] = find_capacity(api.with_overrides(sc, policy={"system": name}), progress=not quiet,
+                                          **options)
+        except (ScenarioError, api.SimulationError) as exc:
+            _fail(f"{scenario} ({name}): {exc}")
+    click.echo("")
+    for name, r in results.items():
+        util = ", ".join(f"{k} {r.utilisations[k]:.2f}" for k in
+                         ("storage NIC", "compute NIC", "prefill GPU", "decode HBM", "decode GPU"))
+        click.echo(f"{name:>9}: capacity {r.aps:.4g} APS (SLO TTFT {r.slo['stat']} <= {r.slo['ttft_s']:g} s, "
+                   f"TPOT <= {r.slo['tpot_s'] * 1e3:g} ms; +-{r.slo['tolerance_aps']:g}); binding: {r.binding}")
+        click.echo(f"{'':>11}at capacity: {util}" + (f"; {r.note}" if r.note else ""))
+    if "basic" in results and "dualpath" in results and results["basic"].aps:
+        click.echo(f"dualpath / basic capacity: {results['dualpath'].aps / results['basic'].aps:.2f}x")
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "capacity.json").write_text(
+            json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2, default=float) + "\n")
+        import pandas as pd
+        pd.concat([r.trials_frame().assign(system=k) for k, r in results.items()]).to_csv(
+            out_dir / "trials.csv", index=False)
+        click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
+
+
+# ------------------------------------------------------------------------------------------- plan
+def _nodes(text: str) -> list[int]:
+    """'6', '4,6,8' or '3..6'."""
+    try:
+        if ".." in text:
+            a, b = text.split("..", 1)
+            return list(range(int(a), int(b) + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"--nodes = {text!r}: expected a count, a list (4,6,8) or a range (3..6)")
+
+
+@click.command()
+@click.argument("scenario", type=click.Path())
+@_capacity_options
+@click.option("--nodes", required=True, help="total node counts to try: 6, 4,6,8 or 3..6")
+@click.option("--target-aps", type=float, default=None, help="agents per second the cluster must sustain")
+@click.option("--jobs", "-j", type=int, default=2, show_default=True, help="layouts searched in parallel")
+@click.option("--out", type=click.Path(), default=None, help="write plan.json and layouts.csv here")
+def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, nodes, target_aps, jobs, out):
+    """Recommend a P/D layout and node count: SLO capacity of each layout beside the analytic range."""
+    from dpsim import plan as planning
+
+    counts = _nodes(nodes)
+    if not counts or min(counts) < 2:
+        _fail(f"--nodes = {nodes!r}: expected node counts of at least 2 (one prefill, one decode)")
+    _positive("--target-aps", target_aps), _positive("--tolerance", tolerance)
+    if jobs < 1:
+        _fail(f"--jobs = {jobs}: expected a positive integer")
+    options = dict(slo_ttft_s=_seconds("--slo-ttft", slo_ttft), slo_tpot_s=_seconds("--slo-tpot", slo_tpot),
+                   tolerance=tolerance, window_s=_seconds("--window", window),
+                   horizon_s=_seconds("--horizon", horizon), stat=stat)
+    try:
+        p = planning.plan(scenario, counts, target_aps=target_aps, sets=list(sets), jobs=jobs, progress=True,
+                          **options)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    lo, hi = p.pd_range
+    click.echo(f"analytic bottleneck-free P/D range (spec section 3): {lo:.3g} .. {hi:.3g}")
+    cols = ["prefill_nodes", "decode_nodes", "pd_ratio", "in_analytic_range", "capacity_aps", "aps_per_node",
+            "binding"]
+    click.echo(p.table[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    if p.recommended:
+        r = p.recommended
+        click.echo(f"recommended: {r['prefill_nodes']}P{r['decode_nodes']}D (P/D {r['pd_ratio']:.3g}, "
+                   f"{'inside' if r['in_analytic_range'] else 'outside'} the analytic range): "
+                   f"{r['capacity_aps']:.4g} APS, binding {r['binding']}")
+    for note in p.notes:
+        click.echo(note, err=True)
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "plan.json").write_text(json.dumps(p.to_dict(), indent=2, default=str) + "\n")
+        p.table.to_csv(out_dir / "layouts.csv", index=False)
+        click.echo(f"wrote {out_dir}/plan.json, layouts.csv")
+    if p.recommended is None:
+        sys.exit(1)
+
+
+COMMANDS = [sweep, capacity, plan]
