@@ -14,8 +14,11 @@ Choices (the spec does not state them; documented in docs/capacity-planning.md):
   (the last `window_s` simulated seconds) are within the SLO. The paper plots average latencies
   against APS; `slo_stat` switches to p50/p90/p99. Turns still waiting for their first token count
   with their age so far (a lower bound of their TTFT), so a backlog cannot hide.
-- Agents per trial: enough Poisson arrivals to keep arriving for the whole horizon
-  (`horizon_s`, default 3 windows), so the offered load never drops before the verdict.
+- Agents per trial: enough Poisson arrivals to keep arriving for the whole horizon, so the offered
+  load never drops before the verdict. The horizon (unless given) is one trajectory lifetime at the
+  SLO edge (turns x (TTFT SLO + output tokens x TPOT of the lightest trial)) plus one window, at
+  least 3 windows: the number of agents in the system only stops growing after one lifetime, and no
+  "steady" verdict is accepted before then.
 - Search: bracket (halve the lower bound until a trial passes, double the upper until one fails),
   then bisect until the bracket is narrower than `tolerance` APS.
 - Binding constraint: at the capacity point (highest passing trial), the measured resource closest
@@ -62,17 +65,22 @@ class PaperStopRule:
     check so utilisations can be measured over the window rather than the whole run."""
 
     def __init__(self, slo_ttft_s: float, window_s: float = 150.0, steady_tolerance: float = 0.05,
-                 slo_tpot_s: float | None = None, stat: str = "mean", min_samples: int = 20):
+                 slo_tpot_s: float | None = None, stat: str = "mean", min_samples: int = 20,
+                 min_steady_s: float = 0.0):
         if stat not in STATS:
             raise ValueError(f"stat = {stat!r}: expected one of {', '.join(STATS)}")
         self.slo_ttft_s, self.slo_tpot_s = slo_ttft_s, slo_tpot_s
         self.window_s, self.steady_tolerance = window_s, steady_tolerance
         self.stat, self.min_samples = stat, min_samples
+        self.min_steady_s = min_steady_s  # no "steady" verdict before this (the agent population still grows)
+        self.prefill_gpu = None  # the prefill GpuModel, kept to measure compute work after the run
         self.history: list[tuple[float, float]] = []  # (t, TTFT statistic over the window)
         self.busy: list[tuple[float, float, float]] = []  # (t, prefill GPU busy s, decode GPU busy s)
 
     def __call__(self, sim) -> str | None:
         now = sim.env.now
+        if self.prefill_gpu is None:
+            self.prefill_gpu = sim.prefill_groups[0].gpu
         self.busy.append((now, sum(g.busy_s * len(g.engines) for g in sim.prefill_groups),
                           sum(g.busy_s * len(g.engines) for g in sim.decode_groups)))
         lo = now - self.window_s
@@ -100,7 +108,7 @@ class PaperStopRule:
                 return f"slo_break: TPOT {self.stat} {tp * 1e3:.3g} ms > {self.slo_tpot_s * 1e3:g} ms"
         recent = [v for t, v in self.history if t >= now - self.window_s]
         covered = self.history[0][0] <= now - self.window_s  # a full window of history
-        if covered and len(recent) >= 2:
+        if covered and len(recent) >= 2 and now >= self.min_steady_s:
             mean = float(np.mean(recent))
             if mean > 0 and (max(recent) - min(recent)) <= self.steady_tolerance * mean:
                 return f"steady: TTFT {self.stat} within {self.steady_tolerance:.0%} over {self.window_s:g} s"
@@ -121,9 +129,11 @@ class PaperStopRule:
 
 
 def paper_stop_rule(slo_ttft_s: float, window_s: float = 150.0, steady_tolerance: float = 0.05,
-                    slo_tpot_s: float | None = None, stat: str = "mean", min_samples: int = 20) -> PaperStopRule:
-    """The paper's online stop rule: TTFT over the SLO, or TTFT steady within 5 % over 150 s."""
-    return PaperStopRule(slo_ttft_s, window_s, steady_tolerance, slo_tpot_s, stat, min_samples)
+                    slo_tpot_s: float | None = None, stat: str = "mean", min_samples: int = 20,
+                    min_steady_s: float = 0.0) -> PaperStopRule:
+    """The paper's online stop rule: TTFT over the SLO, or TTFT steady within 5 % over 150 s
+    (not before `min_steady_s`)."""
+    return PaperStopRule(slo_ttft_s, window_s, steady_tolerance, slo_tpot_s, stat, min_samples, min_steady_s)
 
 
 # --------------------------------------------------------------------------------- measurements
@@ -160,11 +170,31 @@ def utilisations(result, t0: float, t1: float, rule: PaperStopRule | None = None
     busy = rule.busy_fraction(t0, t1, len(prefill) * g, len(decode) * g) if rule else None
     if busy is None:
         busy = s["gpu_busy_fraction"]
+    prefill_compute = _prefill_compute_fraction(result.turns, rule, t0, t1, len(prefill) * g)
     hbm = decode_hbm_occupancy(result.turns, get_model(s["model"]).kv_bytes_per_token,
                                s["decode_hbm_kv_capacity_bytes"], t0, t1)["mean"] or 0.0
-    return {"storage NIC": max(snic_read, snic_write), "compute NIC": cnic, "prefill GPU": float(busy["prefill"]),
+    return {"storage NIC": max(snic_read, snic_write), "compute NIC": cnic,
+            "prefill GPU": float(busy["prefill"]) if prefill_compute is None else prefill_compute,
+            "prefill GPU occupied": float(busy["prefill"]),
             "decode HBM": float(hbm), "decode GPU": float(busy["decode"]), "host DRAM": dram,
             "storage NIC read": snic_read, "storage NIC write": snic_write}
+
+
+def _prefill_compute_fraction(turns: pd.DataFrame, rule: PaperStopRule | None, t0: float, t1: float,
+                              gpus: int) -> float | None:
+    """GPU-seconds of prefill compute (the GPU model's attention + GEMM time of each prompt whose
+    first token came in the window) over the prefill GPUs' time. A prefill engine counts as busy
+    for a whole pass, KV loading included, so its busy fraction hits 1 when storage is the limit;
+    this measure separates the two."""
+    gpu = getattr(rule, "prefill_gpu", None)
+    if gpu is None:
+        return None
+    done = turns[(turns.t_first_token >= t0) & (turns.t_first_token < t1)]
+    model = gpu.model
+    per_token = (model.dense_flops_per_token + model.expert_flops_per_token) / gpu._gemm_rate
+    work = sum(gpu.attention_seconds(int(c), int(i - c)) + (i - c) * per_token
+               for c, i in zip(done.cached_tokens, done.input_tokens))
+    return float(work / (gpus * max(t1 - t0, 1e-9)))
 
 
 def binding_constraint(util: dict[str, float]) -> str:
@@ -196,7 +226,7 @@ class CapacityResult:
 
 def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float | None, window_s: float = 150.0,
           horizon_s: float | None = None, steady_tolerance: float = 0.05, stat: str = "mean",
-          check_every_s: float | None = None, min_samples: int = 20) -> dict:
+          check_every_s: float | None = None, min_samples: int = 20, min_steady_s: float = 0.0) -> dict:
     """One online run at `aps` under the paper's stop rule; returns its verdict and measurements."""
     from dpsim import api
 
@@ -205,8 +235,9 @@ def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float |
     agents = int(math.ceil(aps * horizon_s)) + 1
     sc = api.with_overrides(scenario, workload={"mode": "online", "aps": aps, "agents": agents},
                             run={"max_sim_time": horizon_s})
-    rule = paper_stop_rule(slo_ttft_s, window_s, steady_tolerance, slo_tpot_s, stat, min_samples)
-    result = api.run(sc, progress=False, stop_rule=rule, check_every_s=check_every_s or max(window_s / 15, 1e-3))
+    rule = paper_stop_rule(slo_ttft_s, window_s, steady_tolerance, slo_tpot_s, stat, min_samples, min_steady_s)
+    trajectories = api.build_workload(sc)
+    result = api.run(sc, trajectories, progress=False, stop_rule=rule, check_every_s=check_every_s or max(window_s / 15, 1e-3))
     # The verdict is taken at the last check (the stop, or the last check before the horizon).
     t1 = rule.busy[-1][0] if rule.busy else float(result.turns.t_first_token.max())
     t0 = max(0.0, t1 - window_s)
@@ -232,7 +263,11 @@ def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float |
             "sim_time_s": round(t1, 3), f"ttft_{stat}_s": ttft_stat,
             "ttft_p50_s": _stat(ttft, "p50"), "ttft_p90_s": _stat(ttft, "p90"),
             "tpot_s": tpot_stat, "turns_in_window": int(len(window)),
-            "wall_s": round(result.run_info["wall_s"], 3), "utilisations": {k: round(v, 4) for k, v in util.items()}}
+            "wall_s": round(result.run_info["wall_s"], 3), "horizon_s": horizon_s,
+            "turns_per_agent": float(np.mean([len(t.turns) for t in trajectories])),
+            "output_tokens_per_turn": float(np.mean([u.output_tokens for t in trajectories for u in t.turns])),
+            "tool_s_per_turn": float(np.mean([u.think_time_s or 0.0 for t in trajectories for u in t.turns])),
+            "utilisations": {k: round(v, 4) for k, v in util.items()}}
 
 
 def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_s: float | None = None,
@@ -253,13 +288,17 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
         raise ScenarioError(f"stat = {stat!r}: expected one of {', '.join(STATS)}")
     say = log or ((lambda m: print(m, flush=True)) if progress else (lambda m: None))
     trials: dict[float, dict] = {}
+    timing = {"horizon_s": horizon_s, "min_steady_s": 0.0}
 
     def run_at(aps: float) -> dict:
         aps = round(aps, 6)
         if aps not in trials:
             if len(trials) >= max_trials:
                 raise RuntimeError(f"capacity search used its {max_trials} trials without converging")
-            trials[aps] = trial(scenario, aps, slo_ttft_s, slo_tpot_s, window_s, horizon_s, steady_tolerance, stat)
+            trials[aps] = trial(scenario, aps, slo_ttft_s, slo_tpot_s, window_s, timing["horizon_s"],
+                                steady_tolerance, stat, min_steady_s=timing["min_steady_s"])
+            if horizon_s is None and timing["horizon_s"] is None:
+                timing.update(_timing(trials[aps], slo_ttft_s, window_s))
             t = trials[aps]
             say(f"  APS {aps:<8g} {'meets' if t['meets_slo'] else 'FAILS'}  TTFT {stat} "
                 f"{_fmt(t[f'ttft_{stat}_s'])} s  TPOT {_fmt(t['tpot_s'], 1e3)} ms  ({t['stop_reason']}; "
@@ -297,6 +336,16 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                           system=scenario.policy.system, scenario=scenario.name,
                           slo={"ttft_s": slo_ttft_s, "tpot_s": slo_tpot_s, "stat": stat, "window_s": window_s,
                                "tolerance_aps": tolerance}, note=note)
+
+
+def _timing(first: dict, slo_ttft_s: float, window_s: float) -> dict:
+    """Horizon of the trials after the first. The number of agents in the system only stops growing
+    after one trajectory lifetime; near capacity a turn takes up to TTFT_SLO + output x TPOT (the
+    first, lightest trial's TPOT), so a verdict needs that lifetime plus one measurement window."""
+    tpot = first["tpot_s"] or 0.0
+    lifetime_s = first["turns_per_agent"] * (slo_ttft_s + first["output_tokens_per_turn"] * tpot
+                                             + first["tool_s_per_turn"])
+    return {"horizon_s": max(3 * window_s, lifetime_s + window_s), "min_steady_s": lifetime_s}
 
 
 def _fmt(value, scale: float = 1.0) -> str:
