@@ -242,6 +242,8 @@ def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float |
     t1 = rule.busy[-1][0] if rule.busy else float(result.turns.t_first_token.max())
     t0 = max(0.0, t1 - window_s)
     turns = result.turns[result.turns.t_arrive <= t1]
+    if ((turns.t_first_token >= t0) | turns.t_first_token.isna()).sum() < min_samples:
+        t0 = 0.0  # too few turns in the last window (a light load): measure the whole run
     window = turns[(turns.t_first_token >= t0) | turns.t_first_token.isna()]
     waiting_age = t1 - window.t_arrive[window.t_first_token.isna()]
     ttft = np.concatenate([window.ttft_s.dropna().to_numpy(float), waiting_age.to_numpy(float)])
