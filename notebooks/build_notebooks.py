@@ -1,0 +1,191 @@
+"""Write the capacity-planning notebooks (.ipynb, without outputs) from the cells below.
+
+    python notebooks/build_notebooks.py      # after editing a cell; commit the .ipynb files
+
+Each notebook runs from the notebooks/ folder, uses only the public Python API, keeps its settings
+small (a few tens of seconds on 2 cores) and saves its figures under $DPSIM_FIGURES (default
+notebooks/figures/). tests/test_notebooks.py executes them fresh.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = """import os
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from IPython.display import Image, display
+from dpsim import api, capacity, plan, sweep
+
+FIGURES = Path(os.environ.get("DPSIM_FIGURES", "figures"))
+FIGURES.mkdir(parents=True, exist_ok=True)
+QUICK = "../scenarios/quickstart.yaml"
+
+def show(fig, name):
+    \"\"\"Save a figure as PNG and display it (the PNG is the notebook's output).\"\"\"
+    path = FIGURES / name
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(filename=str(path)))
+    return path"""
+
+NOTEBOOKS = {
+    "01-pd-ratio-and-node-count.ipynb": [
+        "# P/D ratio and node count for a target agent rate\n"
+        "How many prefill and decode nodes does a target of **N agents per second** under the 4 s TTFT / "
+        "50 ms TPOT SLO need, and which P/D ratio? `plan.plan` searches the SLO capacity of every "
+        "layout (as a parallel sweep) and shows the analytic bottleneck-free P/D range of spec section 3 "
+        "beside it. Small settings here (DS 27B, 8-turn agents, 10 s windows, storage NICs slowed to "
+        "25 Gbps so the miniature is storage-bound like the paper's clusters); use the real scenario, "
+        "150 s windows and a finer tolerance for a real plan.",
+        SETUP,
+        """SETS = ["workload.max_turns=8", "hardware.storage_nic.bandwidth=25Gbps"]
+TARGET_APS = 12.0
+p = plan.plan(QUICK, nodes=[2, 3], target_aps=TARGET_APS, sets=SETS, jobs=2,
+              window_s=10.0, tolerance=2.0, aps_lo=2.0)
+lo, hi = p.pd_range
+print(f"analytic bottleneck-free P/D range: {lo:.3g} .. {hi:.3g}")
+p.table[["prefill_nodes", "decode_nodes", "pd_ratio", "in_analytic_range", "capacity_aps", "binding"]]""",
+        """print("recommended:", p.recommended and f"{p.recommended['prefill_nodes']}P{p.recommended['decode_nodes']}D, "
+      f"{p.recommended['capacity_aps']:.3g} APS" or p.notes)
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.axvspan(max(lo, 0.1), min(hi, 10), color="tab:green", alpha=0.12, label="analytic bottleneck-free range")
+for n, rows in p.table.groupby("nodes"):
+    ax.plot(rows.pd_ratio, rows.capacity_aps, "o-", label=f"{n} nodes (simulated)")
+ax.axhline(TARGET_APS, color="grey", ls="--", lw=1, label="target")
+ax.set_xscale("log"); ax.set_xlabel("P/D ratio"); ax.set_ylabel("SLO capacity (APS)")
+ax.legend(fontsize=8)
+show(fig, "pd_ratio_capacity.png")""",
+    ],
+    "02-storage-nic-whatif.ipynb": [
+        "# What does a second storage NIC buy? (1x vs 2x 400 Gbps, and DualPath versus adding NICs)\n"
+        "A storage-bound miniature (DS 27B 1P1D, 64K agents, 12 turns) run offline as a sweep over "
+        "`policy.system` x `hardware.storage_nic.count`. DualPath makes the decode node's idle storage "
+        "NIC useful; a second NIC per node adds bandwidth on every node. The question is which buys "
+        "more job completion time (JCT), and whether they add up.",
+        SETUP,
+        """points = sweep.expand(QUICK, grid={"policy.system": ["basic", "dualpath"],
+                                    "hardware.storage_nic.count": [1, 2]},
+                       fixed=["workload.mal=64K", "workload.agents=48", "workload.max_turns=12"])
+frame = sweep.run_points(points, jobs=2, progress=False)
+table = frame.pivot(index="policy.system", columns="hardware.storage_nic.count", values="jct_s")
+table.columns = [f"{c} x 400 Gbps" for c in table.columns]
+table""",
+        """base = table.loc["basic", "1 x 400 Gbps"]
+speedup = (base / table).round(2)
+print("speed-up over Basic with one NIC:")
+print(speedup)
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+labels = [f"{s}\\n{n}" for s in table.index for n in table.columns]
+values = [table.loc[s, n] for s in table.index for n in table.columns]
+ax.bar(range(len(values)), values, color=["tab:blue", "tab:cyan", "tab:orange", "tab:red"])
+ax.set_xticks(range(len(values)), labels, fontsize=8)
+ax.set_ylabel("JCT (s)"); ax.set_title("storage NICs per node vs DualPath")
+show(fig, "storage_nic_whatif.png")""",
+    ],
+    "03-future-hardware.ipynb": [
+        "# Future hardware: the cache-compute ratio trend\n"
+        "GPU FLOPs grow faster than NIC bandwidth. For a fixed model and workload, the KV bytes a turn "
+        "must load per second of prefill compute grow with the GPU's speed: storage I/O takes a "
+        "larger share. Here the GPU's peak FLOPs are scaled 1x, 2x, 4x with NICs fixed, and Basic and "
+        "DualPath JCT compared (DS 27B 1P1D, 64K agents, offline, small).",
+        SETUP,
+        """from dpsim.models import get_model
+model = get_model("ds27b")
+sc = api.load_scenario(QUICK)
+ratio = model.cache_compute_ratio_gb_per_pflop(32721, 429)  # GB of KV per PFLOP, 64K set averages
+gpu_pflops = sc.hardware.gpu.peak_flops_fp8 * sc.hardware.gpu.gemm_efficiency / 1e15
+nic_gbs = sc.hardware.storage_nic.bandwidth / 1e9
+SCALES = [1, 2, 4]
+# Seconds of storage-NIC time per second of GPU compute, per GPU (8 GPUs share one storage NIC).
+io_per_compute = [ratio * gpu_pflops * s * 8 / nic_gbs for s in SCALES]
+print(f"cache-compute ratio {ratio:.1f} GB/PFLOP; storage s per compute s: "
+      + ", ".join(f"{s}x: {v:.2f}" for s, v in zip(SCALES, io_per_compute)))""",
+        """points = sweep.expand(QUICK, grid={"policy.system": ["basic", "dualpath"],
+                                    "hardware.gpu.peak_flops_fp8": [f"{1979 * s}TFLOPS" for s in SCALES]},
+                       zip=None, fixed=["workload.mal=64K", "workload.agents=48", "workload.max_turns=12"])
+# Scale BF16 (attention) with FP8 (GEMMs): one GPU generation.
+points = [sweep.Point(p.base, p.overrides + (("hardware.gpu.peak_flops_bf16",
+          f"{float(dict(p.overrides)['hardware.gpu.peak_flops_fp8'][:-6]) / 2:g}TFLOPS"),)) for p in points]
+frame = sweep.run_points(points, jobs=2, progress=False)
+frame["gpu_scale"] = frame["hardware.gpu.peak_flops_fp8"].str[:-6].astype(float) / 1979
+jct = frame.pivot(index="gpu_scale", columns="policy.system", values="jct_s")
+jct["speed-up"] = jct.basic / jct.dualpath
+jct""",
+        """fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+a1.plot(SCALES, io_per_compute, "o-"); a1.set_xlabel("GPU FLOPs (x H800)")
+a1.set_ylabel("storage s per compute s"); a1.set_title("cache-compute pressure")
+a2.plot(jct.index, jct.basic, "o-", label="basic"); a2.plot(jct.index, jct.dualpath, "o-", label="dualpath")
+a2.set_xlabel("GPU FLOPs (x H800)"); a2.set_ylabel("JCT (s)"); a2.legend(); a2.set_title("JCT, NICs fixed")
+show(fig, "future_hardware.png")""",
+    ],
+    "04-calibration-profile.ipynb": [
+        "# Loading a calibration profile: predicted versus measured\n"
+        "`dpsim-calibrate` measured storage reads on a machine and fitted a profile "
+        "(`scenarios/profiles/local-odirect-ds27b.yaml`: per-read overhead, bandwidth, queue depth). "
+        "A scenario `include:`s it. Here the profile's storage model (what the simulator uses: "
+        "`dpsim.hardware.storage_client_rate`) is compared with the raw measurements it was fitted "
+        "from, then a small scenario runs on the profiled storage.",
+        SETUP,
+        """import json
+import pandas as pd
+import yaml
+from dpsim.hardware import storage_client_rate
+
+PROFILE = Path("../scenarios/profiles/local-odirect-ds27b.yaml").resolve()
+profile = yaml.safe_load(PROFILE.read_text())
+raw = [json.loads(line) for line in (PROFILE.parent / "local-odirect-ds27b" / "storage.jsonl").open()]
+samples = pd.DataFrame([r for r in raw if r.get("kind") == "storage"])
+samples["size"] = samples["size"].fillna(samples.bytes / samples["count"])
+samples["measured_Bps"] = samples.bytes / samples.elapsed_s
+measured = samples.groupby(["size", "depth"]).measured_Bps.median().reset_index()
+# The profile as dpsim loads it: include it from a scenario.
+scenario_file = FIGURES / "profiled.yaml"
+scenario_file.write_text(f"include: [{PROFILE}]\\nname: profiled\\ncluster: {{prefill_nodes: 1, decode_nodes: 1}}\\n"
+                         "model: {name: ds27b}\\nworkload: {mal: 32K, agents: 8, max_turns: 6}\\n")
+sc = api.load_scenario(scenario_file)
+st = sc.hardware.storage
+measured["predicted_Bps"] = [storage_client_rate(sc.hardware.storage_nic.bandwidth, st.read_efficiency,
+                                                 st.io_overhead, min(int(d), st.queue_depth), s)
+                             for s, d in zip(measured["size"], measured.depth)]
+measured["rel_err"] = measured.predicted_Bps / measured.measured_Bps - 1
+print(f"storage: {sc.hardware.storage_nic.bandwidth / 1e9:.2f} GB/s, io_overhead {st.io_overhead * 1e6:.0f} us, "
+      f"queue depth {st.queue_depth}; median |error| {measured.rel_err.abs().median():.1%}")
+measured.head(12)""",
+        """fig, ax = plt.subplots(figsize=(6, 3.6))
+for depth, rows in measured.groupby("depth"):
+    line, = ax.plot(rows["size"], rows.measured_Bps / 1e9, "o", ms=4, label=f"measured, depth {depth}")
+    ax.plot(rows["size"], rows.predicted_Bps / 1e9, "-", color=line.get_color(), lw=1)
+ax.set_xscale("log"); ax.set_xlabel("read size (B)"); ax.set_ylabel("GB/s")
+ax.set_title("storage reads: measured (dots) vs profile model (lines)"); ax.legend(fontsize=7)
+show(fig, "calibration_storage.png")""",
+        """result = api.run(sc, progress=False)
+print(f"on the profiled storage: JCT {result.summary['jct_s']:.1f} s, "
+      f"TTFT p50 {result.summary['ttft_s']['p50']:.3f} s, invariants ok: {result.summary['invariants_ok']}")
+from dpsim.plots import nic_utilisation
+path = nic_utilisation(result.links, "snic.rx", "storage NIC reads (profiled)", FIGURES / "calibration_snic.png")
+display(Image(filename=str(path)))""",
+    ],
+}
+
+
+def build() -> list[Path]:
+    paths = []
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook()
+        nb.cells = [new_markdown_cell(cells[0])] + [new_code_cell(c) for c in cells[1:]]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = HERE / name
+        nbformat.write(nb, path)
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in build():
+        print(p)
