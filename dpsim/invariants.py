@@ -1,4 +1,5 @@
-"""Invariants checked at the end of every run (cheap), each with its test in tests/test_invariants.py.
+"""Invariants checked at the end of every run (cheap); tests/test_invariants.py shows each one fires
+when its property is broken.
 
 1. Conservation of turns: every turn that started finished (unless the run was cut by max_sim_time
    or a stop rule).

@@ -206,6 +206,9 @@ class Network:
             if new != link._rate_by_class:
                 self._account_link(link, now)  # bytes so far at the old rates
                 link._rate_by_class = new
+                if new[0] + new[1] > link.capacity * (1 + 1e-6):  # invariant: capacity
+                    self.violations.append(f"t={now:.9f}: {link.name} at {new[0] + new[1]:.6g} B/s > "
+                                           f"capacity {link.capacity:.6g}")
         for flow in flows:
             rate = rates[flow]
             if rate == flow.rate and rate > 0:
@@ -219,14 +222,8 @@ class Network:
                 heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
             else:
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
-        self._check_capacity(links, now)
         self._check_low_guarantee(links, now)
         self._arm_timer()
-
-    def _check_capacity(self, links: list[Link], now: float) -> None:
-        for link in links:
-            if link.rate > link.capacity * (1 + 1e-6):
-                self.violations.append(f"t={now:.9f}: {link.name} at {link.rate:.6g} B/s > capacity {link.capacity:.6g}")
 
     def _check_low_guarantee(self, links: list[Link], now: float) -> None:
         """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited
@@ -332,6 +329,10 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
     LOW has flows); LOW is then filled on what HIGH left; HIGH is refilled on what LOW actually uses,
     so a guarantee LOW cannot use (bottlenecked elsewhere) goes back to HIGH; LOW takes any rest.
     """
+    if len(flows) == 1:  # alone: whatever class, the tightest link or its own cap
+        flow = flows[0]
+        rate = min(link.capacity for link in flow.path)
+        return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}
     high = [f for f in flows if f.traffic_class == TrafficClass.HIGH]
     low = [f for f in flows if f.traffic_class == TrafficClass.LOW]
     capacity = {link: link.capacity for link in links}

@@ -1,0 +1,77 @@
+"""Each end-of-run invariant (dpsim/invariants.py) holds on a clean run and fires when its property
+is broken: a check that cannot fail would prove nothing."""
+
+import pytest
+import simpy
+
+from dpsim import api, net
+from dpsim.invariants import check_invariants
+from dpsim.net import Network, TrafficClass
+from dpsim.simulator import Simulation
+
+
+@pytest.fixture(scope="module")
+def finished():
+    sc = api.load_scenario("scenarios/quickstart.yaml", ["workload.agents=6", "workload.max_turns=5",
+                                                         "policy.system=dualpath"])
+    trajectories = api.build_workload(sc)
+    sim = Simulation(sc, trajectories, progress=False)
+    result = sim.run(api.arrival_times(sc, trajectories))
+    return sim, result
+
+
+def test_clean_run_has_no_failures(finished):
+    sim, result = finished
+    assert check_invariants(sim, result.turns) == []
+
+
+def test_an_unfinished_turn_is_reported(finished):
+    sim, result = finished
+    turns = result.turns.copy()
+    turns.loc[turns.index[0], "t_finish"] = float("nan")
+    assert any("turn conservation" in f for f in check_invariants(sim, turns))
+
+
+def test_bytes_not_matching_the_dispatched_hits_are_reported(finished):
+    sim, result = finished
+    tags = sim.cluster.net.bytes_by_tag
+    saved = tags["storage_read_de_side"] if "storage_read_de_side" in tags else None
+    tags["storage_read_de_side"] = (saved or 0.0) + 4096.0
+    try:
+        assert any("byte conservation" in f for f in check_invariants(sim, result.turns))
+    finally:
+        if saved is None:
+            del tags["storage_read_de_side"]
+        else:
+            tags["storage_read_de_side"] = saved
+
+
+def test_time_running_backwards_is_reported(finished):
+    sim, result = finished
+    turns = result.turns.copy()
+    turns.loc[turns.index[0], "t_first_token"] = turns.loc[turns.index[0], "t_arrive"] - 1.0
+    assert any("causality" in f for f in check_invariants(sim, turns))
+
+
+def _run_two_flows(monkeypatch, bad_solver):
+    monkeypatch.setattr(net, "solve_rates", bad_solver)
+    env = simpy.Environment()
+    network = Network(env)
+    link = network.add_link("l", 10e9)
+    network.transfer([link], 1e9, TrafficClass.HIGH)
+    network.transfer([link], 1e7, TrafficClass.LOW)
+    env.run()
+    return network.violations
+
+
+def test_a_link_above_capacity_is_reported(monkeypatch):
+    violations = _run_two_flows(monkeypatch, lambda links, flows, share: {f: 8e9 for f in flows})
+    assert any("> capacity" in v for v in violations)
+
+
+def test_low_class_starved_below_its_guarantee_is_reported(monkeypatch):
+    def starve_low(links, flows, share):
+        return {f: (10e9 - 1e6 if f.traffic_class == TrafficClass.HIGH else 1e6) for f in flows}
+
+    violations = _run_two_flows(monkeypatch, starve_low)
+    assert any("low class starved" in v for v in violations)
