@@ -252,10 +252,38 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     """Load, merge, override and validate a scenario file. Raises ScenarioError with one line."""
     origins: dict[tuple, str] = {}
     data = load_yaml_with_includes(Path(path), origins)
+    by_model = data.pop("by_model", None)
+    if by_model is not None:
+        _apply_by_model(data, by_model, list(overrides), origins, str(path))
     apply_overrides(data, list(overrides), origins)
     scenario = validate_scenario(data, origins, default_source=str(path))
     scenario.source_path = str(path)
     return scenario
+
+
+def _apply_by_model(data: dict, by_model, overrides: list[str], origins: dict[tuple, str], path: str) -> None:
+    """`by_model: {MODEL: {section: ...}}` (e.g. a testbed profile with per-model GPU efficiencies):
+    merge the entry of the scenario's model over the files, below any --set."""
+    from dpsim.models import MODELS
+
+    source = origins.get(("by_model",), path)
+    if not isinstance(by_model, dict):
+        raise ScenarioError(f"{source}: by_model: expected a mapping of model name -> overrides, "
+                            f"got {type(by_model).__name__}")
+    for name, entry in by_model.items():
+        where = next((v for k, v in origins.items() if k[:2] == ("by_model", name)), path)
+        if name not in MODELS:
+            raise ScenarioError(f"{where}: by_model.{name}: unknown model; expected one of: {', '.join(MODELS)}")
+        if not isinstance(entry, dict):
+            raise ScenarioError(f"{where}: by_model.{name}: expected a mapping of sections, got {entry!r}")
+    probe = {"model": dict(data.get("model") or {})}
+    apply_overrides(probe, [o for o in overrides if o.split("=", 1)[0].strip() == "model.name"], {})
+    entry = by_model.get((probe.get("model") or {}).get("name"))
+    if entry:
+        for key, source in list(origins.items()):
+            if key[:1] == ("by_model",) and key[1] in by_model and by_model[key[1]] is entry:
+                origins[key[2:]] = source
+        deep_merge(data, entry)
 
 
 def validate_scenario(data: dict, origins: dict[tuple, str] | None = None, default_source: str = "<scenario>") -> Scenario:

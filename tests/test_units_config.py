@@ -84,3 +84,21 @@ def test_missing_include_and_bad_yaml(tmp_path):
     scenario.write_text("cluster: [unclosed\n")
     with pytest.raises(ScenarioError, match="not valid YAML"):
         load_scenario(scenario)
+
+
+def test_by_model_applies_only_the_scenarios_model_and_set_still_wins(tmp_path):
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("by_model:\n  ds27b: {hardware: {gpu: {gemm_efficiency: 0.31}}}\n"
+                       "  qwen32b: {hardware: {gpu: {gemm_efficiency: 0.52}}}\n")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("include: [profile.yaml]\ncluster: {prefill_nodes: 1, decode_nodes: 1}\nmodel: {name: ds27b}\n")
+    assert load_scenario(scenario).hardware.gpu.gemm_efficiency == pytest.approx(0.31)
+    assert load_scenario(scenario, ["model.name=qwen32b"]).hardware.gpu.gemm_efficiency == pytest.approx(0.52)
+    assert load_scenario(scenario, ["model.name=ds660b"]).hardware.gpu.gemm_efficiency == pytest.approx(0.68)
+    assert load_scenario(scenario, ["hardware.gpu.gemm_efficiency=0.9"]).hardware.gpu.gemm_efficiency == 0.9
+    profile.write_text("by_model:\n  ds27b: {hardware: {gpu: {gemm_efficiency: 7}}}\n")
+    with pytest.raises(ScenarioError, match=r"profile.yaml: hardware.gpu.gemm_efficiency = 7"):
+        load_scenario(scenario)
+    profile.write_text("by_model:\n  gpt5: {hardware: {gpu: {gemm_efficiency: 0.5}}}\n")
+    with pytest.raises(ScenarioError, match=r"profile.yaml: by_model.gpt5: unknown model"):
+        load_scenario(scenario)
