@@ -179,9 +179,12 @@ def _nodes(text: str) -> list[int]:
 @_capacity_options
 @click.option("--nodes", required=True, help="total node counts to try: 6, 4,6,8 or 3..6")
 @click.option("--target-aps", type=float, default=None, help="agents per second the cluster must sustain")
+@click.option("--aps-lo", type=float, default=None, help="lower APS bound of each layout's search (default 0.1)")
+@click.option("--aps-hi", type=float, default=None, help="upper APS bound of each layout's search")
 @click.option("--jobs", "-j", type=int, default=2, show_default=True, help="layouts searched in parallel")
 @click.option("--out", type=click.Path(), default=None, help="write plan.json and layouts.csv here")
-def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, nodes, target_aps, jobs, out):
+def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, nodes, target_aps, aps_lo, aps_hi,
+         jobs, out):
     """Recommend a P/D layout and node count: SLO capacity of each layout beside the analytic range."""
     from dpsim import plan as planning
 
@@ -189,10 +192,13 @@ def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, n
     if not counts or min(counts) < 2:
         _fail(f"--nodes = {nodes!r}: expected node counts of at least 2 (one prefill, one decode)")
     _positive("--target-aps", target_aps), _positive("--tolerance", tolerance)
+    _positive("--aps-lo", aps_lo), _positive("--aps-hi", aps_hi)
+    if aps_lo is not None and aps_hi is not None and aps_lo >= aps_hi:
+        _fail(f"--aps-lo = {aps_lo:g}, --aps-hi = {aps_hi:g}: expected --aps-lo below --aps-hi")
     if jobs < 1:
         _fail(f"--jobs = {jobs}: expected a positive integer")
     options = dict(slo_ttft_s=_seconds("--slo-ttft", slo_ttft), slo_tpot_s=_seconds("--slo-tpot", slo_tpot),
-                   tolerance=tolerance, window_s=_seconds("--window", window),
+                   tolerance=tolerance, window_s=_seconds("--window", window), aps_lo=aps_lo, aps_hi=aps_hi,
                    horizon_s=_seconds("--horizon", horizon), stat=stat)
     try:
         p = planning.plan(scenario, counts, target_aps=target_aps, sets=list(sets), jobs=jobs, progress=True,

@@ -40,14 +40,14 @@ NOTEBOOKS = {
         "How many prefill and decode nodes does a target of **N agents per second** under the 4 s TTFT / "
         "50 ms TPOT SLO need, and which P/D ratio? `plan.plan` searches the SLO capacity of every "
         "layout (as a parallel sweep) and shows the analytic bottleneck-free P/D range of spec section 3 "
-        "beside it. Small settings here (DS 27B, 8-turn agents, 10 s windows, storage NICs slowed to "
+        "beside it. Small settings here (DS 27B, 6-turn agents, 10 s windows, storage NICs slowed to "
         "25 Gbps so the miniature is storage-bound like the paper's clusters); use the real scenario, "
         "150 s windows and a finer tolerance for a real plan.",
         SETUP,
-        """SETS = ["workload.max_turns=8", "hardware.storage_nic.bandwidth=25Gbps"]
+        """SETS = ["workload.max_turns=6", "hardware.storage_nic.bandwidth=25Gbps"]
 TARGET_APS = 12.0
 p = plan.plan(QUICK, nodes=[2, 3], target_aps=TARGET_APS, sets=SETS, jobs=2,
-              window_s=10.0, tolerance=2.0, aps_lo=2.0)
+              window_s=10.0, tolerance=4.0, aps_lo=4.0, aps_hi=32.0)
 lo, hi = p.pd_range
 print(f"analytic bottleneck-free P/D range: {lo:.3g} .. {hi:.3g}")
 p.table[["prefill_nodes", "decode_nodes", "pd_ratio", "in_analytic_range", "capacity_aps", "binding"]]""",

@@ -80,7 +80,7 @@ def test_analytic_pd_range_matches_spec_section_3():
 
 def test_plan_cli_recommends_a_layout(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dpsim.cli", "plan", QUICK, "--nodes", "3", "--target-aps", "4",
-                           "--window", "10s", "--tolerance", "4", "--jobs", "2", "--out", str(tmp_path),
+                           "--window", "10s", "--tolerance", "4", "--aps-lo", "4", "--aps-hi", "16", "--jobs", "2", "--out", str(tmp_path),
                            *[a for s in SMALL for a in ("--set", s)]], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # 25 Gbps storage NICs are s = 1/16 of a compute NIC: 1/127 <= P/D <= 63.5.
