@@ -246,6 +246,8 @@ class Simulation:
 
         show = self._progress_wanted
         if show is None:
+            show = self.scenario.run.progress  # run.progress in the scenario; unset: only on a terminal
+        if show is None:
             show = sys.stderr.isatty()
         if show:
             from tqdm import tqdm
