@@ -16,10 +16,10 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _load(path: str, sets: tuple[str, ...]):
+def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = ()):
     from dpsim.api import load_scenario
     try:
-        return load_scenario(path, list(sets))
+        return load_scenario(path, list(sets), list(profiles))
     except ScenarioError as exc:
         _fail(str(exc))
 
@@ -79,11 +79,13 @@ def main() -> None:
 @main.command()
 @click.argument("scenario", type=click.Path())
 @click.option("--set", "sets", multiple=True, help="override a field: --set workload.agents=1024")
+@click.option("--profile", "profiles", multiple=True, type=click.Path(),
+              help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None, help="output folder (default runs/<name>)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG figures")
-def run(scenario, sets, out, no_plots):
+def run(scenario, sets, profiles, out, no_plots):
     """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots."""
-    sc = _load(scenario, sets)
+    sc = _load(scenario, sets, profiles)
     result = _run(sc)
     out_dir = Path(out or Path("runs") / sc.name)
     result.write(out_dir)
@@ -104,11 +106,13 @@ def run(scenario, sets, out, no_plots):
 @click.argument("scenario", type=click.Path())
 @click.option("--policies", default="basic,dualpath,oracle", show_default=True)
 @click.option("--set", "sets", multiple=True)
+@click.option("--profile", "profiles", multiple=True, type=click.Path(),
+              help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None, help="write each run under OUT/<policy>/")
-def compare(scenario, policies, sets, out):
+def compare(scenario, policies, sets, profiles, out):
     """Run SCENARIO under each policy.system and print them side by side with speed-ups."""
     from dpsim import api
-    sc = _load(scenario, sets)
+    sc = _load(scenario, sets, profiles)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     bad = [p for p in names if p not in ("basic", "dualpath", "oracle")]
     if bad:
@@ -140,9 +144,11 @@ def compare(scenario, policies, sets, out):
 @main.command()
 @click.argument("scenario", type=click.Path())
 @click.option("--set", "sets", multiple=True)
-def validate(scenario, sets):
+@click.option("--profile", "profiles", multiple=True, type=click.Path(),
+              help="merge a calibration/testbed profile over the scenario (before --set)")
+def validate(scenario, sets, profiles):
     """Check SCENARIO (includes, overrides, units, ranges) without running it."""
-    sc = _load(scenario, sets)
+    sc = _load(scenario, sets, profiles)
     click.echo(f"{scenario}: ok ({sc.model.name}, {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D, "
                f"{sc.policy.system})")
 

@@ -248,10 +248,16 @@ def apply_overrides(data: dict, overrides: list[str], origins: dict[tuple, str])
         origins[tuple(parts)] = "--set"
 
 
-def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
-    """Load, merge, override and validate a scenario file. Raises ScenarioError with one line."""
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                  profiles: list[str | Path] | tuple[str | Path, ...] = ()) -> Scenario:
+    """Load, merge, override and validate a scenario file. Raises ScenarioError with one line.
+
+    Precedence, lowest first: the scenario's includes, the scenario, each of `profiles` (e.g. a
+    calibration or testbed profile), the `by_model` entry for the scenario's model, `overrides`."""
     origins: dict[tuple, str] = {}
     data = load_yaml_with_includes(Path(path), origins)
+    for profile in profiles:
+        deep_merge(data, load_yaml_with_includes(Path(profile), origins))
     by_model = data.pop("by_model", None)
     if by_model is not None:
         _apply_by_model(data, by_model, list(overrides), origins, str(path))

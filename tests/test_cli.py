@@ -40,3 +40,19 @@ def test_schema_and_validate():
     runner = CliRunner()
     assert '"cluster"' in runner.invoke(main, ["schema"]).output
     assert runner.invoke(main, ["validate", "scenarios/paper/ds660b-2p4d.yaml"]).exit_code == 0
+
+
+def test_profile_option_applies_and_bad_profile_is_one_line(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("hardware: {storage: {read_efficiency: 0.25}}\n")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["run", "scenarios/quickstart.yaml", "--profile", str(profile), "--set",
+                                  "workload.agents=4", "--set", "workload.max_turns=3", "--out", str(out), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    resolved = json.loads((out / "run.json").read_text())["scenario"]
+    assert resolved["hardware"]["storage"]["read_efficiency"] == 0.25
+    profile.write_text("hardware: {storage: {read_efficiency: -1}}\n")
+    bad = runner.invoke(main, ["validate", "scenarios/quickstart.yaml", "--profile", str(profile)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "p.yaml: hardware.storage.read_efficiency = -1" in bad.output

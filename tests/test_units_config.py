@@ -102,3 +102,18 @@ def test_by_model_applies_only_the_scenarios_model_and_set_still_wins(tmp_path):
     profile.write_text("by_model:\n  gpt5: {hardware: {gpu: {gemm_efficiency: 0.5}}}\n")
     with pytest.raises(ScenarioError, match=r"profile.yaml: by_model.gpt5: unknown model"):
         load_scenario(scenario)
+
+
+def test_profiles_merge_over_the_scenario_and_under_set(tmp_path):
+    profile = tmp_path / "testbed.yaml"
+    profile.write_text("hardware: {storage: {read_efficiency: 0.4}}\n"
+                       "by_model:\n  ds27b: {hardware: {gpu: {gemm_efficiency: 0.3}}}\n")
+    quick = "scenarios/quickstart.yaml"
+    plain = load_scenario(quick)
+    with_profile = load_scenario(quick, [], [profile])
+    assert plain.hardware.storage.read_efficiency != 0.4
+    assert with_profile.hardware.storage.read_efficiency == 0.4
+    assert with_profile.hardware.gpu.gemm_efficiency == (0.3 if plain.model.name == "ds27b" else plain.hardware.gpu.gemm_efficiency)
+    assert load_scenario(quick, ["hardware.storage.read_efficiency=0.5"], [profile]).hardware.storage.read_efficiency == 0.5
+    with pytest.raises(ScenarioError, match="nope.yaml: file not found"):
+        load_scenario(quick, [], [tmp_path / "nope.yaml"])
