@@ -179,6 +179,50 @@ DEEPSEEK_V3 = ModelSpec(
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (DS660B, DS27B, QWEN32B, DEEPSEEK_V3)}
 
+# ------------------------------------------------------------------ cache-compute table only
+# Two more models for the cache-compute ratio table (spec section 7); scenarios cannot simulate them
+# (model.name does not list them). KV is BF16 (2 bytes), the serving default for both.
+
+# GPT-OSS-120B (openai/gpt-oss-120b config.json): 36 layers alternating sliding-window (128 tokens)
+# and full attention; 64 query heads, 8 KV heads x head_dim 64; hidden 2880; 128 experts, 4 active,
+# expert FFN 2880 (SwiGLU); vocab 201,088, untied head; experts MXFP4, the rest BF16; ~5.1 B active.
+# Only the 18 full-attention layers keep the whole context, so the per-layer KV and attention numbers
+# below are the average over all 36 layers (the 128-token windows are left out: negligible at 16K+).
+GPT_OSS_120B = ModelSpec(
+    name="gpt-oss-120b",
+    layers=36,
+    kv_bytes_per_token_layer=2 * 8 * 64 * 2 / 2,  # K and V, 8 heads x 64, BF16, on half of the layers
+    # attention projections 36 x (2 x 2880 x 4096 + 2 x 2880 x 512) = 0.955 B, plus the head 0.579 B
+    dense_flops_per_token=2 * (0.955e9 + 0.579e9),
+    expert_flops_per_token=2 * 36 * 4 * 3 * 2880 * 2880,  # 3.58 B routed active
+    attn_flops_per_qk_layer=2 * 2 * 64 * 64 / 2,  # QK^T and PV over 64 heads x 64, half of the layers
+    weights_bytes=63e9,  # ~60.8 GiB checkpoint (MXFP4 experts)
+    moe=True,
+    moe_layers=36,
+    experts_per_token=4,
+    source="openai/gpt-oss-120b config.json and model card (116.8 B total, 5.1 B active)",
+)
+
+# Qwen3-235B-A22B (Qwen/Qwen3-235B-A22B config.json): 94 layers, GQA 64 query / 4 KV heads x 128,
+# hidden 4096, 128 experts, 8 active, expert FFN 1536, no shared expert; vocab 151,936, untied head.
+QWEN3_235B = ModelSpec(
+    name="qwen3-235b-a22b",
+    layers=94,
+    kv_bytes_per_token_layer=2 * 4 * 128 * 2,  # K and V, 4 heads x 128, BF16: 188 KiB/token in all
+    # attention projections 94 x (2 x 4096 x 8192 + 2 x 4096 x 512) = 6.70 B, plus the head 0.62 B
+    dense_flops_per_token=2 * (6.70e9 + 0.62e9),
+    expert_flops_per_token=2 * 94 * 8 * 3 * 4096 * 1536,  # 14.2 B routed active (22 B active in all)
+    attn_flops_per_qk_layer=2 * 2 * 64 * 128,
+    weights_bytes=235e9 * 2,  # BF16
+    moe=True,
+    moe_layers=94,
+    experts_per_token=8,
+    source="Qwen/Qwen3-235B-A22B config.json (235 B total, 22 B active)",
+)
+
+# Every model with a spec, simulated or not: the cache-compute ratio table uses these.
+ALL_MODELS: dict[str, ModelSpec] = {**MODELS, **{m.name: m for m in (GPT_OSS_120B, QWEN3_235B)}}
+
 
 def get_model(name: str) -> ModelSpec:
     try:
