@@ -1,0 +1,95 @@
+"""`dpsim reproduce` (run the paper's experiments) and `dpsim validation-report` (the table)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dpsim.config import ScenarioError
+
+EXPERIMENTS = "scenarios/paper/experiments"
+PUBLISHED = "scenarios/paper/published.yaml"
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _names(only: tuple[str, ...]) -> list[str] | None:
+    names = [n.strip() for item in only for n in item.split(",") if n.strip()]
+    return names or None
+
+
+@click.command()
+@click.option("--only", multiple=True, help="experiment name(s), comma separated or repeated")
+@click.option("--quick", is_flag=True, help="the shrunk set (minutes on 2 cores); each file says what it shrinks")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel processes")
+@click.option("--out", type=click.Path(), default=None, help="output folder (default runs/reproduce[-quick])")
+@click.option("--profile", type=click.Path(), default=None,
+              help="calibration profile applied to every point (e.g. scenarios/paper/testbed.yaml)")
+@click.option("--seed", type=int, default=None, help="run.seed of every point (default: each scenario's own)")
+@click.option("--experiments", "folder", type=click.Path(), default=EXPERIMENTS, show_default=True)
+@click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
+@click.option("--no-figures", is_flag=True, help="skip the PNGs")
+@click.option("--list", "list_only", is_flag=True, help="print the experiments and their point counts, run nothing")
+def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only):
+    """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
+    from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
+
+    if profile and not Path(profile).is_file():
+        _fail(f"--profile {profile!r}: file not found")
+    try:
+        experiments = load_experiments(folder, _names(only))
+        if list_only:
+            for exp in experiments:
+                n = len(build_points([exp], quick=quick, profile=profile, check=False))
+                click.echo(f"{exp.name:18s} {n:4d} points  {exp.title}")
+            return
+        from dpsim.reproduce.report import load_published
+        items, causes = load_published(published)  # fail on a bad published file before hours of runs
+        from dpsim.reproduce.run import run_reproduce
+        out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
+        table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
+                              figures=not no_figures, progress=sys.stderr.isatty())
+    except (ExperimentError, ScenarioError) as exc:
+        _fail(str(exc))
+    from dpsim.reproduce.report import validation_markdown
+    (out_dir / "validation.md").write_text(
+        validation_markdown(table, items, causes, str(out_dir / "points.csv"), experiments if quick else None))
+    failed = table[table.status != "ok"]
+    click.echo(f"{len(table)} points ({len(failed)} failed) -> {out_dir}/points.csv, figures/, validation.md")
+    for row in failed.itertuples():
+        click.echo(f"  failed: {row.experiment} {row.policy}: {row.error}", err=True)
+    if len(failed):
+        sys.exit(1)
+
+
+@click.command("validation-report")
+@click.argument("points_csv", type=click.Path())
+@click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
+@click.option("--experiments", "folder", type=click.Path(), default=EXPERIMENTS, show_default=True,
+              help="to print what quick mode changed")
+def validation_report(points_csv, published, folder):
+    """Print docs/validation.md (markdown) from POINTS_CSV: published vs dpsim, error, cause of gaps."""
+    from dpsim.reproduce.experiments import ExperimentError, load_experiments
+    from dpsim.reproduce.report import load_published, validation_markdown
+    from dpsim.reproduce.run import read_points
+
+    if not Path(points_csv).is_file():
+        _fail(f"{points_csv}: file not found")
+    try:
+        items, causes = load_published(published)
+        points = read_points(points_csv)
+        missing = [c for c in ("experiment", "policy", "status") if c not in points]
+        if missing:
+            _fail(f"{points_csv}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
+        experiments = load_experiments(folder) if Path(folder).is_dir() else None
+    except ExperimentError as exc:
+        _fail(str(exc))
+    click.echo(validation_markdown(points, items, causes, points_csv, experiments), nl=False)
+
+
+COMMANDS = [reproduce, validation_report]

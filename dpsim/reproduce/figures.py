@@ -1,0 +1,187 @@
+"""The paper's figures drawn from points.csv (and the balance series), one PNG per experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+GROUP_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
+
+
+def _fmt(column: str, value) -> str:
+    if pd.isna(value):
+        return ""
+    if column == "mal":
+        return f"{int(value) // 1024}K"
+    if column == "agents":
+        return f"{int(value)} ag"
+    if column == "scale":
+        return f"x{value:g}" if isinstance(value, float) else f"x{value}"
+    if column == "aps":
+        return f"{value:g} APS"
+    return str(value)
+
+
+def _groups(rows: pd.DataFrame) -> tuple[list[str], pd.Series]:
+    """The columns that vary within an experiment and one label per row from them."""
+    varying = [c for c in GROUP_COLUMNS if c in rows and rows[c].nunique(dropna=True) > 1]
+    label = rows.apply(lambda r: " ".join(_fmt(c, r[c]) for c in varying) or "all", axis=1)
+    return varying, label
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bars(rows: pd.DataFrame, title: str, path: Path, value: str = "jct_s", ylabel: str = "JCT (s)") -> Path:
+    """Grouped bars: one group per (agents x MAL, or layout, or scale), one bar per system."""
+    rows = rows.copy()
+    _, rows["group"] = _groups(rows)
+    groups = list(dict.fromkeys(rows.group))
+    policies = list(dict.fromkeys(rows.policy))
+    width = 0.8 / max(len(policies), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) * max(len(policies), 1) * 0.6 + 2), 3.8))
+    x = np.arange(len(groups))
+    for i, policy in enumerate(policies):
+        sub = rows[rows.policy == policy].set_index("group")[value]
+        ax.bar(x + (i - (len(policies) - 1) / 2) * width, [sub.get(g, np.nan) for g in groups], width, label=policy)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def ladder(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    """Ablation ladder: JCT of each rung relative to Basic, per agent count, with the cut in %."""
+    rows = rows.copy()
+    _, rows["group"] = _groups(rows)
+    rungs = list(dict.fromkeys(rows.policy))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.8 / len(rungs)
+    groups = list(dict.fromkeys(rows.group))
+    for i, rung in enumerate(rungs):
+        values = []
+        for g in groups:
+            sub = rows[rows.group == g].set_index("policy").jct_s
+            values.append(sub.get(rung, np.nan) / sub.iloc[0])
+        xs = np.arange(len(groups)) + (i - (len(rungs) - 1) / 2) * width
+        ax.bar(xs, values, width, label=rung)
+        for xv, v in zip(xs, values):
+            if np.isfinite(v) and i:
+                ax.text(xv, v, f"-{(1 - v) * 100:.0f}%", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylabel("JCT / Basic JCT")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def curves(rows: pd.DataFrame, title: str, path: Path, slo_ttft_s: float = 4.0, slo_tpot_s: float = 0.05) -> Path:
+    """TTFT, TTST, TPOT and trajectory JCT versus APS, one line per system, SLO lines dashed."""
+    panels = [("ttft_s_p50", "TTFT p50 (s)", slo_ttft_s), ("ttst_s_p50", "TTST p50 (s)", None),
+              ("tpot_s_p50", "TPOT p50 (s)", slo_tpot_s), ("trajectory_jct_s_mean", "trajectory JCT mean (s)", None)]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    for ax, (column, label, slo) in zip(axes, panels):
+        for policy, sub in rows.groupby("policy", sort=False):
+            if column in sub:
+                sub = sub.sort_values("aps")
+                ax.plot(sub.aps, sub[column], marker="o", label=policy)
+        if slo:
+            ax.axhline(slo, color="grey", ls="--", lw=1, label="SLO")
+        ax.set_xlabel("APS")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def balance(rows: pd.DataFrame, series: dict, title: str, path: Path) -> Path:
+    """Storage-NIC max/avg per window over time, and max/avg attention time per EP-group pass (CDF)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for policy, data in series.items():
+        mean = rows.set_index("policy").snic_balance.get(policy, np.nan)
+        left.plot(data["t_s"], data["snic_max_over_avg"], lw=1, label=f"{policy} (weighted mean {mean:.2f})")
+        attention = np.sort(np.asarray(data["attention_max_over_avg"], dtype=float))
+        if attention.size:
+            right.plot(attention, np.arange(1, attention.size + 1) / attention.size, label=policy)
+    left.set_xlabel("time (s)")
+    left.set_ylabel("storage NIC max/avg")
+    left.legend(fontsize=8)
+    right.set_xlabel("attention time max/avg per prefill pass")
+    right.set_ylabel("CDF")
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def cache_compute(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for model, sub in rows.groupby("model", sort=False):
+        sub = sub.sort_values("context_tokens")
+        ax.plot(sub.context_tokens / 1024, sub.cache_compute_gb_per_pflop, marker="o", label=model)
+    ax.set_yscale("log")
+    ax.set_xlabel("context (K tokens)")
+    ax.set_ylabel("GB of KV per PFLOP")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pd_bound(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    """Storage-NIC utilisation versus P/D, with the analytic bottleneck-free range shaded."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    rows = rows.sort_values("pd_ratio")
+    ax.plot(rows.pd_ratio, rows.snic_utilisation, marker="o", label="all storage NICs")
+    for ratio, layout in zip(rows.pd_ratio, rows.layout):
+        ax.annotate(layout, (ratio, 0.02), fontsize=7, ha="center")
+    lo, hi = rows.pd_lo_analytic.iloc[0], rows.pd_hi_analytic.iloc[0]
+    ax.axvspan(lo, hi, color="green", alpha=0.1, label=f"analytic range [{lo:.3g}, {hi:.3g}]")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("P/D")
+    ax.set_ylabel("storage NIC read utilisation")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folder: Path) -> list[Path]:
+    """One PNG per experiment (skipping experiments whose points all failed)."""
+    drawn = []
+    for exp in experiments:
+        rows = table[(table.experiment == exp.name) & (table.status == "ok")]
+        if rows.empty or exp.figure == "none":
+            continue
+        path = folder / f"{exp.name}.png"
+        if exp.figure in ("bars", "scale"):
+            online = "aps" in rows and rows.aps.notna().any() and exp.figure == "scale"
+            drawn.append(bars(rows, exp.title, path, *(("ttft_s_p50", "TTFT p50 (s)") if online else ())))
+        elif exp.figure == "capacity":
+            drawn.append(bars(rows, exp.title, path, "capacity_aps", "capacity (APS within SLO)"))
+        elif exp.figure == "ladder":
+            drawn.append(ladder(rows, exp.title, path))
+        elif exp.figure == "curves":
+            drawn.append(curves(rows, exp.title, path))
+        elif exp.figure == "balance":
+            file = series_folder / f"{exp.name}.json"
+            data = json.loads(file.read_text()) if file.exists() else {}
+            drawn.append(balance(rows, data, exp.title, path))
+        elif exp.figure == "table":
+            drawn.append(cache_compute(rows, exp.title, path))
+        elif exp.figure == "pd_bound":
+            drawn.append(pd_bound(rows, exp.title, path))
+    return drawn

@@ -1,0 +1,207 @@
+"""The validation table: every published number beside dpsim's, computed from points.csv.
+
+The published numbers and the human-written causes of gaps live in scenarios/paper/published.yaml;
+this module only computes and prints. See that file's header for the metric definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from dpsim import units
+from dpsim.reproduce.experiments import ExperimentError
+
+PAIR_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
+METRICS = ("ratio", "reduction", "value", "mean_of", "agreement")
+GAP_NOTE_THRESHOLD = 0.10  # gaps above this get a cause column entry
+
+
+@dataclass
+class Item:
+    id: str
+    claim: str
+    published: float
+    metric: str
+    experiment: str | None = None
+    column: str | None = None
+    num: dict | None = None
+    den: dict | None = None
+    where: dict | None = None
+    reduce: str = "mean"
+    pair_on: list | None = None
+    of: list | None = None
+    threshold: float = 0.95
+
+
+def load_published(path: str | Path) -> tuple[list[Item], dict[str, str]]:
+    """(items, gap_causes) from published.yaml; a bad entry is one located error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(f"{path}: file not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    items = []
+    fields = set(Item.__dataclass_fields__)
+    for i, entry in enumerate(data.get("items") or []):
+        where = f"{path}: items[{i}]"
+        if not isinstance(entry, dict):
+            raise ExperimentError(f"{where}: expected a mapping")
+        unknown = set(entry) - fields
+        if unknown:
+            raise ExperimentError(f"{where}: unknown key '{sorted(unknown)[0]}'; expected one of: {', '.join(sorted(fields))}")
+        for key in ("id", "claim", "published", "metric"):
+            if key not in entry:
+                raise ExperimentError(f"{where}: {key}: required field is missing")
+        if entry["metric"] not in METRICS:
+            raise ExperimentError(f"{where}: metric = {entry['metric']!r}: expected one of {', '.join(METRICS)}")
+        if entry.get("reduce", "mean") not in ("mean", "max", "min"):
+            raise ExperimentError(f"{where}: reduce = {entry['reduce']!r}: expected mean, max or min")
+        items.append(Item(**entry))
+    causes = data.get("gap_causes") or {}
+    ids = {it.id for it in items}
+    stray = [k for k in causes if k not in ids]
+    if stray:
+        raise ExperimentError(f"{path}: gap_causes.{stray[0]}: no item with this id")
+    return items, causes
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _filter(rows: pd.DataFrame, spec: dict | None) -> pd.DataFrame:
+    for column, wanted in (spec or {}).items():
+        if column not in rows:
+            return rows.iloc[0:0]
+        values = rows[column]
+        if wanted in ("max", "min"):
+            numeric = pd.to_numeric(values, errors="coerce")
+            target = numeric.max() if wanted == "max" else numeric.min()
+            rows = rows[numeric == target]
+            continue
+        if column == "mal" and isinstance(wanted, str):
+            wanted = units.parse_count(wanted)
+        rows = rows[[_same(v, wanted) for v in values]]
+    return rows
+
+
+def _reduce(values: np.ndarray, how: str) -> float | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return float({"mean": np.mean, "max": np.max, "min": np.min}[how](values))
+
+
+def item_value(item: Item, points: pd.DataFrame, done: dict[str, float | None]) -> float | None:
+    """dpsim's value for one published item (None when points.csv lacks the rows)."""
+    if item.metric == "mean_of":
+        values = [done.get(i) for i in item.of or []]
+        return None if any(v is None for v in values) or not values else float(np.mean(values))
+    rows = points[(points.experiment == item.experiment) & (points.status == "ok")]
+    if item.metric == "value":
+        sub = _filter(rows, item.where)
+        return _reduce(pd.to_numeric(sub[item.column], errors="coerce").to_numpy(float), item.reduce) \
+            if item.column in sub else None
+    if item.metric == "agreement":
+        if rows.empty or "snic_utilisation" not in rows:
+            return None
+        saturated = pd.to_numeric(rows.snic_utilisation, errors="coerce") >= item.threshold
+        inside = rows.inside_analytic.astype(str).str.lower() == "true"
+        return float((saturated == inside).mean())
+    rows = _filter(rows, item.where)
+    if rows.empty or item.column not in rows:
+        return None
+    num, den = _filter(rows, item.num), _filter(rows, item.den)
+    named = set(item.num or {}) | set(item.den or {})
+    pair_on = item.pair_on or [c for c in PAIR_COLUMNS + ["policy"] if c not in named]
+    pair_on = [c for c in pair_on if c in rows]
+    merged = num[pair_on + [item.column]].merge(den[pair_on + [item.column]], on=pair_on, suffixes=("_n", "_d"))
+    n = pd.to_numeric(merged[f"{item.column}_n"], errors="coerce").to_numpy(float)
+    d = pd.to_numeric(merged[f"{item.column}_d"], errors="coerce").to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = n / d
+    if item.metric == "reduction":
+        ratio = 1.0 - ratio
+    return _reduce(ratio, item.reduce)
+
+
+def validation_rows(points: pd.DataFrame, items: list[Item], causes: dict[str, str],
+                    quick: bool = False) -> list[dict]:
+    done: dict[str, float | None] = {}
+    out = []
+    for item in items:
+        value = item_value(item, points, done)
+        done[item.id] = value
+        error = None if value is None else (value - item.published) / item.published
+        cause = ""
+        if value is None:
+            cause = "no matching points in points.csv (experiment not run?)"
+        elif abs(error) > GAP_NOTE_THRESHOLD:
+            cause = causes.get(item.id) or ("quick mode: shrunk workload, see above" if quick
+                                            else "no cause recorded yet in published.yaml gap_causes")
+        out.append({"id": item.id, "claim": item.claim, "published": item.published, "dpsim": value,
+                    "error": error, "cause": cause})
+    return out
+
+
+def _num(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def validation_markdown(points: pd.DataFrame, items: list[Item], causes: dict[str, str],
+                        source: str = "points.csv", experiments=None) -> str:
+    """docs/validation.md: header (what run, which mode), the table, the cache-compute and P/D tables."""
+    quick = bool(points.get("quick", pd.Series([False])).astype(str).str.lower().eq("true").any())
+    failed = int((points.status != "ok").sum()) if "status" in points else 0
+    lines = [
+        "# Validation: dpsim against the DualPath paper",
+        "",
+        f"Generated by `dpsim validation-report {source}` from {len(points)} points"
+        f" ({failed} failed); do not edit by hand. Published numbers: spec sections 3, 7, 9, stored in"
+        " `scenarios/paper/published.yaml` with the causes of gaps.",
+        "",
+    ]
+    if quick:
+        lines += ["**Quick mode**: the points are shrunk (few agents, trajectories cut to a few turns,",
+                  "small layouts), so contexts stay short and the runs are not storage-bound the way the",
+                  "paper's are. The numbers below show the pipeline works; they are not a validation.",
+                  ""]
+        if experiments:
+            lines += ["What quick mode changes, per experiment:", ""]
+            lines += [f"- `{e.name}`: {e.quick.note}" for e in experiments]
+            lines += [""]
+    profiles = sorted({str(p) for p in points.get("profile", pd.Series(dtype=str)).dropna() if str(p)})
+    lines += [f"Calibration profile: {', '.join(profiles) if profiles else 'none (preset defaults)'}.", ""]
+    lines += ["| claim | published | dpsim | error | cause of a gap > 10 % |", "|---|---|---|---|---|"]
+    for r in validation_rows(points, items, causes, quick):
+        err = "-" if r["error"] is None else f"{r['error'] * 100:+.0f} %"
+        cause = " ".join(str(r["cause"]).split()).replace("|", "/")
+        lines.append(f"| {r['claim']} | {_num(r['published'])} | {_num(r['dpsim'])} | {err} | {cause} |")
+    cc = points[(points.experiment == "cache-compute") & (points.status == "ok")]
+    if not cc.empty and "cache_compute_gb_per_pflop" in cc:
+        table = cc.pivot_table(index="model", columns="context_tokens", values="cache_compute_gb_per_pflop",
+                               sort=False)
+        lines += ["", "## Cache-compute ratio (GB of KV per PFLOP, append 429)", "",
+                  "| model | " + " | ".join(f"{int(c):,}" for c in table.columns) + " |",
+                  "|---|" + "---|" * len(table.columns)]
+        lines += [f"| {m} | " + " | ".join(_num(v) for v in row) + " |" for m, row in table.iterrows()]
+    pdb = points[(points.experiment == "pd-bound") & (points.status == "ok")]
+    if not pdb.empty and "pd_ratio" in pdb:
+        lo, hi = pdb.pd_lo_analytic.iloc[0], pdb.pd_hi_analytic.iloc[0]
+        lines += ["", f"## Bottleneck-free P/D range: analytic [{lo:.3g}, {hi:.3g}] beside the simulation", "",
+                  "| layout | P/D | inside analytic range | storage NIC utilisation (all / prefill / decode) |",
+                  "|---|---|---|---|"]
+        for r in pdb.sort_values("pd_ratio").itertuples():
+            lines.append(f"| {r.layout} | {r.pd_ratio:.3g} | {r.inside_analytic} | {_num(r.snic_utilisation)} / "
+                         f"{_num(r.snic_utilisation_prefill)} / {_num(r.snic_utilisation_decode)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""Run the paper's experiments: points in parallel (dpsim.sweep), then points.csv, series, figures.
+
+points.csv holds simulated results only, so the same seed gives the same file byte for byte; wall
+times go to timing.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, build_points
+from dpsim.reproduce.tasks import reproduce_point
+
+# After the issue's columns: what the figures and the validation table also read.
+EXTRA_COLUMNS = ["turns", "ttst_s_p90", "tpot_s_p90", "trajectory_jct_s_mean", "slo_attainment",
+                 "attention_balance_max_over_avg", "read_side_fraction_de", "gpu_busy_prefill", "gpu_busy_decode",
+                 "stop_reason", "invariants_ok", "capacity_binding", "capacity_trials", "capacity_note",
+                 "context_tokens", "append_tokens", "cache_compute_gb_per_pflop", "pd_ratio", "pd_lo_analytic",
+                 "pd_hi_analytic", "inside_analytic", "snic_utilisation", "snic_utilisation_prefill",
+                 "snic_utilisation_decode", "max_turns", "seed", "quick", "profile", "set", "status", "error", "key"]
+
+
+def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = False, jobs: int = 2,
+                  profile: str | None = None, seed: int | None = None, progress: bool = True,
+                  figures: bool = True) -> pd.DataFrame:
+    """Run every point of `experiments`; write OUT/points.csv, OUT/timing.csv, OUT/series/*.json and
+    OUT/figures/*.png. Returns the points table."""
+    from dpsim.sweep import run_points
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    points = build_points(experiments, quick=quick, profile=profile, seed=seed)
+    t0 = time.perf_counter()
+    raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
+    wall_s = time.perf_counter() - t0
+    raw["quick"] = quick
+    table = points_table(raw)
+    table.to_csv(out / "points.csv", index=False)
+    raw[["experiment", "policy", "key", "status", "wall_s"]].to_csv(out / "timing.csv", index=False)
+    _write_series(raw, out / "series")
+    (out / "run.json").write_text(json.dumps({
+        "points": len(table), "failed": int((table.status != "ok").sum()), "quick": quick, "jobs": jobs,
+        "wall_s": round(wall_s, 1), "experiments": [e.name for e in experiments], "profile": profile,
+        "seed": seed}, indent=2) + "\n")
+    if figures:
+        from dpsim.reproduce.figures import draw_all
+        draw_all(table, experiments, out / "figures", out / "series")
+    return table
+
+
+def points_table(raw: pd.DataFrame) -> pd.DataFrame:
+    """The deterministic points.csv frame: the issue's columns, then the extras present, in point order."""
+    columns = POINT_COLUMNS + [c for c in EXTRA_COLUMNS if c not in POINT_COLUMNS]
+    table = raw.reindex(columns=columns)
+    return table.dropna(axis=1, how="all").reindex(columns=[c for c in columns if c in POINT_COLUMNS or
+                                                            table[c].notna().any()])
+
+
+def _write_series(raw: pd.DataFrame, folder: Path) -> None:
+    """One JSON per experiment with series: {policy: {...}, ...} (for the balance figure)."""
+    if "series" not in raw:
+        return
+    rows = raw[raw.series.notna()]
+    for experiment, group in rows.groupby("experiment", sort=False):
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {f"{r.policy}": json.loads(r.series) for r in group.itertuples()}
+        (folder / f"{experiment}.json").write_text(json.dumps(data, sort_keys=True) + "\n")
+
+
+def read_points(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"key": str})

@@ -1,0 +1,184 @@
+"""Point tasks: module-level functions taking a sweep Point and returning one row of points.csv.
+
+`reproduce_point` dispatches on the point's `task` label (run, capacity, cache_compute, pd_bound);
+it is what `dpsim.sweep.run_points(points, task=reproduce_point)` runs in worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from dpsim.models import ALL_MODELS
+
+
+def _labels(point) -> dict[str, Any]:
+    labels = dict(point.labels)
+    labels["options"] = json.loads(labels.get("options") or "{}")
+    return labels
+
+
+def _base_row(point, labels: dict, scenario=None) -> dict:
+    row = {"experiment": labels["experiment"], "policy": labels["policy"], "scale": labels.get("scale"),
+           "set": ";".join(f"{k}={v}" for k, v in point.overrides)}
+    row.update({k: v for k, v in labels.items() if k not in ("options", "task", "profile", "experiment", "policy")})
+    if scenario is not None:
+        w, cl = scenario.workload, scenario.cluster
+        row.update(model=scenario.model.name, layout=f"{cl.prefill_nodes}P{cl.decode_nodes}D",
+                   mal=int(w.mal) if not w.trace else None, agents=w.agents, aps=w.aps if w.mode == "online" else None,
+                   max_turns=w.max_turns, seed=scenario.run.seed)
+    return row
+
+
+def _flatten(summary: dict) -> dict:
+    """The summary's numbers as points.csv columns (ttft_s.p50 -> ttft_s_p50)."""
+    out = {}
+    for key in ("jct_s", "turns", "trajectory_jct_s_mean", "slo_attainment", "read_side_fraction_de",
+                "attention_balance_max_over_avg", "stop_reason", "invariants_ok"):
+        out[key] = summary.get(key)
+    for metric in ("ttft_s", "ttst_s", "tpot_s"):
+        for stat in ("p50", "p90", "mean"):
+            out[f"{metric}_{stat}"] = (summary.get(metric) or {}).get(stat)
+    out["snic_balance"] = summary.get("snic_balance_max_over_avg")
+    out["gpu_busy_prefill"] = summary["gpu_busy_fraction"]["prefill"]
+    out["gpu_busy_decode"] = summary["gpu_busy_fraction"]["decode"]
+    return out
+
+
+def snic_balance_series(links: pd.DataFrame, nodes: list[str], window_s: float) -> tuple[list, list]:
+    """(window start, max/avg storage-NIC read bytes over `nodes`) per window with any reads."""
+    snic = links[(links.kind == "snic.rx") & links.node.isin(nodes)].copy()
+    if snic.empty:
+        return [], []
+    snic["window"] = (snic.t_s // window_s) * window_s
+    table = snic.pivot_table(index="window", columns="node", values="bytes_low", aggfunc="sum").reindex(
+        columns=nodes).fillna(0.0)
+    table = table[table.sum(axis=1) > 0]
+    ratio = table.max(axis=1) / table.mean(axis=1)
+    return [float(t) for t in table.index], [round(float(r), 6) for r in ratio]
+
+
+def _simulate(scenario):
+    """Run a scenario; return (result, simulation) so tasks can read per-pass records."""
+    from dpsim import api
+    from dpsim.simulator import Simulation
+
+    trajectories = api.build_workload(scenario)
+    sim = Simulation(scenario, trajectories, progress=False)
+    return sim.run(api.arrival_times(scenario, trajectories)), sim
+
+
+def _scenario(point, options: dict):
+    """The point's scenario; option `arrival_window_s` sets an online run's agents to APS x window
+    (arrivals keep coming for that long, then every trajectory runs to completion)."""
+    import math
+
+    from dpsim import api
+    from dpsim.reproduce.experiments import load_point_scenario
+
+    scenario = load_point_scenario(point)
+    window = options.get("arrival_window_s")
+    if window and scenario.workload.mode == "online" and scenario.workload.aps:
+        scenario = api.with_overrides(scenario, workload={"agents": int(math.ceil(scenario.workload.aps * window))})
+    return scenario
+
+
+def run_task(point) -> dict:
+    """One simulation: offline JCT or online latencies. Option `series: true` adds the storage-NIC
+    balance per window (`window_s`) and the attention balance per prefill pass (for the figures)."""
+    labels = _labels(point)
+    scenario = _scenario(point, labels["options"])
+    result, sim = _simulate(scenario)
+    row = _base_row(point, labels, scenario)
+    row.update(_flatten(result.summary))
+    opts = labels["options"]
+    if opts.get("series"):
+        readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
+        t, ratio = snic_balance_series(result.links, readers, float(opts.get("window_s", 1.0)))
+        attention = [round(x, 6) for grp in sim.prefill_groups for x in grp.attention_balance]
+        row["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
+    return row
+
+
+def capacity_task(point) -> dict:
+    """The highest APS meeting the SLO (dpsim.capacity.find_capacity), with the options' search range."""
+    from dpsim.capacity import find_capacity
+    from dpsim.reproduce.experiments import load_point_scenario
+
+    labels = _labels(point)
+    scenario = load_point_scenario(point)
+    opts = labels["options"]
+    search = {k: opts[k] for k in ("aps_lo", "aps_hi", "tolerance", "window_s", "horizon_s", "stat") if k in opts}
+    found = find_capacity(scenario, **search)
+    row = _base_row(point, labels, scenario)
+    row["aps"] = None
+    row["capacity_aps"] = found.aps
+    row["capacity_binding"] = found.binding
+    row["capacity_trials"] = len(found.trials)
+    row["capacity_note"] = found.note
+    return row
+
+
+def cache_compute_task(point) -> dict:
+    """One cell of the cache-compute ratio table: overrides `model` and `context` (tokens)."""
+    labels = _labels(point)
+    values = dict(point.overrides)
+    append = int(float(values.get("append", 429)))
+    context = int(float(values["context"]))
+    row = _base_row(point, labels)
+    row.update(model=values["model"], context_tokens=context, append_tokens=append,
+               cache_compute_gb_per_pflop=round(
+                   ALL_MODELS[values["model"]].cache_compute_ratio_gb_per_pflop(context, append), 4))
+    return row
+
+
+def storage_utilisation(links: pd.DataFrame, trim: float = 0.1) -> dict:
+    """Storage-NIC read bytes over capacity, all nodes together and by role, in the middle of the
+    reading period (the first and last `trim` of it cut: ramp-up and drain are not steady state)."""
+    snic = links[links.kind == "snic.rx"]
+    busy = snic[snic.bytes_low + snic.bytes_high > 0]
+    if busy.empty:
+        return {"snic_utilisation": None, "snic_utilisation_prefill": None, "snic_utilisation_decode": None}
+    t0, t1 = busy.t_s.min(), busy.t_s.max()
+    span = t1 - t0
+    mid = snic[(snic.t_s >= t0 + trim * span) & (snic.t_s <= t1 - trim * span)]
+    if mid.empty:
+        mid = snic
+
+    def util(rows):
+        cap = (rows.capacity_bytes_per_s * rows.bin_s).sum()
+        return round(float((rows.bytes_low + rows.bytes_high).sum() / cap), 6) if cap else None
+
+    return {"snic_utilisation": util(mid),
+            "snic_utilisation_prefill": util(mid[mid.node.str.startswith("P")]),
+            "snic_utilisation_decode": util(mid[mid.node.str.startswith("D")])}
+
+
+def pd_bound_task(point) -> dict:
+    """A DualPath run made storage-bound (the experiment's overrides make GPUs nearly free), with its
+    storage-NIC utilisation and the analytic P/D range of its hardware beside it."""
+    from dpsim.plan import pd_range
+
+    labels = _labels(point)
+    scenario = _scenario(point, labels["options"])
+    result, _ = _simulate(scenario)
+    row = _base_row(point, labels, scenario)
+    row.update(_flatten(result.summary))
+    lo, hi = pd_range(scenario)
+    cl = scenario.cluster
+    ratio = cl.prefill_nodes / cl.decode_nodes
+    row.update(pd_ratio=round(ratio, 6), pd_lo_analytic=round(lo, 6), pd_hi_analytic=round(hi, 6),
+               inside_analytic=bool(lo - 1e-9 <= ratio <= hi + 1e-9),
+               **storage_utilisation(result.links))
+    return row
+
+
+TASKS = {"run": run_task, "capacity": capacity_task, "cache_compute": cache_compute_task, "pd_bound": pd_bound_task}
+
+
+def reproduce_point(point) -> dict:
+    """The task for any reproduce point (picklable, module level)."""
+    return TASKS[dict(point.labels)["task"]](point)
+

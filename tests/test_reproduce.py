@@ -1,0 +1,169 @@
+"""`dpsim reproduce`: experiment files, the quick set end to end, determinism, the validation table."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from dpsim.cli import main
+from dpsim.models import ALL_MODELS
+from dpsim.plan import pd_range
+from dpsim.reproduce import build_points, load_experiments
+from dpsim.reproduce.experiments import POINT_COLUMNS, ExperimentError, load_point_scenario
+from dpsim.reproduce.report import load_published, validation_rows
+
+EXPERIMENTS = "scenarios/paper/experiments"
+
+
+def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
+    """The whole quick set through the CLI, as CI runs it (about a minute on 2 cores); one test so
+    that xdist runs it once."""
+    out = tmp_path / "quick"
+    result = CliRunner().invoke(main, ["reproduce", "--quick", "--jobs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "points.csv")
+    assert list(table.columns[:len(POINT_COLUMNS)]) == POINT_COLUMNS
+    assert (table.status == "ok").all(), table[table.status != "ok"][["experiment", "error"]]
+    names = {e.name for e in load_experiments(EXPERIMENTS)}
+    assert set(table.experiment) == names
+    assert {p.stem for p in (out / "figures").glob("*.png")} == names
+    offline = table[table.experiment == "offline-ds660b"]
+    assert set(offline.policy) == {"basic", "dualpath", "oracle"} and offline.jct_s.gt(0).all()
+    assert table[table.experiment.str.startswith("capacity")].capacity_aps.gt(0).all()
+    assert "| claim | published | dpsim | error |" in (out / "validation.md").read_text()
+
+    # The same seed gives the same rows (here a subset, in one process instead of two).
+    subset = "offline-ds27b,load-balance,cache-compute"
+    again = CliRunner().invoke(main, ["reproduce", "--quick", "--jobs", "1", "--no-figures", "--only", subset,
+                                      "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    second = pd.read_csv(tmp_path / "again" / "points.csv")
+    first = table[table.experiment.isin(second.experiment)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first[second.columns], second)
+
+    report = CliRunner().invoke(main, ["validation-report", str(out / "points.csv")])
+    assert report.exit_code == 0, report.output
+    items, _ = load_published("scenarios/paper/published.yaml")
+    assert all(item.claim in report.output for item in items)
+    assert "Quick mode" in report.output
+
+
+def test_another_seed_gives_other_points(tmp_path):
+    runs = {}
+    for seed in (1, 5):
+        result = CliRunner().invoke(main, ["reproduce", "--quick", "--jobs", "1", "--no-figures", "--seed", str(seed),
+                                           "--only", "pd-ratio", "--out", str(tmp_path / str(seed))])
+        assert result.exit_code == 0, result.output
+        runs[seed] = pd.read_csv(tmp_path / str(seed) / "points.csv").jct_s
+    assert not runs[1].equals(runs[5])
+
+
+def test_every_full_point_loads_and_counts_are_as_documented():
+    experiments = load_experiments(EXPERIMENTS)
+    full = build_points(experiments, quick=False)
+    assert len(full) == 244
+    scale = [p for p in full if dict(p.labels)["experiment"] == "scale-offline"]
+    big = load_point_scenario(scale[-1])
+    assert (big.cluster.prefill_nodes, big.cluster.decode_nodes, big.workload.agents) == (48, 96, 49152)
+
+
+def test_profile_sits_between_presets_and_the_scenario(tmp_path):
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("hardware:\n  storage: {read_efficiency: 0.5}\n  host: {dram_buffer: 10GB}\n")
+    exp = load_experiments(EXPERIMENTS, ["offline-qwen32b"])
+    point = build_points(exp, quick=True, profile=str(profile))[0]
+    sc = load_point_scenario(point)
+    assert sc.hardware.storage.read_efficiency == 0.5  # profile beats the preset
+    assert sc.hardware.host.dram_buffer == 320e9  # the scenario's own key beats the profile
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """name: NAME
+title: t
+base: BASE
+systems: [basic]
+grid: {workload.agents: [4]}
+quick: {note: n}
+"""
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("title: t", "titel: t"), "titel: unknown key; expected one of"),
+    (GOOD.replace("quick: {note: n}", ""), "quick: required field is missing"),
+    (GOOD.replace("workload.agents", "workload.agnts"), "unknown key 'agnts' in workload"),
+    (GOOD.replace("[4]", "[-4]"), "workload.agents = -4"),
+    (GOOD.replace("task: run", "") + "task: simulate\n", "task = 'simulate'"),
+    (GOOD + "zip: {cluster.prefill_nodes: [1, 2], cluster.decode_nodes: [1]}\n", "zip: lists of unequal lengths"),
+    (GOOD.replace("BASE", "nowhere.yaml"), "base = 'nowhere.yaml': file not found"),
+    ("name: [unclosed\n", "is not valid YAML"),
+])
+def test_bad_experiment_file_is_one_located_line_and_exit_2(tmp_path, text, message):
+    folder = tmp_path / "experiments"
+    base = Path("scenarios/quickstart.yaml").resolve()
+    path = _write(folder, "bad", text.replace("NAME", "bad").replace("BASE", str(base)))
+    result = CliRunner().invoke(main, ["reproduce", "--quick", "--experiments", str(folder), "--out",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert str(path) in result.output and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unknown_only_name_and_name_mismatch(tmp_path):
+    result = CliRunner().invoke(main, ["reproduce", "--quick", "--only", "nope", "--list"])
+    assert result.exit_code == 2 and "--only 'nope': no such experiment" in result.output
+    folder = tmp_path / "e"
+    _write(folder, "file", GOOD.replace("NAME", "other").replace("BASE", str(Path("scenarios/quickstart.yaml").resolve())))
+    result = CliRunner().invoke(main, ["reproduce", "--experiments", str(folder), "--list"])
+    assert result.exit_code == 2 and "name = 'other': expected the file name" in result.output
+
+
+def test_bad_published_file_is_located(tmp_path):
+    bad = tmp_path / "published.yaml"
+    shutil.copy("scenarios/paper/published.yaml", bad)
+    bad.write_text(bad.read_text().replace("metric: ratio", "metric: quotient", 1))
+    result = CliRunner().invoke(main, ["validation-report", "scenarios/paper/published.yaml", "--published", str(bad)])
+    assert result.exit_code == 2 and "metric = 'quotient': expected one of" in result.output
+
+
+def test_validation_metrics_on_a_hand_made_table():
+    points = pd.DataFrame([
+        {"experiment": "offline-ds660b", "policy": "basic", "mal": 65536, "agents": 8, "jct_s": 20.0, "status": "ok"},
+        {"experiment": "offline-ds660b", "policy": "dualpath", "mal": 65536, "agents": 8, "jct_s": 10.0, "status": "ok"},
+        {"experiment": "offline-ds660b", "policy": "oracle", "mal": 65536, "agents": 8, "jct_s": 9.0, "status": "ok"},
+        {"experiment": "offline-ds660b", "policy": "basic", "mal": 32768, "agents": 8, "jct_s": 12.0, "status": "ok"},
+        {"experiment": "offline-ds660b", "policy": "dualpath", "mal": 32768, "agents": 8, "jct_s": 10.0, "status": "ok"},
+    ])
+    items, causes = load_published("scenarios/paper/published.yaml")
+    rows = {r["id"]: r for r in validation_rows(points, items, causes)}
+    assert rows["offline-ds660b-speedup-max"]["dpsim"] == pytest.approx(2.0)
+    assert rows["offline-ds660b-oracle-gap-max"]["dpsim"] == pytest.approx(10 / 9)
+    assert rows["offline-ds27b-speedup-max"]["dpsim"] is None
+    assert "no matching points" in rows["offline-ds27b-speedup-max"]["cause"]
+
+
+def test_cache_compute_of_the_added_models():
+    # GPT-OSS-120B: 18 full-attention layers x 8 KV heads x 64 x 2 (K, V) x 2 B = 36 KiB/token;
+    # Qwen3-235B-A22B: 94 x 4 x 128 x 2 x 2 B = 188 KiB/token; active parameters ~5.1 B and ~22 B.
+    gpt, qwen3 = ALL_MODELS["gpt-oss-120b"], ALL_MODELS["qwen3-235b-a22b"]
+    assert gpt.kv_bytes_per_token == 36 * 1024
+    assert qwen3.kv_bytes_per_token == 188 * 1024
+    assert (gpt.dense_flops_per_token + gpt.expert_flops_per_token) / 2 == pytest.approx(5.1e9, rel=0.03)
+    assert (qwen3.dense_flops_per_token + qwen3.expert_flops_per_token) / 2 == pytest.approx(22e9, rel=0.03)
+    # Ordering the paper's argument rests on: dense GQA >> sparse MLA >> dense MLA.
+    ratio = {m: ALL_MODELS[m].cache_compute_ratio_gb_per_pflop(32721, 429) for m in ALL_MODELS}
+    assert ratio["qwen32b"] > ratio["gpt-oss-120b"] > ratio["ds660b"] > ratio["deepseek-v3"]
+
+
+def test_pd_bound_experiment_prints_the_paper_range():
+    exp = load_experiments(EXPERIMENTS, ["pd-bound"])
+    sc = load_point_scenario(build_points(exp)[0])
+    assert pd_range(sc) == pytest.approx((1 / 7, 3.5))
