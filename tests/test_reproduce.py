@@ -69,14 +69,15 @@ def test_every_full_point_loads_and_counts_are_as_documented():
     assert (big.cluster.prefill_nodes, big.cluster.decode_nodes, big.workload.agents) == (48, 96, 49152)
 
 
-def test_profile_sits_between_presets_and_the_scenario(tmp_path):
+def test_profile_applies_to_every_point_below_the_overrides(tmp_path):
     profile = tmp_path / "profile.yaml"
     profile.write_text("hardware:\n  storage: {read_efficiency: 0.5}\n  host: {dram_buffer: 10GB}\n")
     exp = load_experiments(EXPERIMENTS, ["offline-qwen32b"])
     point = build_points(exp, quick=True, profile=str(profile))[0]
     sc = load_point_scenario(point)
     assert sc.hardware.storage.read_efficiency == 0.5  # profile beats the preset
-    assert sc.hardware.host.dram_buffer == 320e9  # the scenario's own key beats the profile
+    assert sc.hardware.host.dram_buffer == 10e9  # and the scenario (dpsim.config's profile precedence)
+    assert sc.workload.max_turns == 10  # the experiment's overrides beat the profile
 
 
 def _write(folder: Path, name: str, text: str) -> Path:

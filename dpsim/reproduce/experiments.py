@@ -16,9 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dpsim.config import (ScenarioError, apply_overrides, deep_merge, load_scenario, load_yaml_with_includes,
-                          validate_scenario)
-from dpsim.config import _record_origins  # one origin bookkeeping for scenario files and profiles
+from dpsim.config import ScenarioError, load_scenario
 
 TASKS = ("run", "capacity", "cache_compute", "pd_bound")
 FIGURES = ("bars", "curves", "capacity", "ladder", "balance", "scale", "table", "pd_bound", "none")
@@ -64,7 +62,7 @@ class Experiment(_Strict):
     set: dict[str, Any] = {}
     options: dict[str, Any] = {}
     columns: dict[str, str] = {}  # points.csv column -> override key it is read from (e.g. scale)
-    profile: str | None = None  # calibration profile included after the base scenario's presets
+    profile: str | None = None  # calibration profile over the base scenario (relative to this file)
     quick: QuickSpec
     path: str = Field("", exclude=True)
 
@@ -193,23 +191,7 @@ def point_labels(point) -> dict[str, Any]:
 
 
 def load_point_scenario(point):
-    """The point's scenario: base file, the profile (after the base's own includes, before its own
-    keys, as a profile listed last in `include:` would be), then the overrides."""
-    labels = point_labels(point)
-    overrides = [f"{k}={v}" for k, v in point.overrides]
-    profile = labels.get("profile")
-    if not profile:
-        return load_scenario(point.base, overrides)
-    base = Path(point.base)
-    origins: dict[tuple, str] = {}
-    own = yaml.safe_load(base.read_text()) or {}
-    includes = own.pop("include", []) or []
-    merged: dict = {}
-    for inc in [base.parent / i for i in ([includes] if isinstance(includes, str) else includes)] + [Path(profile)]:
-        deep_merge(merged, load_yaml_with_includes(inc, origins))
-    _record_origins(own, str(base), origins)
-    deep_merge(merged, own)
-    apply_overrides(merged, overrides, origins)
-    scenario = validate_scenario(merged, origins, default_source=str(base))
-    scenario.source_path = str(base)
-    return scenario
+    """The point's scenario: base file, the profile (dpsim.config's precedence: over the scenario,
+    with its by_model entry, below the overrides), then the overrides."""
+    profile = point_labels(point).get("profile")
+    return load_scenario(point.base, [f"{k}={v}" for k, v in point.overrides], profiles=[profile] if profile else [])
