@@ -17,7 +17,7 @@ from calibrate.measure import read_samples
 
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]
-ATTEMPTS = 2
+ATTEMPTS = 3  # a real timed measurement: a CPU-starved moment (other tests on the same 2 cores) can spoil one try
 
 
 def cli(*args):
