@@ -180,6 +180,9 @@ def collect(sim: Simulation, wall_s: float) -> Result:
             "prefill": _r(sum(grp.busy_s * len(grp.engines) for grp in sim.prefill_groups) / (cl.prefill_nodes * g * span)),
             "decode": _r(sum(grp.busy_s * len(grp.engines) for grp in sim.decode_groups) / (cl.decode_nodes * g * span)),
         },
+        # Wall time of prefill passes (waits for KV and collectives included), per prefill GPU.
+        "prefill_engine_occupancy": _r(sum(grp.occupied_s * len(grp.engines) for grp in sim.prefill_groups)
+                                       / (cl.prefill_nodes * g * span)),
         "stop_reason": sim.stop_reason,
         "read_side_fraction_de": _r((done.read_side == "D").mean()) if len(done) else None,
     }

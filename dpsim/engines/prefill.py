@@ -42,7 +42,8 @@ class PrefillGroup:
         self.gpu = gpu
         self.engines: list[PrefillEngine] = []
         self._wakeup: simpy.Event | None = None
-        self.busy_s = 0.0
+        self.busy_s = 0.0  # GPU computing (pass compute time), not waiting for KV
+        self.occupied_s = 0.0  # wall time of passes, waits for KV and collectives included
         self.passes = 0
         self.attention_balance: list[float] = []  # max/avg attention time per pass (EP groups only)
 
@@ -128,7 +129,8 @@ class PrefillGroup:
             yield simpy.AllOf(env, collectives)
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)
                         for req, n in batch]
-        self.busy_s += env.now - t0
+        self.busy_s += compute_s
+        self.occupied_s += env.now - t0
         self.passes += 1
         index = 0
         for engine, batch in zip(self.engines, batches):
