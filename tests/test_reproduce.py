@@ -69,6 +69,20 @@ def test_every_full_point_loads_and_counts_are_as_documented():
     assert (big.cluster.prefill_nodes, big.cluster.decode_nodes, big.workload.agents) == (48, 96, 49152)
 
 
+def test_where_keeps_the_grid_subset_and_points_without_the_key():
+    experiments = load_experiments(EXPERIMENTS, ["offline-ds660b", "capacity-ds660b"])
+    kept = build_points(experiments, quick=False, check=False,
+                        where={"workload.agents": "1024", "workload.mal": "64K"})
+    by_exp = {}
+    for p in kept:
+        by_exp.setdefault(dict(p.labels)["experiment"], []).append(dict(p.overrides))
+    assert len(by_exp["offline-ds660b"]) == 3  # one grid cell x basic, dualpath, oracle
+    assert all(o["workload.agents"] == "1024" and o["workload.mal"] == "64K" for o in by_exp["offline-ds660b"])
+    assert len(by_exp["capacity-ds660b"]) == 2  # sets no agent count: kept
+    result = CliRunner().invoke(main, ["reproduce", "--list", "--where", "agents"])
+    assert result.exit_code == 2 and "--where 'agents': expected KEY=VALUE" in result.output
+
+
 def test_profile_applies_to_every_point_below_the_overrides(tmp_path):
     profile = tmp_path / "profile.yaml"
     profile.write_text("hardware:\n  storage: {read_efficiency: 0.5}\n  host: {dram_buffer: 10GB}\n")

@@ -35,17 +35,25 @@ def _names(only: tuple[str, ...]) -> list[str] | None:
 @click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
 @click.option("--no-figures", is_flag=True, help="skip the PNGs")
 @click.option("--list", "list_only", is_flag=True, help="print the experiments and their point counts, run nothing")
-def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only):
+@click.option("--where", "where", multiple=True,
+              help="KEY=VALUE: drop points that set KEY to another value (e.g. workload.agents=1024)")
+def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
     from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
 
     if profile and not Path(profile).is_file():
         _fail(f"--profile {profile!r}: file not found")
+    filters = {}
+    for item in where:
+        if "=" not in item:
+            _fail(f"--where {item!r}: expected KEY=VALUE, e.g. --where workload.agents=1024")
+        key, value = item.split("=", 1)
+        filters[key.strip()] = value.strip()
     try:
         experiments = load_experiments(folder, _names(only))
         if list_only:
             for exp in experiments:
-                n = len(build_points([exp], quick=quick, profile=profile, check=False))
+                n = len(build_points([exp], quick=quick, profile=profile, check=False, where=filters))
                 click.echo(f"{exp.name:18s} {n:4d} points  {exp.title}")
             return
         from dpsim.reproduce.report import load_published
@@ -53,7 +61,7 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         from dpsim.reproduce.run import run_reproduce
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
         table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
-                              figures=not no_figures, progress=sys.stderr.isatty())
+                              figures=not no_figures, progress=sys.stderr.isatty(), where=filters)
     except (ExperimentError, ScenarioError) as exc:
         _fail(str(exc))
     from dpsim.reproduce.report import validation_markdown
@@ -68,24 +76,33 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
 
 
 @click.command("validation-report")
-@click.argument("points_csv", type=click.Path())
+@click.argument("points_csvs", nargs=-1, required=True, type=click.Path())
 @click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
 @click.option("--experiments", "folder", type=click.Path(), default=EXPERIMENTS, show_default=True,
               help="to print what quick mode changed")
-def validation_report(points_csv, published, folder):
-    """Print docs/validation.md (markdown) from POINTS_CSV: published vs dpsim, error, cause of gaps."""
+def validation_report(points_csvs, published, folder):
+    """Print docs/validation.md (markdown) from POINTS_CSV...: published vs dpsim, error, cause of gaps.
+    Several files (e.g. runs at different scales) are read as one table."""
+    import pandas as pd
+
     from dpsim.reproduce.experiments import ExperimentError, load_experiments
     from dpsim.reproduce.report import load_published, validation_markdown
     from dpsim.reproduce.run import read_points
 
-    if not Path(points_csv).is_file():
-        _fail(f"{points_csv}: file not found")
+    for points_csv in points_csvs:
+        if not Path(points_csv).is_file():
+            _fail(f"{points_csv}: file not found")
     try:
         items, causes = load_published(published)
-        points = read_points(points_csv)
-        missing = [c for c in ("experiment", "policy", "status") if c not in points]
-        if missing:
-            _fail(f"{points_csv}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
+        tables = []
+        for points_csv in points_csvs:
+            table = read_points(points_csv)
+            missing = [c for c in ("experiment", "policy", "status") if c not in table]
+            if missing:
+                _fail(f"{points_csv}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
+            tables.append(table)
+        points = pd.concat(tables, ignore_index=True)
+        points_csv = ", ".join(points_csvs)
         experiments = load_experiments(folder) if Path(folder).is_dir() else None
     except ExperimentError as exc:
         _fail(str(exc))

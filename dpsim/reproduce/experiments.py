@@ -149,10 +149,11 @@ def _text(value: Any) -> str:
 
 
 def build_points(experiments: list[Experiment], quick: bool = False, profile: str | None = None,
-                 seed: int | None = None, check: bool = True) -> list:
+                 seed: int | None = None, check: bool = True, where: dict[str, str] | None = None) -> list:
     """The sweep points of every experiment. `profile` (a calibration profile) applies to every point
-    that has a scenario; `seed` sets run.seed. With `check`, every point's scenario is loaded once so
-    that a bad override fails before anything runs."""
+    that has a scenario; `seed` sets run.seed; `where` ({key: value}) drops points that set a key to
+    another value (a subset of a grid, e.g. one agent count). With `check`, every point's scenario is
+    loaded once so that a bad override fails before anything runs."""
     from dpsim.sweep import expand
 
     out = []
@@ -169,6 +170,8 @@ def build_points(experiments: list[Experiment], quick: bool = False, profile: st
                 for point in expand(str(base) if base else "", grid or None, zipped or None, [spec.set], labels,
                                     fixed=fixed_all):
                     over = dict(point.overrides)
+                    if where and any(k in over and str(over[k]) != str(v) for k, v in where.items()):
+                        continue
                     extra = tuple((col, over[key]) for col, key in exp.columns.items() if key in over)
                     if extra:  # columns read from the overrides (e.g. scale) join the labels
                         point = type(point)(point.base, point.overrides, point.labels + extra)

@@ -26,14 +26,14 @@ EXTRA_COLUMNS = ["turns", "ttst_s_p90", "tpot_s_p90", "trajectory_jct_s_mean", "
 
 def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = False, jobs: int = 2,
                   profile: str | None = None, seed: int | None = None, progress: bool = True,
-                  figures: bool = True) -> pd.DataFrame:
+                  figures: bool = True, where: dict[str, str] | None = None) -> pd.DataFrame:
     """Run every point of `experiments`; write OUT/points.csv, OUT/timing.csv, OUT/series/*.json and
     OUT/figures/*.png. Returns the points table."""
     from dpsim.sweep import run_points
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    points = build_points(experiments, quick=quick, profile=profile, seed=seed)
+    points = build_points(experiments, quick=quick, profile=profile, seed=seed, where=where)
     t0 = time.perf_counter()
     raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
     wall_s = time.perf_counter() - t0
@@ -45,7 +45,7 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     (out / "run.json").write_text(json.dumps({
         "points": len(table), "failed": int((table.status != "ok").sum()), "quick": quick, "jobs": jobs,
         "wall_s": round(wall_s, 1), "experiments": [e.name for e in experiments], "profile": profile,
-        "seed": seed}, indent=2) + "\n")
+        "seed": seed, "where": where or {}}, indent=2) + "\n")
     if figures:
         from dpsim.reproduce.figures import draw_all
         draw_all(table, experiments, out / "figures", out / "series")
