@@ -182,3 +182,19 @@ def test_pd_bound_experiment_prints_the_paper_range():
     exp = load_experiments(EXPERIMENTS, ["pd-bound"])
     sc = load_point_scenario(build_points(exp)[0])
     assert pd_range(sc) == pytest.approx((1 / 7, 3.5))
+
+
+def test_cache_runs_identical_simulations_once_and_reuses_them(tmp_path):
+    args = ["reproduce", "--quick", "--only", "offline-ds660b,ablation", "--where", "workload.agents=16",
+            "--where", "workload.mal=64K", "--no-figures", "--jobs", "1", "--cache", str(tmp_path / "cache")]
+    first = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    points = pd.read_csv(tmp_path / "a" / "points.csv")
+    assert len(points) == 7  # offline: basic, dualpath, oracle; ablation: 4 rungs
+    # Ablation's basic and +scheduler are the offline grid's basic and dualpath: 5 simulations.
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 5
+    basic = points[points.policy == "basic"].jct_s.tolist()
+    assert len(basic) == 2 and basic[0] == basic[1]
+    again = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "a" / "points.csv").read_bytes() == (tmp_path / "b" / "points.csv").read_bytes()

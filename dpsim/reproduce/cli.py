@@ -37,7 +37,9 @@ def _names(only: tuple[str, ...]) -> list[str] | None:
 @click.option("--list", "list_only", is_flag=True, help="print the experiments and their point counts, run nothing")
 @click.option("--where", "where", multiple=True,
               help="KEY=VALUE: drop points that set KEY to another value (e.g. workload.agents=1024)")
-def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where):
+@click.option("--cache", type=click.Path(), default=None,
+              help="folder of finished simulations to reuse (identical resolved scenarios run once)")
+def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
     from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
 
@@ -61,7 +63,8 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         from dpsim.reproduce.run import run_reproduce
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
         table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
-                              figures=not no_figures, progress=sys.stderr.isatty(), where=filters)
+                              figures=not no_figures, progress=sys.stderr.isatty(), where=filters,
+                              cache=cache)
     except (ExperimentError, ScenarioError) as exc:
         _fail(str(exc))
     from dpsim.reproduce.report import validation_markdown

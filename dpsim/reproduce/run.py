@@ -7,13 +7,14 @@ times go to timing.csv.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, build_points
-from dpsim.reproduce.tasks import reproduce_point
+from dpsim.reproduce.tasks import CACHE_ENV, reproduce_point
 
 # After the issue's columns: what the figures and the validation table also read.
 EXTRA_COLUMNS = ["turns", "ttst_s_p90", "tpot_s_p90", "trajectory_jct_s_mean", "slo_attainment",
@@ -26,7 +27,8 @@ EXTRA_COLUMNS = ["turns", "ttst_s_p90", "tpot_s_p90", "trajectory_jct_s_mean", "
 
 def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = False, jobs: int = 2,
                   profile: str | None = None, seed: int | None = None, progress: bool = True,
-                  figures: bool = True, where: dict[str, str] | None = None) -> pd.DataFrame:
+                  figures: bool = True, where: dict[str, str] | None = None,
+                  cache: str | Path | None = None) -> pd.DataFrame:
     """Run every point of `experiments`; write OUT/points.csv, OUT/timing.csv, OUT/series/*.json and
     OUT/figures/*.png. Returns the points table."""
     from dpsim.sweep import run_points
@@ -35,7 +37,12 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     out.mkdir(parents=True, exist_ok=True)
     points = build_points(experiments, quick=quick, profile=profile, seed=seed, where=where)
     t0 = time.perf_counter()
-    raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
+    if cache:  # workers inherit the environment: identical simulations across experiments run once
+        os.environ[CACHE_ENV] = str(Path(cache).resolve())
+    try:
+        raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
+    finally:
+        os.environ.pop(CACHE_ENV, None)
     wall_s = time.perf_counter() - t0
     raw["quick"] = quick
     table = points_table(raw)

@@ -85,20 +85,49 @@ def _scenario(point, options: dict):
     return scenario
 
 
+CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
+
+
+def _cache_path(scenario, opts: dict):
+    """Where this simulation's numbers are kept: keyed by the fully resolved scenario and the options
+    that change what is measured, so the same simulation in two experiments (e.g. Basic in the offline
+    grid and in the ablation ladder) runs once."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get(CACHE_ENV)
+    if not folder:
+        return None
+    measured = {k: opts.get(k) for k in ("series", "window_s")}
+    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(measured, sort_keys=True)).encode()).hexdigest()
+    return Path(folder) / f"{key[:24]}.json"
+
+
 def run_task(point) -> dict:
     """One simulation: offline JCT or online latencies. Option `series: true` adds the storage-NIC
     balance per window (`window_s`) and the attention balance per prefill pass (for the figures)."""
     labels = _labels(point)
     scenario = _scenario(point, labels["options"])
-    result, sim = _simulate(scenario)
     row = _base_row(point, labels, scenario)
-    row.update(_flatten(result.summary))
     opts = labels["options"]
+    cached = _cache_path(scenario, opts)
+    if cached is not None and cached.is_file():
+        row.update(json.loads(cached.read_text()))
+        return row
+    result, sim = _simulate(scenario)
+    measured = _flatten(result.summary)
     if opts.get("series"):
         readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
         t, ratio = snic_balance_series(result.links, readers, float(opts.get("window_s", 1.0)))
         attention = [round(x, 6) for grp in sim.prefill_groups for x in grp.attention_balance]
-        row["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
+        measured["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(measured, sort_keys=True))
+        tmp.replace(cached)
+    row.update(measured)
     return row
 
 
