@@ -76,7 +76,17 @@ def secant_fit(jct_of, target_s: float, start: float, tolerance: float, lo: floa
     return best[0], best[1], trials
 
 
-def fit(tolerance: float) -> dict:
+def fit(tolerance: float, state_path: Path | None = None) -> dict:
+    """Run the fits; each finished fit is saved to `state_path` (JSON) so an interrupted fit resumes."""
+    import json
+
+    state = json.loads(state_path.read_text()) if state_path and state_path.is_file() else {}
+
+    def save(name: str, entry: dict) -> None:
+        state[name] = entry
+        if state_path:
+            state_path.write_text(json.dumps(state, indent=1))
+
     base = api.load_scenario(ORACLE_TARGETS[0][1])
     preset = {name: getattr(base.hardware.gpu, name) for name in PRESET_EFFICIENCIES}
     by_model: dict[str, dict] = {}
@@ -92,8 +102,13 @@ def fit(tolerance: float) -> dict:
             _log(f"  {model} oracle: GPU scale {scale:.4f} -> JCT {jct:,.0f} s (target {target:,.0f}; {wall:.0f} s wall)")
             return jct
 
-        _log(f"fitting the {model} GPU scale to Oracle JCT {target:,.0f} s")
-        scale, jct, trials = secant_fit(oracle_jct, target, 1.0, tolerance, 0.02, 1.0 / max(preset.values()))
+        if f"{model}_gpu_scale" in state:
+            scale, jct, trials = (state[f"{model}_gpu_scale"][k] for k in ("x", "jct", "trials"))
+            _log(f"{model} GPU scale {scale:.4f} (JCT {jct:,.0f} s) from {state_path}")
+        else:
+            _log(f"fitting the {model} GPU scale to Oracle JCT {target:,.0f} s")
+            scale, jct, trials = secant_fit(oracle_jct, target, 1.0, tolerance, 0.02, 1.0 / max(preset.values()))
+            save(f"{model}_gpu_scale", {"x": scale, "jct": jct, "trials": trials})
         by_model[model] = {"hardware": {"gpu": {k: round(min(preset[k] * scale, 1.0), 6) for k in PRESET_EFFICIENCIES}}}
         record[f"{model}_gpu_scale"] = {
             "fitted": "scale on the preset's gemm/attention/hbm efficiencies",
@@ -113,6 +128,7 @@ def fit(tolerance: float) -> dict:
 
     _log(f"fitting the storage read efficiency to Basic JCT {target:,.0f} s")
     efficiency, jct, trials = secant_fit(basic_jct, target, preset_eff, tolerance, 0.02, 1.0)
+    save("storage_read_efficiency", {"x": efficiency, "jct": jct, "trials": trials})
     record["storage_read_efficiency"] = {
         "fitted": "hardware.storage.read_efficiency (fraction of the storage NIC line rate one client reads)",
         "point": f"{path} policy.system=basic workload.mal=64K workload.agents={agents} (+ ds660b GPU fit)",
@@ -139,7 +155,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tolerance", type=float, default=0.01, help="relative JCT error to stop at")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    profile = fit(args.tolerance)
+    profile = fit(args.tolerance, Path(args.out + ".partial.json"))
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
     Path(args.out).write_text(HEADER + yaml.safe_dump(profile, sort_keys=False, width=110))
     _log(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
