@@ -91,7 +91,7 @@ CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by
 def _cache_path(scenario, opts: dict):
     """Where this simulation's numbers are kept: keyed by the fully resolved scenario and the options
     that change what is measured, so the same simulation in two experiments (e.g. Basic in the offline
-    grid and in the ablation ladder) runs once."""
+    grid and in the ablation ladder) runs once. Cached entries always carry the balance series."""
     import hashlib
     import os
     from pathlib import Path
@@ -99,8 +99,8 @@ def _cache_path(scenario, opts: dict):
     folder = os.environ.get(CACHE_ENV)
     if not folder:
         return None
-    measured = {k: opts.get(k) for k in ("series", "window_s")}
-    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(measured, sort_keys=True)).encode()).hexdigest()
+    window = {"window_s": float(opts.get("window_s", 1.0))}  # the only option that changes a measurement
+    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(window)).encode()).hexdigest()
     return Path(folder) / f"{key[:24]}.json"
 
 
@@ -113,11 +113,14 @@ def run_task(point) -> dict:
     opts = labels["options"]
     cached = _cache_path(scenario, opts)
     if cached is not None and cached.is_file():
-        row.update(json.loads(cached.read_text()))
+        measured = json.loads(cached.read_text())
+        if not opts.get("series"):
+            measured.pop("series", None)
+        row.update(measured)
         return row
     result, sim = _simulate(scenario)
     measured = _flatten(result.summary)
-    if opts.get("series"):
+    if opts.get("series") or cached is not None:
         readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
         t, ratio = snic_balance_series(result.links, readers, float(opts.get("window_s", 1.0)))
         attention = [round(x, 6) for grp in sim.prefill_groups for x in grp.attention_balance]
@@ -127,6 +130,8 @@ def run_task(point) -> dict:
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(json.dumps(measured, sort_keys=True))
         tmp.replace(cached)
+        if not opts.get("series"):
+            measured.pop("series", None)
     row.update(measured)
     return row
 
