@@ -143,8 +143,9 @@ def fit(tolerance: float, state_path: Path | None = None) -> dict:
 HEADER = """# Testbed profile of the DualPath paper (spec section 11), written by `python -m dpsim.testbed_fit`.
 # Fitted ONLY to the published absolute JCTs the spec allows: Oracle JCT per model (GPU efficiency
 # scale) and Basic DS 660B 2P4D 64K 1024 agents (storage read efficiency). Every DualPath number and
-# every speed-up computed with this profile is a prediction. Include it after the hardware preset:
-#   dpsim compare scenarios/paper/ds660b-2p4d.yaml --set include=... (or `include: [testbed.yaml]`)
+# every speed-up computed with this profile is a prediction. Apply it to any paper scenario:
+#   dpsim compare scenarios/paper/ds660b-2p4d.yaml --profile scenarios/paper/testbed.yaml
+#   dpsim reproduce --profile scenarios/paper/testbed.yaml ...
 # The `calibration:` section records what was fitted, to which point, and every trial.
 """
 
