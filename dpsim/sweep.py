@@ -162,6 +162,8 @@ def load_sweep(path: str | Path) -> tuple[list[Point], dict]:
     _validate_points(path, data, points)
     meta = {k: data.get(k) for k in ("name", "jobs", "executor", "out")}
     meta["name"] = meta["name"] or path.stem
+    if meta["out"] is not None:  # like base: a relative out is relative to the sweep file
+        meta["out"] = str(path.parent / meta["out"])
     if meta["executor"] not in (None, "local", "ray"):
         raise SweepError(f"{path}: executor = {meta['executor']!r}: expected local or ray")
     if meta["jobs"] is not None and (not isinstance(meta["jobs"], int) or meta["jobs"] < 1):

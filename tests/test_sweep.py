@@ -173,3 +173,9 @@ def test_kill_midway_then_resume_runs_only_missing_points(tmp_path):
 
 def test_flatten_names_nested_keys():
     assert sweep.flatten({"ttft_s": {"p50": 1.0}, "a": 2, "l": [1, 2]}) == {"ttft_s_p50": 1.0, "a": 2, "l": "[1, 2]"}
+
+
+def test_out_in_the_sweep_file_is_relative_to_the_file(tmp_path):
+    path = _write(tmp_path, SWEEP_12 + "out: results/here\n")
+    _, meta = load_sweep(path)
+    assert meta["out"] == str(path.parent / "results" / "here")
