@@ -114,14 +114,16 @@ def _capacity_options(f):
 @click.option("--aps-hi", type=float, default=None, help="upper APS bound (default: doubling from --aps-lo)")
 @click.option("--out", type=click.Path(), default=None, help="write capacity.json (and trials.csv) here")
 @click.option("--quiet", is_flag=True, help="no per-trial lines")
+@click.option("--profile", "profiles", multiple=True, type=click.Path(),
+              help="merge a calibration/testbed profile over the scenario (before --set)")
 def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, systems, aps_lo, aps_hi, out,
-             quiet):
+             quiet, profiles):
     """Highest APS whose online run meets the SLO, and the constraint that binds there."""
     from dpsim import api
     from dpsim.capacity import find_capacity
 
     try:
-        sc = api.load_scenario(scenario, list(sets))
+        sc = api.load_scenario(scenario, list(sets), list(profiles))
     except ScenarioError as exc:
         _fail(str(exc))
     names = [s.strip() for s in (systems or sc.policy.system).split(",") if s.strip()]
