@@ -88,6 +88,20 @@ def _scenario(point, options: dict):
 CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
 
 
+def _code_hash() -> str:
+    """Hash of the simulator's source, so a cached result never outlives a change to the model."""
+    import hashlib
+    from pathlib import Path
+
+    import dpsim
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(dpsim.__file__).parent.rglob("*.py")):
+        if "reproduce" not in path.parts:  # reporting code does not change a simulation
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_path(scenario, opts: dict):
     """Where this simulation's numbers are kept: keyed by the fully resolved scenario and the options
     that change what is measured, so the same simulation in two experiments (e.g. Basic in the offline
@@ -100,7 +114,7 @@ def _cache_path(scenario, opts: dict):
     if not folder:
         return None
     window = {"window_s": float(opts.get("window_s", 1.0))}  # the only option that changes a measurement
-    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(window)).encode()).hexdigest()
+    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(window) + _code_hash()).encode()).hexdigest()
     return Path(folder) / f"{key[:24]}.json"
 
 
