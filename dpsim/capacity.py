@@ -75,13 +75,15 @@ class PaperStopRule:
         self.min_steady_s = min_steady_s  # no "steady" verdict before this (the agent population still grows)
         self.prefill_gpu = None  # the prefill GpuModel, kept to measure compute work after the run
         self.history: list[tuple[float, float]] = []  # (t, TTFT statistic over the window)
-        self.busy: list[tuple[float, float, float]] = []  # (t, prefill GPU busy s, decode GPU busy s)
+        # (t, prefill GPU compute s, prefill pass wall s, decode GPU busy s), summed over GPUs
+        self.busy: list[tuple[float, float, float, float]] = []
 
     def __call__(self, sim) -> str | None:
         now = sim.env.now
         if self.prefill_gpu is None:
             self.prefill_gpu = sim.prefill_groups[0].gpu
         self.busy.append((now, sum(g.busy_s * len(g.engines) for g in sim.prefill_groups),
+                          sum(g.occupied_s * len(g.engines) for g in sim.prefill_groups),
                           sum(g.busy_s * len(g.engines) for g in sim.decode_groups)))
         lo = now - self.window_s
         ttft, tpot = [], []
@@ -122,10 +124,12 @@ class PaperStopRule:
         i0 = int(np.searchsorted(times, t0))
         i1 = len(self.busy) - 1 if t1 >= times[-1] else int(np.searchsorted(times, t1))
         i0 = min(i0, i1 - 1) if i1 > 0 else 0
-        (ta, pa, da), (tb, pb, db) = self.busy[i0], self.busy[i1]
+        (ta, pa, oa, da), (tb, pb, ob, db) = self.busy[i0], self.busy[i1]
         if tb <= ta:
             return None
-        return {"prefill": (pb - pa) / (prefill_gpus * (tb - ta)), "decode": (db - da) / (decode_gpus * (tb - ta))}
+        return {"prefill": (pb - pa) / (prefill_gpus * (tb - ta)),
+                "prefill_occupied": (ob - oa) / (prefill_gpus * (tb - ta)),
+                "decode": (db - da) / (decode_gpus * (tb - ta))}
 
 
 def paper_stop_rule(slo_ttft_s: float, window_s: float = 150.0, steady_tolerance: float = 0.05,
@@ -169,13 +173,13 @@ def utilisations(result, t0: float, t1: float, rule: PaperStopRule | None = None
     g = scenario["cluster"]["gpus_per_node"]
     busy = rule.busy_fraction(t0, t1, len(prefill) * g, len(decode) * g) if rule else None
     if busy is None:
-        busy = s["gpu_busy_fraction"]
+        busy = {**s["gpu_busy_fraction"], "prefill_occupied": s["prefill_engine_occupancy"]}
     prefill_compute = _prefill_compute_fraction(result.turns, rule, t0, t1, len(prefill) * g)
     hbm = decode_hbm_occupancy(result.turns, get_model(s["model"]).kv_bytes_per_token,
                                s["decode_hbm_kv_capacity_bytes"], t0, t1)["mean"] or 0.0
     return {"storage NIC": max(snic_read, snic_write), "compute NIC": cnic,
             "prefill GPU": float(busy["prefill"]) if prefill_compute is None else prefill_compute,
-            "prefill GPU occupied": float(busy["prefill"]),
+            "prefill GPU occupied": float(busy["prefill_occupied"]),
             "decode HBM": float(hbm), "decode GPU": float(busy["decode"]), "host DRAM": dram,
             "storage NIC read": snic_read, "storage NIC write": snic_write}
 
@@ -183,9 +187,8 @@ def utilisations(result, t0: float, t1: float, rule: PaperStopRule | None = None
 def _prefill_compute_fraction(turns: pd.DataFrame, rule: PaperStopRule | None, t0: float, t1: float,
                               gpus: int) -> float | None:
     """GPU-seconds of prefill compute (the GPU model's attention + GEMM time of each prompt whose
-    first token came in the window) over the prefill GPUs' time. A prefill engine counts as busy
-    for a whole pass, KV loading included, so its busy fraction hits 1 when storage is the limit;
-    this measure separates the two."""
+    first token came in the window) over the prefill GPUs' time: the prompts' own work, without the
+    per-pass overheads and EP slowest-member time that the engines' `busy_s` counters include."""
     gpu = getattr(rule, "prefill_gpu", None)
     if gpu is None:
         return None

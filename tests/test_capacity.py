@@ -27,6 +27,8 @@ def test_dualpath_sustains_more_agents_than_basic_when_storage_bound(caps):
     for r in caps.values():
         assert r.binding == "storage NIC"  # measured: the read NICs run near their ceiling
         assert r.utilisations["storage NIC"] > 0.8 > r.utilisations["compute NIC"]
+        # Storage-bound: prefill passes wait for KV, so they occupy the engines longer than they compute.
+        assert r.utilisations["prefill GPU occupied"] > r.utilisations["prefill GPU"]
 
 
 def test_capacity_is_bracketed_by_a_pass_and_a_fail(caps):
