@@ -284,11 +284,12 @@ def _apply_by_model(data: dict, by_model, overrides: list[str], origins: dict[tu
             raise ScenarioError(f"{where}: by_model.{name}: expected a mapping of sections, got {entry!r}")
     probe = {"model": dict(data.get("model") or {})}
     apply_overrides(probe, [o for o in overrides if o.split("=", 1)[0].strip() == "model.name"], {})
-    entry = by_model.get((probe.get("model") or {}).get("name"))
+    name = (probe.get("model") or {}).get("name")
+    entry = by_model.get(name)
     if entry:
         for key, source in list(origins.items()):
-            if key[:1] == ("by_model",) and key[1] in by_model and by_model[key[1]] is entry:
-                origins[key[2:]] = source
+            if key[:2] == ("by_model", name):
+                origins[key[2:]] = source  # errors in the merged values name the profile that set them
         deep_merge(data, entry)
 
 

@@ -6,6 +6,7 @@ it is what `dpsim.sweep.run_points(points, task=reproduce_point)` runs in worker
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -88,8 +89,10 @@ def _scenario(point, options: dict):
 CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
 
 
+@functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
-    """Hash of the simulator's source, so a cached result never outlives a change to the model."""
+    """Hash of the simulator's source, so a cached result never outlives a change to the model
+    (read once per process, not once per point)."""
     import hashlib
     from pathlib import Path
 
