@@ -159,6 +159,8 @@ class Simulation:
         kv = self.model.kv_bytes_per_token
         while self.queue:
             req = self.queue[0]
+            if not self.scheduler.prefill_available(self.prefill_engines):
+                return  # the head waits for a PE anyway: skip the decode-side search
             hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
             de = self.scheduler.pick_decode([g.engines for g in self.decode_groups], req.turn.input_tokens, hbm)
             if de is None:

@@ -77,3 +77,12 @@ def test_round_robin_cycles_and_skips_full_decode_engines():
     des = [E(0, hbm_free=0), E(1), E(2)]
     assert [rr.pick_decode([des], 1, 1).index for _ in range(3)] == [1, 2, 1]
     assert [rr.pick_read_side(None, None) for _ in range(4)] == ["P", "D", "P", "D"]
+
+
+def test_prefill_available_agrees_with_pick_prefill():
+    """The dispatcher's cheap pre-check must never disagree with the full PE choice."""
+    s = sched()
+    for toks in ([1001, 5000], [1000, 5000], [0], [2000, 999, 3000], []):
+        engines = [E(i, tok=t) for i, t in enumerate(toks)]
+        assert s.prefill_available(engines) == (bool(engines) and s.pick_prefill(engines) is not None)
+    assert RoundRobinScheduler().prefill_available([E(0, tok=10**9)])

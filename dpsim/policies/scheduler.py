@@ -1,6 +1,6 @@
 """Request placement: which prefill engine, which decode engine, and which side reads the KV.
 
-A scheduler is a small object with three methods over engines' reported state (tok, seq, free HBM,
+A scheduler is a small object with four methods over engines' reported state (tok, seq, free HBM,
 the node's storage read queue). It never touches engine internals, so a new policy adds a class here
 and nothing in the engines. `DualPathScheduler` follows spec section 5 rule by rule;
 `RoundRobinScheduler` is the "no scheduling" ablation and the Basic system's placement.
@@ -27,6 +27,13 @@ class DualPathScheduler:
         self.beta_tokens = beta_tokens
         self.z_slack = z_slack
         self.dual_path = dual_path
+
+    def prefill_available(self, engines: Sequence[EngineView]) -> bool:
+        """Whether `pick_prefill` would return an engine (some tok <= beta): a cheap test that spares
+        the decode-side search while every PE is overloaded (O(engines) per blocked dispatch matters
+        at 48P96D)."""
+        beta = self.beta_tokens
+        return any(e.tok <= beta for e in engines)
 
     def pick_prefill(self, engines: Sequence[EngineView]):
         """Engines with tok > beta are overloaded and get nothing. Prefer engines whose node's read
@@ -69,6 +76,9 @@ class RoundRobinScheduler:
         self._next_pe = 0
         self._next_de = 0
         self._next_side = 0
+
+    def prefill_available(self, engines: Sequence[EngineView]) -> bool:
+        return bool(engines)
 
     def pick_prefill(self, engines: Sequence[EngineView]):
         engine = engines[self._next_pe % len(engines)]

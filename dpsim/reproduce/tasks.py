@@ -105,10 +105,11 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def _cache_path(scenario, opts: dict):
-    """Where this simulation's numbers are kept: keyed by the fully resolved scenario and the options
-    that change what is measured, so the same simulation in two experiments (e.g. Basic in the offline
-    grid and in the ablation ladder) runs once. Cached entries always carry the balance series."""
+def _cache_path(scenario, measurement: dict):
+    """Where one simulation's (or search's) numbers are kept: keyed by the fully resolved scenario,
+    what is measured (the task and the options that change a measurement) and the simulator's source,
+    so the same simulation in two experiments (e.g. Basic in the offline grid and in the ablation
+    ladder) runs once, and an interrupted reproduce resumes where it stopped."""
     import hashlib
     import os
     from pathlib import Path
@@ -116,9 +117,23 @@ def _cache_path(scenario, opts: dict):
     folder = os.environ.get(CACHE_ENV)
     if not folder:
         return None
-    window = {"window_s": float(opts.get("window_s", 1.0))}  # the only option that changes a measurement
-    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(window) + _code_hash()).encode()).hexdigest()
+    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(measurement, sort_keys=True)
+                          + _code_hash()).encode()).hexdigest()
     return Path(folder) / f"{key[:24]}.json"
+
+
+def _measure_cached(scenario, measurement: dict, measure) -> dict:
+    """`measure()` (a dict of numbers), or the cached dict of an identical earlier measurement."""
+    cached = _cache_path(scenario, measurement)
+    if cached is not None and cached.is_file():
+        return json.loads(cached.read_text())
+    measured = measure()
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(measured, sort_keys=True))
+        tmp.replace(cached)
+    return measured
 
 
 def run_task(point) -> dict:
@@ -128,27 +143,22 @@ def run_task(point) -> dict:
     scenario = _scenario(point, labels["options"])
     row = _base_row(point, labels, scenario)
     opts = labels["options"]
-    cached = _cache_path(scenario, opts)
-    if cached is not None and cached.is_file():
-        measured = json.loads(cached.read_text())
-        if not opts.get("series"):
-            measured.pop("series", None)
-        row.update(measured)
-        return row
-    result, sim = _simulate(scenario)
-    measured = _flatten(result.summary)
-    if opts.get("series") or cached is not None:
+    window_s = float(opts.get("window_s", 1.0))
+
+    def measure() -> dict:
+        result, sim = _simulate(scenario)
+        measured = _flatten(result.summary)
+        # The series are always kept (cheap), so a cached entry serves points with and without them.
         readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
-        t, ratio = snic_balance_series(result.links, readers, float(opts.get("window_s", 1.0)))
+        t, ratio = snic_balance_series(result.links, readers, window_s)
         attention = [round(x, 6) for grp in sim.prefill_groups for x in grp.attention_balance]
         measured["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps(measured, sort_keys=True))
-        tmp.replace(cached)
-        if not opts.get("series"):
-            measured.pop("series", None)
+        return measured
+
+    # The key's measurement part is the pre-existing {"window_s": ...} so earlier cache entries stay valid.
+    measured = _measure_cached(scenario, {"window_s": window_s}, measure)
+    if not opts.get("series"):
+        measured.pop("series", None)
     row.update(measured)
     return row
 
@@ -162,13 +172,15 @@ def capacity_task(point) -> dict:
     scenario = load_point_scenario(point)
     opts = labels["options"]
     search = {k: opts[k] for k in ("aps_lo", "aps_hi", "tolerance", "window_s", "horizon_s", "stat") if k in opts}
-    found = find_capacity(scenario, **search)
+
+    def measure() -> dict:
+        found = find_capacity(scenario, **search)
+        return {"capacity_aps": found.aps, "capacity_binding": found.binding,
+                "capacity_trials": len(found.trials), "capacity_note": found.note}
+
     row = _base_row(point, labels, scenario)
     row["aps"] = None
-    row["capacity_aps"] = found.aps
-    row["capacity_binding"] = found.binding
-    row["capacity_trials"] = len(found.trials)
-    row["capacity_note"] = found.note
+    row.update(_measure_cached(scenario, {"task": "capacity", **search}, measure))
     return row
 
 
@@ -214,15 +226,18 @@ def pd_bound_task(point) -> dict:
 
     labels = _labels(point)
     scenario = _scenario(point, labels["options"])
-    result, _ = _simulate(scenario)
+
+    def measure() -> dict:
+        result, _ = _simulate(scenario)
+        return {**_flatten(result.summary), **storage_utilisation(result.links)}
+
     row = _base_row(point, labels, scenario)
-    row.update(_flatten(result.summary))
+    row.update(_measure_cached(scenario, {"task": "pd_bound"}, measure))
     lo, hi = pd_range(scenario)
     cl = scenario.cluster
     ratio = cl.prefill_nodes / cl.decode_nodes
     row.update(pd_ratio=round(ratio, 6), pd_lo_analytic=round(lo, 6), pd_hi_analytic=round(hi, 6),
-               inside_analytic=bool(lo - 1e-9 <= ratio <= hi + 1e-9),
-               **storage_utilisation(result.links))
+               inside_analytic=bool(lo - 1e-9 <= ratio <= hi + 1e-9))
     return row
 
 
