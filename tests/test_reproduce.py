@@ -49,6 +49,13 @@ def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
     assert all(item.claim in report.output for item in items)
     assert "Quick mode" in report.output
 
+    # Runs of parts of the set merge into one table and one set of figures; a point run twice counts once.
+    merged = CliRunner().invoke(main, ["validation-report", str(out / "points.csv"), str(tmp_path / "again" / "points.csv"),
+                                       "--merged", str(tmp_path / "merged.csv"), "--figures", str(tmp_path / "figs")])
+    assert merged.exit_code == 0, merged.output
+    assert len(pd.read_csv(tmp_path / "merged.csv")) == len(table)
+    assert {p.stem for p in (tmp_path / "figs").glob("*.png")} == names
+
 
 def test_another_seed_gives_other_points(tmp_path):
     runs = {}
@@ -161,6 +168,10 @@ def test_validation_metrics_on_a_hand_made_table():
     rows = {r["id"]: r for r in validation_rows(points, items, causes)}
     assert rows["offline-ds660b-speedup-max"]["dpsim"] == pytest.approx(2.0)
     assert rows["offline-ds660b-oracle-gap-max"]["dpsim"] == pytest.approx(10 / 9)
+    assert rows["offline-ds660b-speedup-paper-point"]["dpsim"] is None  # no 4096-agent rows
+    points.loc[points.mal == 65536, "agents"] = 4096
+    assert {r["id"]: r for r in validation_rows(points, items, causes)}[
+        "offline-ds660b-speedup-paper-point"]["dpsim"] == pytest.approx(2.0)
     assert rows["offline-ds27b-speedup-max"]["dpsim"] is None
     assert "no matching points" in rows["offline-ds27b-speedup-max"]["cause"]
 

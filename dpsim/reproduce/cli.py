@@ -83,9 +83,14 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
 @click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
 @click.option("--experiments", "folder", type=click.Path(), default=EXPERIMENTS, show_default=True,
               help="to print what quick mode changed")
-def validation_report(points_csvs, published, folder):
+@click.option("--merged", type=click.Path(), default=None,
+              help="also write the merged table here (a point found in several files: the last file wins)")
+@click.option("--figures", "figures_dir", type=click.Path(), default=None,
+              help="also draw every experiment's figure from the merged table into this folder "
+                   "(balance series from the series/ folder beside each points.csv)")
+def validation_report(points_csvs, published, folder, merged, figures_dir):
     """Print docs/validation.md (markdown) from POINTS_CSV...: published vs dpsim, error, cause of gaps.
-    Several files (e.g. runs at different scales) are read as one table."""
+    Several files (e.g. runs of different experiments or scales) are read as one table."""
     import pandas as pd
 
     from dpsim.reproduce.experiments import ExperimentError, load_experiments
@@ -104,12 +109,45 @@ def validation_report(points_csvs, published, folder):
             if missing:
                 _fail(f"{points_csv}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
             tables.append(table)
-        points = pd.concat(tables, ignore_index=True)
+        points = merge_points(tables)
         points_csv = ", ".join(points_csvs)
         experiments = load_experiments(folder) if Path(folder).is_dir() else None
     except ExperimentError as exc:
         _fail(str(exc))
+    if merged:
+        Path(merged).parent.mkdir(parents=True, exist_ok=True)
+        points.to_csv(merged, index=False)
+    if figures_dir:
+        if experiments is None:
+            _fail(f"--figures: experiments folder {folder} not found")
+        _draw_merged(points, experiments, Path(figures_dir), [Path(p).parent / "series" for p in points_csvs])
     click.echo(validation_markdown(points, items, causes, points_csv, experiments), nl=False)
+
+
+def merge_points(tables):
+    """One table from several points.csv: a point (experiment, key) present in more than one keeps its
+    last row; rows are grouped by experiment in first-seen order, points in their files' order."""
+    import pandas as pd
+
+    points = pd.concat(tables, ignore_index=True)
+    if "key" in points:
+        points = points.drop_duplicates(subset=["experiment", "key"], keep="last")
+    order = {name: i for i, name in enumerate(dict.fromkeys(points.experiment))}
+    return points.sort_values("experiment", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+
+
+def _draw_merged(points, experiments, folder: Path, series_folders: list[Path]) -> None:
+    """Figures of a merged table; each experiment's balance series from the last folder that has it."""
+    import shutil
+    import tempfile
+
+    from dpsim.reproduce.figures import draw_all
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for series in series_folders:
+            for file in sorted(series.glob("*.json")) if series.is_dir() else []:
+                shutil.copy(file, Path(tmp) / file.name)
+        draw_all(points, experiments, folder, Path(tmp))
 
 
 COMMANDS = [reproduce, validation_report]

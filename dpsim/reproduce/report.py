@@ -89,7 +89,7 @@ def _filter(rows: pd.DataFrame, spec: dict | None) -> pd.DataFrame:
             continue
         if column == "mal" and isinstance(wanted, str):
             wanted = units.parse_count(wanted)
-        rows = rows[[_same(v, wanted) for v in values]]
+        rows = rows[np.array([_same(v, wanted) for v in values], dtype=bool)]  # a mask even when empty
     return rows
 
 
@@ -123,7 +123,8 @@ def item_value(item: Item, points: pd.DataFrame, done: dict[str, float | None]) 
     named = set(item.num or {}) | set(item.den or {})
     pair_on = item.pair_on or [c for c in PAIR_COLUMNS + ["policy"] if c not in named]
     pair_on = [c for c in pair_on if c in rows]
-    merged = num[pair_on + [item.column]].merge(den[pair_on + [item.column]], on=pair_on, suffixes=("_n", "_d"))
+    pair = {"on": pair_on} if pair_on else {"how": "cross"}  # nothing left to pair on: every num with every den
+    merged = num[pair_on + [item.column]].merge(den[pair_on + [item.column]], suffixes=("_n", "_d"), **pair)
     n = pd.to_numeric(merged[f"{item.column}_n"], errors="coerce").to_numpy(float)
     d = pd.to_numeric(merged[f"{item.column}_d"], errors="coerce").to_numpy(float)
     with np.errstate(divide="ignore", invalid="ignore"):
