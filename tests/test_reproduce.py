@@ -209,3 +209,23 @@ def test_cache_runs_identical_simulations_once_and_reuses_them(tmp_path):
     again = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "a" / "points.csv").read_bytes() == (tmp_path / "b" / "points.csv").read_bytes()
+
+
+def test_list_estimates_each_points_size():
+    """--list prints simulated turns per experiment: exact when the sample covers all agents, within a
+    few per cent when it is scaled up from SAMPLE_AGENTS."""
+    from dpsim import api
+    from dpsim.reproduce.tasks import _labels, _scenario, estimate_turns
+
+    def exact(point):
+        return sum(len(t.turns) for t in api.build_workload(_scenario(point, _labels(point)["options"])))
+
+    quick = build_points(load_experiments(EXPERIMENTS, ["offline-ds27b"]), quick=True)[0]
+    assert estimate_turns(quick) == exact(quick)
+    full = build_points(load_experiments(EXPERIMENTS, ["offline-ds27b"]), where={"workload.agents": "1024",
+                                                                                  "workload.mal": "32K"})[0]
+    assert estimate_turns(full) == pytest.approx(exact(full), rel=0.05)
+    assert estimate_turns(build_points(load_experiments(EXPERIMENTS, ["capacity-ds27b"]))[0]) == 0
+    listed = CliRunner().invoke(main, ["reproduce", "--list", "--quick", "--only", "offline-ds27b,cache-compute"])
+    assert listed.exit_code == 0, listed.output
+    assert "k turns" in listed.output and "closed form" in listed.output and listed.output.splitlines()[-1].startswith("total")

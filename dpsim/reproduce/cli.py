@@ -23,6 +23,10 @@ def _names(only: tuple[str, ...]) -> list[str] | None:
     return names or None
 
 
+def _turns_text(turns: int) -> str:
+    return f"~{turns / 1e6:.2f} M turns" if turns >= 100_000 else f"~{turns / 1e3:.1f} k turns"
+
+
 @click.command()
 @click.option("--only", multiple=True, help="experiment name(s), comma separated or repeated")
 @click.option("--quick", is_flag=True, help="the shrunk set (minutes on 2 cores); each file says what it shrinks")
@@ -34,7 +38,7 @@ def _names(only: tuple[str, ...]) -> list[str] | None:
 @click.option("--experiments", "folder", type=click.Path(), default=EXPERIMENTS, show_default=True)
 @click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
 @click.option("--no-figures", is_flag=True, help="skip the PNGs")
-@click.option("--list", "list_only", is_flag=True, help="print the experiments and their point counts, run nothing")
+@click.option("--list", "list_only", is_flag=True, help="print the experiments, their point counts and estimated simulated turns; run nothing")
 @click.option("--where", "where", multiple=True,
               help="KEY=VALUE: drop points that set KEY to another value (e.g. workload.agents=1024)")
 @click.option("--cache", type=click.Path(), default=None,
@@ -54,9 +58,15 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
     try:
         experiments = load_experiments(folder, _names(only))
         if list_only:
+            from dpsim.reproduce.tasks import estimate_turns
+            total = 0
             for exp in experiments:
-                n = len(build_points([exp], quick=quick, profile=profile, check=False, where=filters))
-                click.echo(f"{exp.name:18s} {n:4d} points  {exp.title}")
+                points = build_points([exp], quick=quick, profile=profile, check=False, where=filters)
+                turns = sum(estimate_turns(p) for p in points)
+                total += turns
+                size = _turns_text(turns) if turns else "closed form / search"
+                click.echo(f"{exp.name:18s} {len(points):4d} points {size}  {exp.title}")
+            click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (capacity searches not counted)")
             return
         from dpsim.reproduce.report import load_published
         items, causes = load_published(published)  # fail on a bad published file before hours of runs
