@@ -209,6 +209,15 @@ def test_cache_runs_identical_simulations_once_and_reuses_them(tmp_path):
     again = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "a" / "points.csv").read_bytes() == (tmp_path / "b" / "points.csv").read_bytes()
+    # --cached-only assembles what has been run: a wider set (both MALs) yields only the cached points.
+    wider = ["reproduce", "--quick", "--only", "offline-ds660b,ablation", "--where", "workload.agents=16",
+             "--no-figures", "--jobs", "1", "--cache", str(tmp_path / "cache")]
+    assembled = CliRunner().invoke(main, wider + ["--cached-only", "--out", str(tmp_path / "c")])
+    assert assembled.exit_code == 0, assembled.output
+    assert (pd.read_csv(tmp_path / "c" / "points.csv").jct_s.tolist() == points.jct_s.tolist())
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 5  # nothing new was simulated
+    refused = CliRunner().invoke(main, ["reproduce", "--quick", "--cached-only", "--only", "ablation"])
+    assert refused.exit_code == 2 and "--cached-only needs --cache" in refused.output
 
 
 def test_list_estimates_each_points_size():

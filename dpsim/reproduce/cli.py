@@ -43,12 +43,17 @@ def _turns_text(turns: int) -> str:
               help="KEY=VALUE: drop points that set KEY to another value (e.g. workload.agents=1024)")
 @click.option("--cache", type=click.Path(), default=None,
               help="folder of finished simulations to reuse (identical resolved scenarios run once)")
-def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache):
+@click.option("--cached-only", is_flag=True,
+              help="only the points already in --cache: assemble what a long set has finished, simulate nothing")
+def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache,
+              cached_only):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
     from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
 
     if profile and not Path(profile).is_file():
         _fail(f"--profile {profile!r}: file not found")
+    if cached_only and not cache:
+        _fail("--cached-only needs --cache FOLDER (the results to assemble)")
     filters = {}
     for item in where:
         if "=" not in item:
@@ -74,7 +79,7 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
         table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
                               figures=not no_figures, progress=sys.stderr.isatty(), where=filters,
-                              cache=cache)
+                              cache=cache, cached_only=cached_only)
     except (ExperimentError, ScenarioError) as exc:
         _fail(str(exc))
     from dpsim.reproduce.report import validation_markdown

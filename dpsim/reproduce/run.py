@@ -28,9 +28,10 @@ EXTRA_COLUMNS = ["turns", "ttst_s_p90", "tpot_s_p90", "trajectory_jct_s_mean", "
 def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = False, jobs: int = 2,
                   profile: str | None = None, seed: int | None = None, progress: bool = True,
                   figures: bool = True, where: dict[str, str] | None = None,
-                  cache: str | Path | None = None) -> pd.DataFrame:
+                  cache: str | Path | None = None, cached_only: bool = False) -> pd.DataFrame:
     """Run every point of `experiments`; write OUT/points.csv, OUT/timing.csv, OUT/series/*.json and
-    OUT/figures/*.png. Returns the points table."""
+    OUT/figures/*.png. Returns the points table. `cached_only` keeps only the points whose results are
+    in `cache` (what a long set has finished so far), so nothing is simulated."""
     from dpsim.sweep import run_points
 
     out = Path(out)
@@ -39,6 +40,9 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     t0 = time.perf_counter()
     if cache:  # workers inherit the environment: identical simulations across experiments run once
         os.environ[CACHE_ENV] = str(Path(cache).resolve())
+    if cached_only:
+        from dpsim.reproduce.tasks import is_cached
+        points = [p for p in points if is_cached(p)]
     try:
         raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
     finally:

@@ -161,14 +161,43 @@ def _measure_cached(scenario, measurement: dict, measure) -> dict:
     return measured
 
 
+def _search_options(opts: dict) -> dict:
+    return {k: opts[k] for k in ("aps_lo", "aps_hi", "tolerance", "window_s", "horizon_s", "stat") if k in opts}
+
+
+def _measurement(point):
+    """(scenario, what is measured) of a simulated point, the cache key's two parts; (None, None) for
+    closed-form tasks."""
+    from dpsim.reproduce.experiments import load_point_scenario
+
+    labels = _labels(point)
+    task, opts = labels["task"], labels["options"]
+    if task == "run":  # the pre-existing {"window_s": ...} form, so earlier cache entries stay valid
+        return _scenario(point, opts), {"window_s": float(opts.get("window_s", 1.0))}
+    if task == "capacity":
+        return load_point_scenario(point), {"task": "capacity", **_search_options(opts)}
+    if task == "pd_bound":
+        return _scenario(point, opts), {"task": "pd_bound"}
+    return None, None
+
+
+def is_cached(point) -> bool:
+    """Whether the point's result is in the cache folder (closed-form points always count as cached)."""
+    scenario, measurement = _measurement(point)
+    if scenario is None:
+        return True
+    path = _cache_path(scenario, measurement)
+    return path is not None and path.is_file()
+
+
 def run_task(point) -> dict:
     """One simulation: offline JCT or online latencies. Option `series: true` adds the storage-NIC
     balance per window (`window_s`) and the attention balance per prefill pass (for the figures)."""
     labels = _labels(point)
-    scenario = _scenario(point, labels["options"])
+    scenario, measurement = _measurement(point)
     row = _base_row(point, labels, scenario)
     opts = labels["options"]
-    window_s = float(opts.get("window_s", 1.0))
+    window_s = measurement["window_s"]
 
     def measure() -> dict:
         result, sim = _simulate(scenario)
@@ -180,8 +209,7 @@ def run_task(point) -> dict:
         measured["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
         return measured
 
-    # The key's measurement part is the pre-existing {"window_s": ...} so earlier cache entries stay valid.
-    measured = _measure_cached(scenario, {"window_s": window_s}, measure)
+    measured = _measure_cached(scenario, measurement, measure)
     if not opts.get("series"):
         measured.pop("series", None)
     row.update(measured)
@@ -191,12 +219,10 @@ def run_task(point) -> dict:
 def capacity_task(point) -> dict:
     """The highest APS meeting the SLO (dpsim.capacity.find_capacity), with the options' search range."""
     from dpsim.capacity import find_capacity
-    from dpsim.reproduce.experiments import load_point_scenario
 
     labels = _labels(point)
-    scenario = load_point_scenario(point)
-    opts = labels["options"]
-    search = {k: opts[k] for k in ("aps_lo", "aps_hi", "tolerance", "window_s", "horizon_s", "stat") if k in opts}
+    scenario, measurement = _measurement(point)
+    search = _search_options(labels["options"])
 
     def measure() -> dict:
         found = find_capacity(scenario, **search)
@@ -205,7 +231,7 @@ def capacity_task(point) -> dict:
 
     row = _base_row(point, labels, scenario)
     row["aps"] = None
-    row.update(_measure_cached(scenario, {"task": "capacity", **search}, measure))
+    row.update(_measure_cached(scenario, measurement, measure))
     return row
 
 
@@ -250,14 +276,14 @@ def pd_bound_task(point) -> dict:
     from dpsim.plan import pd_range
 
     labels = _labels(point)
-    scenario = _scenario(point, labels["options"])
+    scenario, measurement = _measurement(point)
 
     def measure() -> dict:
         result, _ = _simulate(scenario)
         return {**_flatten(result.summary), **storage_utilisation(result.links)}
 
     row = _base_row(point, labels, scenario)
-    row.update(_measure_cached(scenario, {"task": "pd_bound"}, measure))
+    row.update(_measure_cached(scenario, measurement, measure))
     lo, hi = pd_range(scenario)
     cl = scenario.cluster
     ratio = cl.prefill_nodes / cl.decode_nodes
