@@ -64,6 +64,28 @@ def bars(rows: pd.DataFrame, title: str, path: Path, value: str = "jct_s", ylabe
     return _save(fig, path)
 
 
+def scale_online(rows: pd.DataFrame, title: str, path: Path, slo_ttft_s: float = 4.0,
+                 slo_tpot_s: float = 0.05) -> Path:
+    """Online scale-out: TTFT, TTST and TPOT (p50 bars, p90 ticks) per layout, SLO lines dashed."""
+    rows = rows.copy()
+    _, rows["group"] = _groups(rows)
+    panels = [("ttft_s", "TTFT (s)", slo_ttft_s), ("ttst_s", "TTST (s)", None), ("tpot_s", "TPOT (s)", slo_tpot_s)]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    x = np.arange(len(rows))
+    for ax, (metric, label, slo) in zip(axes, panels):
+        ax.bar(x, rows[f"{metric}_p50"], 0.6, label="p50")
+        if f"{metric}_p90" in rows:
+            ax.scatter(x, rows[f"{metric}_p90"], marker="_", s=400, color="black", label="p90")
+        if slo:
+            ax.axhline(slo, color="grey", ls="--", lw=1, label="SLO")
+        ax.set_xticks(x)
+        ax.set_xticklabels(rows.group, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def ladder(rows: pd.DataFrame, title: str, path: Path) -> Path:
     """Ablation ladder: JCT of each rung relative to Basic, per agent count, with the cut in %."""
     rows = rows.copy()
@@ -167,9 +189,10 @@ def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folder: Path
         if rows.empty or exp.figure == "none":
             continue
         path = folder / f"{exp.name}.png"
-        if exp.figure in ("bars", "scale"):
-            online = "aps" in rows and rows.aps.notna().any() and exp.figure == "scale"
-            drawn.append(bars(rows, exp.title, path, *(("ttft_s_p50", "TTFT p50 (s)") if online else ())))
+        if exp.figure == "scale" and "aps" in rows and rows.aps.notna().any():
+            drawn.append(scale_online(rows, exp.title, path))
+        elif exp.figure in ("bars", "scale"):
+            drawn.append(bars(rows, exp.title, path))
         elif exp.figure == "capacity":
             drawn.append(bars(rows, exp.title, path, "capacity_aps", "capacity (APS within SLO)"))
         elif exp.figure == "ladder":
