@@ -32,6 +32,10 @@ def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
     offline = table[table.experiment == "offline-ds660b"]
     assert set(offline.policy) == {"basic", "dualpath", "oracle"} and offline.jct_s.gt(0).all()
     assert table[table.experiment.str.startswith("capacity")].capacity_aps.gt(0).all()
+    steady = table[table.experiment.str.startswith("online")]  # the paper's stop rule, last window's latencies
+    assert steady.ttft_s_mean.gt(0).all() and steady.tpot_s_mean.gt(0).all()
+    assert steady.stop_reason.str.match(r"horizon|steady|slo_break").all()
+    assert steady.window_end_s.le(60).all()  # quick horizon
     assert "| claim | published | dpsim | error |" in (out / "validation.md").read_text()
 
     # The same seed gives the same rows (here a subset, in one process instead of two).
@@ -125,6 +129,7 @@ quick: {note: n}
     (GOOD.replace("task: run", "") + "task: simulate\n", "task = 'simulate'"),
     (GOOD + "zip: {cluster.prefill_nodes: [1, 2], cluster.decode_nodes: [1]}\n", "zip: lists of unequal lengths"),
     (GOOD.replace("BASE", "nowhere.yaml"), "base = 'nowhere.yaml': file not found"),
+    (GOOD + "task: steady\n", "options.horizon_s = None: task steady needs a positive horizon"),
     ("name: [unclosed\n", "is not valid YAML"),
 ])
 def test_bad_experiment_file_is_one_located_line_and_exit_2(tmp_path, text, message):

@@ -52,7 +52,7 @@ class Experiment(_Strict):
     name: str
     title: str
     paper: str = ""  # the figure or table of the paper it reproduces
-    task: Literal["run", "capacity", "cache_compute", "pd_bound"] = "run"
+    task: Literal["run", "capacity", "cache_compute", "pd_bound", "steady"] = "run"
     base: str | None = None  # scenario file, relative to the experiment file
     figure: Literal["bars", "curves", "capacity", "ladder", "balance", "scale", "table", "pd_bound", "none"] = "bars"
     systems: list[str] | dict[str, dict[str, Any]] = {"-": {}}
@@ -113,8 +113,14 @@ def load_experiment(path: str | Path) -> Experiment:
     exp.path = str(path)
     if exp.name != path.stem:
         raise ExperimentError(f"{path}: name = {exp.name!r}: expected the file name without .yaml ({path.stem!r})")
-    if exp.task in ("run", "capacity", "pd_bound") and not exp.base:
+    if exp.task in ("run", "capacity", "pd_bound", "steady") and not exp.base:
         raise ExperimentError(f"{path}: base: required for task {exp.task!r} (a scenario file)")
+    if exp.task == "steady":
+        for where, opts in (("options", exp.options), ("quick.options", {**exp.options, **exp.quick.options})):
+            value = opts.get("horizon_s")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ExperimentError(f"{path}: {where}.horizon_s = {value!r}: task steady needs a positive "
+                                      f"horizon in seconds (arrivals keep coming until then)")
     if exp.base and not exp.base_path().is_file():
         raise ExperimentError(f"{path}: base = {exp.base!r}: file not found (relative to the experiment file)")
     for where, table in (("zip", exp.zip), ("quick.zip", exp.quick.zip or {})):

@@ -10,6 +10,7 @@ import functools
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dpsim.models import ALL_MODELS
@@ -178,7 +179,15 @@ def _measurement(point):
         return load_point_scenario(point), {"task": "capacity", **_search_options(opts)}
     if task == "pd_bound":
         return _scenario(point, opts), {"task": "pd_bound"}
+    if task == "steady":
+        return load_point_scenario(point), {"task": "steady", **_steady_options(opts)}
     return None, None
+
+
+def _steady_options(opts: dict) -> dict:
+    if "horizon_s" not in opts:
+        raise ValueError("task steady needs options.horizon_s (arrivals keep coming until then)")
+    return {"window_s": float(opts.get("window_s", 150.0)), "horizon_s": float(opts["horizon_s"])}
 
 
 def is_cached(point) -> bool:
@@ -231,6 +240,56 @@ def capacity_task(point) -> dict:
 
     row = _base_row(point, labels, scenario)
     row["aps"] = None
+    row.update(_measure_cached(scenario, measurement, measure))
+    return row
+
+
+def steady_task(point) -> dict:
+    """Online latencies at one APS in steady state, measured as the capacity search measures them: Poisson
+    arrivals keep coming for `horizon_s`; the run stops on an SLO break or when TTFT is steady
+    (dpsim.capacity.paper_stop_rule, no steady verdict before `horizon_s - window_s`), and TTFT, TTST
+    and TPOT are those of the last `window_s` (turns still waiting count with their age so far).
+    Trajectory JCT is the mean of the trajectories finished by then. (A fixed burst of arrivals run to
+    completion never reaches steady state when a trajectory outlives the burst, and understates
+    latency at high APS.)"""
+    import math
+
+    from dpsim import api
+    from dpsim.capacity import paper_stop_rule
+
+    labels = _labels(point)
+    scenario, measurement = _measurement(point)
+    window_s, horizon_s = measurement["window_s"], measurement["horizon_s"]
+
+    def measure() -> dict:
+        aps = scenario.workload.aps
+        sc = api.with_overrides(scenario, workload={"mode": "online", "agents": int(math.ceil(aps * horizon_s)) + 1},
+                                run={"max_sim_time": horizon_s})
+        rule = paper_stop_rule(sc.slo.ttft, window_s, slo_tpot_s=sc.slo.tpot, min_steady_s=horizon_s - window_s)
+        result = api.run(sc, api.build_workload(sc), progress=False, stop_rule=rule, check_every_s=window_s / 15)
+        turns = result.turns
+        t1 = rule.busy[-1][0] if rule.busy else float(turns.t_first_token.max())
+        t0 = max(0.0, t1 - window_s)
+        turns = turns[turns.t_arrive <= t1]
+        waiting = turns[turns.t_first_token.isna()]
+        ttft = np.concatenate([turns.ttft_s[turns.t_first_token >= t0].to_numpy(float),
+                               (t1 - waiting.t_arrive).to_numpy(float)])
+        ttst = turns.ttst_s[turns.t_second_token >= t0].dropna().to_numpy(float)
+        tpot = turns.tpot_s[turns.t_finish >= t0].dropna().to_numpy(float)
+        out = {"stop_reason": result.summary["stop_reason"] or "horizon", "turns": int(result.summary["turns"]),
+               "trajectory_jct_s_mean": result.summary["trajectory_jct_s_mean"],
+               "invariants_ok": result.summary.get("invariants_ok"), "window_end_s": round(t1, 3),
+               "gpu_busy_prefill": result.summary["gpu_busy_fraction"]["prefill"],
+               "gpu_busy_decode": result.summary["gpu_busy_fraction"]["decode"]}
+        for name, values in (("ttft_s", ttft), ("ttst_s", ttst), ("tpot_s", tpot)):
+            for stat in ("p50", "p90", "mean"):
+                out[f"{name}_{stat}"] = (round(float(np.mean(values) if stat == "mean" else
+                                                     np.percentile(values, float(stat[1:]))), 9)
+                                         if values.size else None)
+        out["slo_attainment"] = round(float(np.mean(ttft <= sc.slo.ttft)), 6) if ttft.size else None
+        return out
+
+    row = _base_row(point, labels, scenario)
     row.update(_measure_cached(scenario, measurement, measure))
     return row
 
@@ -292,7 +351,8 @@ def pd_bound_task(point) -> dict:
     return row
 
 
-TASKS = {"run": run_task, "capacity": capacity_task, "cache_compute": cache_compute_task, "pd_bound": pd_bound_task}
+TASKS = {"run": run_task, "capacity": capacity_task, "cache_compute": cache_compute_task, "pd_bound": pd_bound_task,
+         "steady": steady_task}
 
 
 def reproduce_point(point) -> dict:
