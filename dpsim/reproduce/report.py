@@ -37,6 +37,7 @@ class Item:
     pair_on: list | None = None
     of: list | None = None
     threshold: float = 0.95
+    not_run: str = ""  # why dpsim has no value for it (printed when points.csv lacks its rows)
 
 
 def load_published(path: str | Path) -> tuple[list[Item], dict[str, str]]:
@@ -120,6 +121,8 @@ def item_value(item: Item, points: pd.DataFrame, done: dict[str, float | None]) 
     if rows.empty or item.column not in rows:
         return None
     num, den = _filter(rows, item.num), _filter(rows, item.den)
+    if num.index.equals(den.index):
+        return None  # e.g. max and min scale are the same rows: only one side was run, nothing to compare
     named = set(item.num or {}) | set(item.den or {})
     pair_on = item.pair_on or [c for c in PAIR_COLUMNS + ["policy"] if c not in named]
     pair_on = [c for c in pair_on if c in rows]
@@ -146,7 +149,8 @@ def validation_rows(points: pd.DataFrame, items: list[Item], causes: dict[str, s
         error = None if value is None else (value - item.published) / item.published
         cause = ""
         if value is None:
-            cause = "no matching points in points.csv (experiment not run?)"
+            cause = (f"not run: {item.not_run.strip()}" if item.not_run
+                     else "no matching points in points.csv (experiment not run?)")
         elif abs(error) > GAP_NOTE_THRESHOLD:
             shrunk = quick is True or (bool(quick) and item.experiment in quick)
             cause = causes.get(item.id) or ("quick mode: shrunk workload, see above" if shrunk
