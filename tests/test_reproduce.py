@@ -177,6 +177,13 @@ def test_validation_metrics_on_a_hand_made_table():
     points.loc[points.mal == 65536, "agents"] = 4096
     assert {r["id"]: r for r in validation_rows(points, items, causes)}[
         "offline-ds660b-speedup-paper-point"]["dpsim"] == pytest.approx(2.0)
+    # One side of a scale comparison alone is no comparison (not "ratio 1.0"), and the row says why.
+    lone = pd.concat([points, pd.DataFrame([{"experiment": "scale-offline", "policy": "dualpath", "scale": 1,
+                                             "mal": 49152, "jct_s": 3000.0, "status": "ok"}])], ignore_index=True)
+    scale = {r["id"]: r for r in validation_rows(lone, items, causes)}
+    assert scale["scale-offline-jct-ratio"]["dpsim"] is None
+    assert scale["scale-offline-jct-ratio"]["cause"].startswith("not run: the 48P96D point")
+    assert scale["scale-offline-jct-2p4d"]["dpsim"] == pytest.approx(3000.0)
     assert rows["offline-ds27b-speedup-max"]["dpsim"] is None
     assert "no matching points" in rows["offline-ds27b-speedup-max"]["cause"]
 
