@@ -252,8 +252,6 @@ def steady_task(point) -> dict:
     Trajectory JCT is the mean of the trajectories finished by then. (A fixed burst of arrivals run to
     completion never reaches steady state when a trajectory outlives the burst, and understates
     latency at high APS.)"""
-    import math
-
     from dpsim import api
     from dpsim.capacity import paper_stop_rule
 
@@ -263,7 +261,7 @@ def steady_task(point) -> dict:
 
     def measure() -> dict:
         aps = scenario.workload.aps
-        sc = api.with_overrides(scenario, workload={"mode": "online", "agents": int(math.ceil(aps * horizon_s)) + 1},
+        sc = api.with_overrides(scenario, workload={"mode": "online", "agents": _steady_agents(aps, horizon_s)},
                                 run={"max_sim_time": horizon_s})
         rule = paper_stop_rule(sc.slo.ttft, window_s, slo_tpot_s=sc.slo.tpot, min_steady_s=horizon_s - window_s)
         result = api.run(sc, api.build_workload(sc), progress=False, stop_rule=rule, check_every_s=window_s / 15)
@@ -290,8 +288,16 @@ def steady_task(point) -> dict:
         return out
 
     row = _base_row(point, labels, scenario)
+    row["agents"] = _steady_agents(scenario.workload.aps, horizon_s)
     row.update(_measure_cached(scenario, measurement, measure))
     return row
+
+
+def _steady_agents(aps: float, horizon_s: float) -> int:
+    """Agents of a steady run: Poisson arrivals for the whole horizon (plus one)."""
+    import math
+
+    return int(math.ceil(aps * horizon_s)) + 1
 
 
 def cache_compute_task(point) -> dict:
