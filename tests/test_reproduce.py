@@ -250,3 +250,13 @@ def test_list_estimates_each_points_size():
     listed = CliRunner().invoke(main, ["reproduce", "--list", "--quick", "--only", "offline-ds27b,cache-compute"])
     assert listed.exit_code == 0, listed.output
     assert "k turns" in listed.output and "closed form" in listed.output and listed.output.splitlines()[-1].startswith("total")
+
+
+def test_merge_keeps_the_last_row_of_a_point_and_full_size_over_quick():
+    from dpsim.reproduce.cli import merge_points
+
+    quick = pd.DataFrame({"experiment": ["x", "x", "y"], "key": ["1", "2", "3"], "quick": [True] * 3, "jct_s": [1, 2, 3]})
+    full = pd.DataFrame({"experiment": ["x", "y"], "key": ["9", "3"], "quick": [False, True], "jct_s": [9, 4]})
+    merged = merge_points([quick, full])
+    assert merged.experiment.tolist() == ["x", "y"]  # first-seen experiment order
+    assert merged.jct_s.tolist() == [9, 4]  # x's quick rows dropped; y's point rerun: the last row wins

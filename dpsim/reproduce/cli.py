@@ -141,13 +141,18 @@ def validation_report(points_csvs, published, folder, merged, figures_dir):
 
 def merge_points(tables):
     """One table from several points.csv: a point (experiment, key) present in more than one keeps its
-    last row; rows are grouped by experiment in first-seen order, points in their files' order."""
+    last row, and an experiment run at full size drops its quick rows; rows are grouped by experiment in
+    first-seen order, points in their files' order."""
     import pandas as pd
 
     points = pd.concat(tables, ignore_index=True)
+    order = {name: i for i, name in enumerate(dict.fromkeys(points.experiment))}
     if "key" in points:
         points = points.drop_duplicates(subset=["experiment", "key"], keep="last")
-    order = {name: i for i, name in enumerate(dict.fromkeys(points.experiment))}
+    if "quick" in points:
+        quick = points.quick.astype(str).str.lower().eq("true")
+        full_size = set(points.loc[~quick, "experiment"])
+        points = points[~(quick & points.experiment.isin(full_size))]
     return points.sort_values("experiment", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
 
 
