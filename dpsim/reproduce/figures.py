@@ -36,6 +36,18 @@ def _groups(rows: pd.DataFrame) -> tuple[list[str], pd.Series]:
     return varying, label
 
 
+def _in_order(rows: pd.DataFrame, systems: list[str]) -> pd.DataFrame:
+    """Rows of a table merged from several runs in the experiment's order: groups by MAL, agents,
+    APS, ..., ascending; systems as the experiment lists them."""
+    rank = {name: i for i, name in enumerate(dict.fromkeys(systems))}
+    keys = [c for c in GROUP_COLUMNS if c in rows and c != "model" and c != "layout"]
+    ordered = rows.assign(_system=rows.policy.map(lambda p: rank.get(p, len(rank))))
+    for column in keys:
+        ordered[f"_{column}"] = pd.to_numeric(ordered[column], errors="coerce")
+    ordered = ordered.sort_values([f"_{c}" for c in keys] + ["_system"], kind="stable", na_position="first")
+    return ordered.drop(columns=[c for c in ordered if c.startswith("_")])
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -194,6 +206,7 @@ def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folder: Path
         rows = table[(table.experiment == exp.name) & (table.status == "ok")]
         if rows.empty or exp.figure == "none":
             continue
+        rows = _in_order(rows, list(exp.system_overrides(False)) + list(exp.system_overrides(True)))
         path = folder / f"{exp.name}.png"
         if exp.figure == "scale" and "aps" in rows and rows.aps.notna().any():
             drawn.append(scale_online(rows, exp.title, path))
