@@ -100,10 +100,12 @@ def estimate_turns(point) -> int:
     from dpsim import api
 
     labels = _labels(point)
-    if labels["task"] not in ("run", "pd_bound"):
+    if labels["task"] not in ("run", "pd_bound", "steady"):
         return 0
-    scenario = _scenario(point, labels["options"])
+    scenario, measurement = _measurement(point)
     agents = scenario.workload.agents or 500
+    if labels["task"] == "steady":  # an upper bound: the run stops at the horizon, mid-trajectory
+        agents = _steady_agents(scenario.workload.aps, measurement["horizon_s"])
     sample = api.with_overrides(scenario, workload={"agents": min(agents, SAMPLE_AGENTS)})
     key = (sample.workload.model_dump_json(), sample.run.seed)  # only these decide the trajectories
     if key not in _TURNS_PER_AGENT:
