@@ -135,7 +135,8 @@ def validation_report(points_csvs, published, folder, merged, figures_dir):
     if figures_dir:
         if experiments is None:
             _fail(f"--figures: experiments folder {folder} not found")
-        _draw_merged(points, experiments, Path(figures_dir), [Path(p).parent / "series" for p in points_csvs])
+        from dpsim.reproduce.figures import draw_all
+        draw_all(points, experiments, Path(figures_dir), [Path(p).parent / "series" for p in points_csvs])
     click.echo(validation_markdown(points, items, causes, points_csv, experiments), nl=False)
 
 
@@ -154,20 +155,6 @@ def merge_points(tables):
         full_size = set(points.loc[~quick, "experiment"])
         points = points[~(quick & points.experiment.isin(full_size))]
     return points.sort_values("experiment", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
-
-
-def _draw_merged(points, experiments, folder: Path, series_folders: list[Path]) -> None:
-    """Figures of a merged table; each experiment's balance series from the last folder that has it."""
-    import shutil
-    import tempfile
-
-    from dpsim.reproduce.figures import draw_all
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for series in series_folders:
-            for file in sorted(series.glob("*.json")) if series.is_dir() else []:
-                shutil.copy(file, Path(tmp) / file.name)
-        draw_all(points, experiments, folder, Path(tmp))
 
 
 COMMANDS = [reproduce, validation_report]

@@ -40,7 +40,7 @@ def _in_order(rows: pd.DataFrame, systems: list[str]) -> pd.DataFrame:
     """Rows of a table merged from several runs in the experiment's order: groups by MAL, agents,
     APS, ..., ascending; systems as the experiment lists them."""
     rank = {name: i for i, name in enumerate(dict.fromkeys(systems))}
-    keys = [c for c in GROUP_COLUMNS if c in rows and c != "model" and c != "layout"]
+    keys = [c for c in GROUP_COLUMNS if c in rows and c not in ("model", "layout")]
     ordered = rows.assign(_system=rows.policy.map(lambda p: rank.get(p, len(rank))))
     for column in keys:
         ordered[f"_{column}"] = pd.to_numeric(ordered[column], errors="coerce")
@@ -199,8 +199,9 @@ def pd_bound(rows: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folder: Path) -> list[Path]:
-    """One PNG per experiment (skipping experiments whose points all failed)."""
+def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folders: list[Path]) -> list[Path]:
+    """One PNG per experiment (skipping experiments whose points all failed); an experiment's balance
+    series comes from the last of `series_folders` that has it (a table merged from several runs)."""
     drawn = []
     for exp in experiments:
         rows = table[(table.experiment == exp.name) & (table.status == "ok")]
@@ -219,8 +220,8 @@ def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folder: Path
         elif exp.figure == "curves":
             drawn.append(curves(rows, exp.title, path))
         elif exp.figure == "balance":
-            file = series_folder / f"{exp.name}.json"
-            data = json.loads(file.read_text()) if file.exists() else {}
+            files = [f for f in (Path(d) / f"{exp.name}.json" for d in series_folders) if f.exists()]
+            data = json.loads(files[-1].read_text()) if files else {}
             drawn.append(balance(rows, data, exp.title, path))
         elif exp.figure == "table":
             drawn.append(cache_compute(rows, exp.title, path))

@@ -17,8 +17,8 @@ from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, build_points
 from dpsim.reproduce.tasks import CACHE_ENV, reproduce_point
 
 # After the columns: what the figures and the validation table also read.
-EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mean", "window_end_s", "trajectory_jct_s_mean", "slo_attainment",
-                 "attention_balance_max_over_avg", "read_side_fraction_de", "gpu_busy_prefill", "gpu_busy_decode",
+EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mean", "window_end_s",
+                 "trajectory_jct_s_mean", "slo_attainment", "attention_balance_max_over_avg", "read_side_fraction_de", "gpu_busy_prefill", "gpu_busy_decode",
                  "stop_reason", "invariants_ok", "capacity_binding", "capacity_trials", "capacity_note",
                  "context_tokens", "append_tokens", "cache_compute_gb_per_pflop", "pd_ratio", "pd_lo_analytic",
                  "pd_hi_analytic", "inside_analytic", "snic_utilisation", "snic_utilisation_prefill",
@@ -59,7 +59,7 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
         "seed": seed, "where": where or {}}, indent=2) + "\n")
     if figures:
         from dpsim.reproduce.figures import draw_all
-        draw_all(table, experiments, out / "figures", out / "series")
+        draw_all(table, experiments, out / "figures", [out / "series"])
     return table
 
 

@@ -187,8 +187,7 @@ def _measurement(point):
 
 
 def _steady_options(opts: dict) -> dict:
-    if "horizon_s" not in opts:
-        raise ValueError("task steady needs options.horizon_s (arrivals keep coming until then)")
+    # horizon_s is required and checked when the experiment file is loaded
     return {"window_s": float(opts.get("window_s", 150.0)), "horizon_s": float(opts["horizon_s"])}
 
 
