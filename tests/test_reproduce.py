@@ -260,3 +260,20 @@ def test_merge_keeps_the_last_row_of_a_point_and_full_size_over_quick():
     merged = merge_points([quick, full])
     assert merged.experiment.tolist() == ["x", "y"]  # first-seen experiment order
     assert merged.jct_s.tolist() == [9, 4]  # x's quick rows dropped; y's point rerun: the last row wins
+
+
+def test_heartbeat_reports_progress_and_leaves_the_simulation_untouched(monkeypatch, capsys):
+    from dpsim import api
+    from dpsim.reproduce.tasks import HEARTBEAT_ENV, _simulate
+
+    scenario = api.with_overrides(api.load_scenario("scenarios/paper/ds27b-1p1d.yaml"),
+                                  workload={"agents": 24, "max_turns": 12})
+    quiet, _ = _simulate(scenario, "quiet")
+    monkeypatch.setenv(HEARTBEAT_ENV, "0.002")
+    loud, sim = _simulate(scenario, "ds27b check")
+    lines = [x for x in capsys.readouterr().err.splitlines() if "ds27b check:" in x]
+    assert lines, "no progress line from a run longer than the heartbeat"
+    assert f"/{sim.turns_total} turns" in lines[-1] and "turns/s" in lines[-1]
+    wall = {"wall_s", "turns_per_wall_s"}  # the only fields allowed to differ between two runs
+    assert {k: v for k, v in loud.summary.items() if k not in wall} == \
+        {k: v for k, v in quiet.summary.items() if k not in wall}

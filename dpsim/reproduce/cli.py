@@ -45,8 +45,11 @@ def _turns_text(turns: int) -> str:
               help="folder of finished simulations to reuse (identical resolved scenarios run once)")
 @click.option("--cached-only", is_flag=True,
               help="only the points already in --cache: assemble what a long set has finished, simulate nothing")
+@click.option("--heartbeat", "heartbeat_s", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="wall seconds between progress lines (turns done, rate, time left) of each long "
+                   "simulation, on stderr; 0: none")
 def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache,
-              cached_only):
+              cached_only, heartbeat_s):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
     from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
 
@@ -79,7 +82,7 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
         table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
                               figures=not no_figures, progress=sys.stderr.isatty(), where=filters,
-                              cache=cache, cached_only=cached_only)
+                              cache=cache, cached_only=cached_only, heartbeat_s=heartbeat_s)
     except (ExperimentError, ScenarioError) as exc:
         _fail(str(exc))
     from dpsim.reproduce.report import validation_markdown

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, build_points
-from dpsim.reproduce.tasks import CACHE_ENV, reproduce_point
+from dpsim.reproduce.tasks import CACHE_ENV, HEARTBEAT_ENV, reproduce_point
 
 # After the issue's columns: what the figures and the validation table also read.
 EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mean", "window_end_s",
@@ -28,10 +28,12 @@ EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mea
 def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = False, jobs: int = 2,
                   profile: str | None = None, seed: int | None = None, progress: bool = True,
                   figures: bool = True, where: dict[str, str] | None = None,
-                  cache: str | Path | None = None, cached_only: bool = False) -> pd.DataFrame:
+                  cache: str | Path | None = None, cached_only: bool = False,
+                  heartbeat_s: float = 0.0) -> pd.DataFrame:
     """Run every point of `experiments`; write OUT/points.csv, OUT/timing.csv, OUT/series/*.json and
     OUT/figures/*.png. Returns the points table. `cached_only` keeps only the points whose results are
-    in `cache` (what a long set has finished so far), so nothing is simulated."""
+    in `cache` (what a long set has finished so far), so nothing is simulated. `heartbeat_s` > 0: every
+    simulation prints its progress to stderr that often (wall seconds)."""
     from dpsim.sweep import run_points
 
     out = Path(out)
@@ -40,6 +42,8 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     t0 = time.perf_counter()
     if cache:  # workers inherit the environment: identical simulations across experiments run once
         os.environ[CACHE_ENV] = str(Path(cache).resolve())
+    if heartbeat_s > 0:
+        os.environ[HEARTBEAT_ENV] = str(heartbeat_s)
     if cached_only:
         from dpsim.reproduce.tasks import is_cached
         points = [p for p in points if is_cached(p)]
@@ -47,6 +51,7 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
         raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
     finally:
         os.environ.pop(CACHE_ENV, None)
+        os.environ.pop(HEARTBEAT_ENV, None)
     wall_s = time.perf_counter() - t0
     raw["quick"] = quick
     table = points_table(raw)

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
+import sys
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -32,6 +37,11 @@ def _base_row(point, labels: dict, scenario=None) -> dict:
                    mal=int(w.mal) if not w.trace else None, agents=w.agents, aps=w.aps if w.mode == "online" else None,
                    max_turns=w.max_turns, seed=scenario.run.seed)
     return row
+
+
+def _point_label(point, labels: dict) -> str:
+    """The point as a person reads it in a progress line: experiment, system and its overrides."""
+    return " ".join([labels["experiment"], labels["policy"], *(f"{k}={v}" for k, v in point.overrides)])
 
 
 def _flatten(summary: dict) -> dict:
@@ -62,14 +72,40 @@ def snic_balance_series(links: pd.DataFrame, nodes: list[str], window_s: float) 
     return [float(t) for t in table.index], [round(float(r), 6) for r in ratio]
 
 
-def _simulate(scenario):
-    """Run a scenario; return (result, simulation) so tasks can read per-pass records."""
+HEARTBEAT_ENV = "DPSIM_REPRODUCE_HEARTBEAT_S"  # wall seconds between progress lines of one simulation
+
+
+def _heartbeat(sim, label: str, every_s: float, stop: threading.Event) -> None:
+    """Print `label`'s progress to stderr every `every_s` wall seconds until `stop` is set. Runs in a
+    daemon thread that only reads two counters, so the simulation's events and results are untouched
+    (a SimPy process would add events, and one still pending at the end would move the clock)."""
+    t0 = time.perf_counter()
+    while not stop.wait(every_s):
+        done, total, wall_s = sim.turns_finished, sim.turns_total, time.perf_counter() - t0
+        rate = done / wall_s if wall_s > 0 else 0.0
+        left_s = (total - done) / rate if rate > 0 else math.inf
+        left = "" if math.isinf(left_s) else (f", ~{left_s / 3600:.1f} h left at this rate" if left_s > 5400
+                                               else f", ~{left_s / 60:.0f} min left at this rate")
+        print(f"[{time.strftime('%H:%M:%S')}] {label}: {sim.env.now:.0f} s simulated, {done}/{total} turns "
+              f"({100 * done / max(total, 1):.1f} %, {rate:.0f} turns/s{left})", file=sys.stderr, flush=True)
+
+
+def _simulate(scenario, label: str = "simulation"):
+    """Run a scenario; return (result, simulation) so tasks can read per-pass records. With
+    DPSIM_REPRODUCE_HEARTBEAT_S set (`dpsim reproduce --heartbeat`), long runs print their progress."""
     from dpsim import api
     from dpsim.simulator import Simulation
 
     trajectories = api.build_workload(scenario)
     sim = Simulation(scenario, trajectories, progress=False)
-    return sim.run(api.arrival_times(scenario, trajectories)), sim
+    every_s = float(os.environ.get(HEARTBEAT_ENV) or 0)
+    stop = threading.Event()
+    if every_s > 0:
+        threading.Thread(target=_heartbeat, args=(sim, label, every_s, stop), daemon=True).start()
+    try:
+        return sim.run(api.arrival_times(scenario, trajectories)), sim
+    finally:
+        stop.set()
 
 
 def _scenario(point, options: dict):
@@ -210,7 +246,7 @@ def run_task(point) -> dict:
     window_s = measurement["window_s"]
 
     def measure() -> dict:
-        result, sim = _simulate(scenario)
+        result, sim = _simulate(scenario, _point_label(point, labels))
         measured = _flatten(result.summary)
         # The series are always kept (cheap), so a cached entry serves points with and without them.
         readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
@@ -345,7 +381,7 @@ def pd_bound_task(point) -> dict:
     scenario, measurement = _measurement(point)
 
     def measure() -> dict:
-        result, _ = _simulate(scenario)
+        result, _ = _simulate(scenario, _point_label(point, labels))
         return {**_flatten(result.summary), **storage_utilisation(result.links)}
 
     row = _base_row(point, labels, scenario)
