@@ -44,18 +44,20 @@ def _point_label(point, labels: dict) -> str:
     return " ".join([labels["experiment"], labels["policy"], *(f"{k}={v}" for k, v in point.overrides)])
 
 
+SUMMARY_COLUMNS = ["jct_s", "turns", "trajectory_jct_s_mean", "slo_attainment", "read_side_fraction_de",
+                   "attention_balance_max_over_avg", "stop_reason", "invariants_ok",
+                   *(f"{m}_{s}" for m in ("ttft_s", "ttst_s", "tpot_s") for s in ("p50", "p90", "mean"))]
+RENAMED_COLUMNS = {"snic_balance_max_over_avg": "snic_balance", "gpu_busy_fraction_prefill": "gpu_busy_prefill",
+                   "gpu_busy_fraction_decode": "gpu_busy_decode"}  # summary name -> points.csv name
+
+
 def _flatten(summary: dict) -> dict:
-    """The summary's numbers as points.csv columns (ttft_s.p50 -> ttft_s_p50)."""
-    out = {}
-    for key in ("jct_s", "turns", "trajectory_jct_s_mean", "slo_attainment", "read_side_fraction_de",
-                "attention_balance_max_over_avg", "stop_reason", "invariants_ok"):
-        out[key] = summary.get(key)
-    for metric in ("ttft_s", "ttst_s", "tpot_s"):
-        for stat in ("p50", "p90", "mean"):
-            out[f"{metric}_{stat}"] = (summary.get(metric) or {}).get(stat)
-    out["snic_balance"] = summary.get("snic_balance_max_over_avg")
-    out["gpu_busy_prefill"] = summary["gpu_busy_fraction"]["prefill"]
-    out["gpu_busy_decode"] = summary["gpu_busy_fraction"]["decode"]
+    """The summary's numbers that points.csv keeps (ttft_s.p50 -> ttft_s_p50; see RENAMED_COLUMNS)."""
+    from dpsim.sweep import flatten
+
+    flat = flatten(summary)
+    out = {key: flat.get(key) for key in SUMMARY_COLUMNS}
+    out.update({new: flat.get(old) for old, new in RENAMED_COLUMNS.items()})
     return out
 
 
