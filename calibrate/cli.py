@@ -287,9 +287,9 @@ def loader(storage_pe, storage_de, decode_addr, listen, advertise, model, block_
 def decode_agent(listen, storage_addr, duration):
     """Decode-host side of the DE read path: reads Full Blocks from storage into its buffer and writes
     layer blocks to the prefill host over the transport."""
-    from . import loader as ld
+    from .decode_agent import DecodeAgent
 
-    ld.DecodeAgent(listen, storage_addr).serve(parse_time(duration) if duration else None)
+    DecodeAgent(listen, storage_addr).serve(parse_time(duration) if duration else None)
 
 
 # -------------------------------------------------------------------------------------- fit
