@@ -159,6 +159,9 @@ def test_bad_published_file_is_located(tmp_path):
     bad.write_text(bad.read_text().replace("metric: ratio", "metric: quotient", 1))
     result = CliRunner().invoke(main, ["validation-report", "scenarios/paper/published.yaml", "--published", str(bad)])
     assert result.exit_code == 2 and "metric = 'quotient': expected one of" in result.output
+    bad.write_text(Path("scenarios/paper/published.yaml").read_text().replace("along: agents\n", "", 1))
+    result = CliRunner().invoke(main, ["validation-report", "scenarios/paper/published.yaml", "--published", str(bad)])
+    assert result.exit_code == 2 and "along = None: metric trend needs the column" in result.output
 
 
 def test_validation_metrics_on_a_hand_made_table():
@@ -186,6 +189,30 @@ def test_validation_metrics_on_a_hand_made_table():
     assert scale["scale-offline-jct-2p4d"]["dpsim"] == pytest.approx(3000.0)
     assert rows["offline-ds27b-speedup-max"]["dpsim"] is None
     assert "no matching points" in rows["offline-ds27b-speedup-max"]["cause"]
+
+
+def test_trend_metric_counts_the_steps_where_the_speed_up_grows():
+    def grid(speedups):  # {(mal, agents): basic/dualpath}
+        rows = []
+        for (mal, agents), speedup in speedups.items():
+            rows += [{"experiment": "offline-ds27b", "policy": "basic", "mal": mal, "agents": agents,
+                      "jct_s": 100.0 * speedup, "status": "ok"},
+                     {"experiment": "offline-ds27b", "policy": "dualpath", "mal": mal, "agents": agents,
+                      "jct_s": 100.0, "status": "ok"}]
+        return pd.DataFrame(rows)
+
+    items, causes = load_published("scenarios/paper/published.yaml")
+
+    def values(speedups):
+        rows = {r["id"]: r["dpsim"] for r in validation_rows(grid(speedups), items, causes)}
+        return rows["offline-ds27b-speedup-grows-with-agents"], rows["offline-ds27b-speedup-grows-with-mal"]
+
+    # Rows out of order in the table: the steps are taken in ascending agents / MAL.
+    assert values({(32768, 1024): 1.5, (32768, 512): 1.2, (49152, 512): 1.4, (49152, 1024): 1.9}) == (1.0, 1.0)
+    # At 48K the speed-up falls from 512 to 1024 agents: one of two agent steps grows; and at 1024
+    # agents it falls from 32K to 48K: one of two MAL steps grows.
+    assert values({(32768, 512): 1.2, (32768, 1024): 1.5, (49152, 512): 1.6, (49152, 1024): 1.4}) == (0.5, 0.5)
+    assert values({(32768, 512): 1.2}) == (None, None)  # one point: no step to judge
 
 
 def test_cache_compute_of_the_added_models():

@@ -18,7 +18,7 @@ from dpsim import units
 from dpsim.reproduce.experiments import ExperimentError
 
 PAIR_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
-METRICS = ("ratio", "reduction", "value", "mean_of", "agreement")
+METRICS = ("ratio", "reduction", "value", "mean_of", "agreement", "trend")
 GAP_NOTE_THRESHOLD = 0.10  # gaps above this get a cause column entry
 
 
@@ -37,6 +37,7 @@ class Item:
     pair_on: list | None = None
     of: list | None = None
     threshold: float = 0.95
+    along: str | None = None  # trend: the column the num/den ratio should grow along (e.g. agents)
     not_run: str = ""  # why dpsim has no value for it (printed when points.csv lacks its rows)
 
 
@@ -60,6 +61,9 @@ def load_published(path: str | Path) -> tuple[list[Item], dict[str, str]]:
                 raise ExperimentError(f"{where}: {key}: required field is missing")
         if entry["metric"] not in METRICS:
             raise ExperimentError(f"{where}: metric = {entry['metric']!r}: expected one of {', '.join(METRICS)}")
+        if entry["metric"] == "trend" and not isinstance(entry.get("along"), str):
+            raise ExperimentError(f"{where}: along = {entry.get('along')!r}: metric trend needs the column "
+                                  f"the ratio should grow along (e.g. agents)")
         if entry.get("reduce", "mean") not in ("mean", "max", "min"):
             raise ExperimentError(f"{where}: reduce = {entry['reduce']!r}: expected mean, max or min")
         items.append(Item(**entry))
@@ -120,6 +124,20 @@ def item_value(item: Item, points: pd.DataFrame, done: dict[str, float | None]) 
     rows = _filter(rows, item.where)
     if rows.empty or item.column not in rows:
         return None
+    pairs = _paired_ratios(item, rows)
+    if pairs is None:
+        return None
+    if item.metric == "trend":
+        return _growth_share(pairs, item.along)
+    ratio = pairs["ratio"].to_numpy(float)
+    if item.metric == "reduction":
+        ratio = 1.0 - ratio
+    return _reduce(ratio, item.reduce)
+
+
+def _paired_ratios(item: Item, rows: pd.DataFrame) -> pd.DataFrame | None:
+    """num/den of `item.column` for every pair of rows that agree on the pairing columns (the pairing
+    columns plus a `ratio` column), or None when num and den are the same rows."""
     num, den = _filter(rows, item.num), _filter(rows, item.den)
     if num.index.equals(den.index):
         return None  # e.g. max and min scale are the same rows: only one side was run, nothing to compare
@@ -131,10 +149,23 @@ def item_value(item: Item, points: pd.DataFrame, done: dict[str, float | None]) 
     n = pd.to_numeric(merged[f"{item.column}_n"], errors="coerce").to_numpy(float)
     d = pd.to_numeric(merged[f"{item.column}_d"], errors="coerce").to_numpy(float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = n / d
-    if item.metric == "reduction":
-        ratio = 1.0 - ratio
-    return _reduce(ratio, item.reduce)
+        merged["ratio"] = n / d
+    return merged[pair_on + ["ratio"]]
+
+
+def _growth_share(pairs: pd.DataFrame, along: str | None) -> float | None:
+    """Share of steps along `along` (each series holding the other pairing columns fixed, in ascending
+    `along`) where the ratio grows: 1.0 when it always grows. None without two points in any series."""
+    if not along or along not in pairs:
+        return None
+    pairs = pairs[np.isfinite(pairs["ratio"])].copy()
+    pairs[along] = pd.to_numeric(pairs[along], errors="coerce")
+    fixed = [c for c in pairs.columns if c not in (along, "ratio") and pairs[c].notna().any()]
+    steps = []
+    for _, series in (pairs.groupby(fixed, dropna=False) if fixed else [(None, pairs)]):
+        ratios = series.sort_values(along)["ratio"].to_numpy(float)
+        steps.extend(np.diff(ratios) > 0)
+    return float(np.mean(steps)) if steps else None
 
 
 def validation_rows(points: pd.DataFrame, items: list[Item], causes: dict[str, str],
