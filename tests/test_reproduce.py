@@ -11,7 +11,7 @@ from dpsim.cli import main
 from dpsim.models import ALL_MODELS
 from dpsim.plan import pd_range
 from dpsim.reproduce import build_points, load_experiments
-from dpsim.reproduce.experiments import POINT_COLUMNS, ExperimentError, load_point_scenario
+from dpsim.reproduce.experiments import POINT_COLUMNS, load_point_scenario
 from dpsim.reproduce.report import load_published, validation_rows
 
 EXPERIMENTS = "scenarios/paper/experiments"
@@ -159,9 +159,12 @@ def test_bad_published_file_is_located(tmp_path):
     bad.write_text(bad.read_text().replace("metric: ratio", "metric: quotient", 1))
     result = CliRunner().invoke(main, ["validation-report", "scenarios/paper/published.yaml", "--published", str(bad)])
     assert result.exit_code == 2 and "metric = 'quotient': expected one of" in result.output
-    bad.write_text(Path("scenarios/paper/published.yaml").read_text().replace("along: agents\n", "", 1))
+    bad.write_text(Path("scenarios/paper/published.yaml").read_text().replace("    along: agents\n", "", 1))
     result = CliRunner().invoke(main, ["validation-report", "scenarios/paper/published.yaml", "--published", str(bad)])
     assert result.exit_code == 2 and "along = None: metric trend needs the column" in result.output
+    bad.write_text("items:\n  - id: x\n     claim: y\n")  # mis-indented: not YAML
+    result = CliRunner().invoke(main, ["validation-report", "scenarios/paper/published.yaml", "--published", str(bad)])
+    assert result.exit_code == 2 and f"{bad}: line 3 is not valid YAML" in result.output
 
 
 def test_validation_metrics_on_a_hand_made_table():

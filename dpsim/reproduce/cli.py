@@ -109,8 +109,6 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
 def validation_report(points_csvs, published, folder, merged, figures_dir):
     """Print docs/validation.md (markdown) from POINTS_CSV...: published vs dpsim, error, cause of gaps.
     Several files (e.g. runs of different experiments or scales) are read as one table."""
-    import pandas as pd
-
     from dpsim.reproduce.experiments import ExperimentError, load_experiments
     from dpsim.reproduce.report import load_published, validation_markdown
     from dpsim.reproduce.run import read_points

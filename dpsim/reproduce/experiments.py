@@ -86,10 +86,9 @@ class Experiment(_Strict):
         return (Path(self.path).parent / self.base) if self.base else None
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path)
-    if not path.is_file():
-        raise ExperimentError(f"{path}: file not found")
+def read_yaml_mapping(path: Path) -> dict:
+    """The YAML mapping in `path` (an existing file); bad YAML or another top-level type is one
+    located ExperimentError."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -98,6 +97,14 @@ def load_experiment(path: str | Path) -> Experiment:
                               f"({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(f"{path}: file not found")
+    data = read_yaml_mapping(path)
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from dpsim import units
-from dpsim.reproduce.experiments import ExperimentError
+from dpsim.reproduce.experiments import ExperimentError, read_yaml_mapping
 
 PAIR_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
 METRICS = ("ratio", "reduction", "value", "mean_of", "agreement", "trend")
@@ -46,7 +45,7 @@ def load_published(path: str | Path) -> tuple[list[Item], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise ExperimentError(f"{path}: file not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path)
     items = []
     fields = set(Item.__dataclass_fields__)
     for i, entry in enumerate(data.get("items") or []):
