@@ -307,3 +307,13 @@ def test_heartbeat_reports_progress_and_leaves_the_simulation_untouched(monkeypa
     wall = {"wall_s", "turns_per_wall_s"}  # the only fields allowed to differ between two runs
     assert {k: v for k, v in loud.summary.items() if k not in wall} == \
         {k: v for k, v in quiet.summary.items() if k not in wall}
+
+
+@pytest.mark.parametrize("content, message", [(b"x\x00\xff\xfe", "UnicodeDecodeError"), (b"", "EmptyDataError"),
+                                              (b"a,b\n1,2\n", "column 'experiment' missing")])
+def test_validation_report_on_a_file_that_is_not_points_csv(tmp_path, content, message):
+    bad = tmp_path / "points.csv"
+    bad.write_bytes(content)
+    result = CliRunner().invoke(main, ["validation-report", str(bad)])
+    assert result.exit_code == 2 and str(bad) in result.output and message in result.output
+    assert "Traceback" not in result.output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, build_points
+from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points
 from dpsim.reproduce.tasks import CACHE_ENV, HEARTBEAT_ENV, reproduce_point
 
 # After the issue's columns: what the figures and the validation table also read.
@@ -88,4 +88,9 @@ def _write_series(raw: pd.DataFrame, folder: Path) -> None:
 
 
 def read_points(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"key": str})
+    """A points.csv as a table; a file that is not CSV text is one located ExperimentError."""
+    try:
+        return pd.read_csv(path, dtype={"key": str})
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ExperimentError(f"{path}: not a readable CSV file ({type(exc).__name__}: {exc}); "
+                              f"expected a points.csv from dpsim reproduce") from None
