@@ -306,7 +306,7 @@ def decode_agent(listen, storage_addr, duration):
 def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json):
     """Fit latency + size / bandwidth per link (with CIs, hold-out and goodness of fit) and bandwidth
     versus concurrency, and write a profile a scenario can `include:`."""
-    from .profile import FIT_KINDS, build_profile, fit_samples, write_profile
+    from .profile import FIT_KINDS, build_profile, fit_report_text, fit_samples, write_profile
 
     samples = read_samples(raw)
     lo = parse_bytes(min_size) if min_size else 0
@@ -317,30 +317,10 @@ def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json
                          storage_nic=parse_bandwidth(storage_nic) if storage_nic else None,
                          compute_nic=parse_bandwidth(compute_nic) if compute_nic else None)
     write_profile(prof, output)
-    click.echo(report_text(report))
+    click.echo(fit_report_text(report))
     click.echo(f"wrote {output}")
     if as_json:
         click.echo(json.dumps(report, indent=2, default=float))
-
-
-def report_text(report: dict) -> str:
-    lines = []
-    for key, f in report.get("links", {}).items():
-        ab = f.get("alpha_beta")
-        if ab:
-            lines.append(
-                f"{key}: latency {ab['alpha'] * 1e6:.1f} us [{ab['alpha_ci'][0] * 1e6:.1f}, {ab['alpha_ci'][1] * 1e6:.1f}], "
-                f"bandwidth {ab['beta'] / 1e6:.2f} MB/s [{ab['beta_ci'][0] / 1e6:.2f}, {ab['beta_ci'][1] / 1e6:.2f}], "
-                f"MAPE {ab['mape'] * 100:.1f} %, max APE {ab['max_ape'] * 100:.1f} %, held-out MAPE "
-                f"{(ab['holdout_mape'] or 0) * 100:.1f} % (n={ab['n_samples']}, sizes={ab['n_sizes']})"
-            )
-        bo = f.get("bandwidth_only")
-        if bo:
-            lines.append(f"{key}: bandwidth {bo['beta'] / 1e6:.2f} MB/s at {bo['size']} B (one size: no latency split, n={bo['n']})")
-        cf = f.get("concurrency")
-        if cf:
-            lines.append(f"{key}: plateau {cf['saturation'] / 1e6:.2f} MB/s reached at depth/concurrency {cf['n_saturate']}")
-    return "\n".join(lines) or "nothing to fit"
 
 
 # ------------------------------------------------------------------------------------ check

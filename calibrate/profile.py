@@ -81,6 +81,27 @@ def fit_samples(samples: list[dict], n_boot: int = 300, seed: int = 0) -> dict:
     return report
 
 
+def fit_report_text(report: dict) -> str:
+    """What `fit_samples` found, one line per link and fit, as `dpsim-calibrate fit` prints it."""
+    lines = []
+    for key, f in report.get("links", {}).items():
+        ab = f.get("alpha_beta")
+        if ab:
+            lines.append(
+                f"{key}: latency {ab['alpha'] * 1e6:.1f} us [{ab['alpha_ci'][0] * 1e6:.1f}, {ab['alpha_ci'][1] * 1e6:.1f}], "
+                f"bandwidth {ab['beta'] / 1e6:.2f} MB/s [{ab['beta_ci'][0] / 1e6:.2f}, {ab['beta_ci'][1] / 1e6:.2f}], "
+                f"MAPE {ab['mape'] * 100:.1f} %, max APE {ab['max_ape'] * 100:.1f} %, held-out MAPE "
+                f"{(ab['holdout_mape'] or 0) * 100:.1f} % (n={ab['n_samples']}, sizes={ab['n_sizes']})"
+            )
+        bo = f.get("bandwidth_only")
+        if bo:
+            lines.append(f"{key}: bandwidth {bo['beta'] / 1e6:.2f} MB/s at {bo['size']} B (one size: no latency split, n={bo['n']})")
+        cf = f.get("concurrency")
+        if cf:
+            lines.append(f"{key}: plateau {cf['saturation'] / 1e6:.2f} MB/s reached at depth/concurrency {cf['n_saturate']}")
+    return "\n".join(lines) or "nothing to fit"
+
+
 def _meta(samples: list[dict]) -> dict:
     metas = [r for r in samples if r.get("kind") == "meta"]
     if not metas:
