@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points
-from dpsim.reproduce.tasks import CACHE_ENV, HEARTBEAT_ENV, reproduce_point
+from dpsim.reproduce.cache import CACHE_ENV
+from dpsim.reproduce.tasks import HEARTBEAT_ENV, reproduce_point
 
 # After the columns: what the figures and the validation table also read.
 EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mean", "window_end_s",

@@ -6,7 +6,6 @@ it is what `dpsim.sweep.run_points(points, task=reproduce_point)` runs in worker
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dpsim.models import ALL_MODELS
+from dpsim.reproduce.cache import cache_path, measure_cached
 
 
 def _labels(point) -> dict[str, Any]:
@@ -152,56 +152,6 @@ def estimate_turns(point) -> int:
     return int(round(agents * _TURNS_PER_AGENT[key]))
 
 
-CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
-
-
-@functools.lru_cache(maxsize=1)
-def _code_hash() -> str:
-    """Hash of the simulator's source, so a cached result never outlives a change to the model
-    (read once per process, not once per point)."""
-    import hashlib
-    from pathlib import Path
-
-    import dpsim
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(dpsim.__file__).parent.rglob("*.py")):
-        if "reproduce" not in path.parts:  # reporting code does not change a simulation
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _cache_path(scenario, measurement: dict):
-    """Where one simulation's (or search's) numbers are kept: keyed by the fully resolved scenario,
-    what is measured (the task and the options that change a measurement) and the simulator's source,
-    so the same simulation in two experiments (e.g. Basic in the offline grid and in the ablation
-    ladder) runs once, and an interrupted reproduce resumes where it stopped."""
-    import hashlib
-    import os
-    from pathlib import Path
-
-    folder = os.environ.get(CACHE_ENV)
-    if not folder:
-        return None
-    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(measurement, sort_keys=True)
-                          + _code_hash()).encode()).hexdigest()
-    return Path(folder) / f"{key[:24]}.json"
-
-
-def _measure_cached(scenario, measurement: dict, measure) -> dict:
-    """`measure()` (a dict of numbers), or the cached dict of an identical earlier measurement."""
-    cached = _cache_path(scenario, measurement)
-    if cached is not None and cached.is_file():
-        return json.loads(cached.read_text())
-    measured = measure()
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps(measured, sort_keys=True))
-        tmp.replace(cached)
-    return measured
-
-
 def _search_options(opts: dict) -> dict:
     return {k: opts[k] for k in ("aps_lo", "aps_hi", "tolerance", "window_s", "horizon_s", "stat") if k in opts}
 
@@ -234,7 +184,7 @@ def is_cached(point) -> bool:
     scenario, measurement = _measurement(point)
     if scenario is None:
         return True
-    path = _cache_path(scenario, measurement)
+    path = cache_path(scenario, measurement)
     return path is not None and path.is_file()
 
 
@@ -257,7 +207,7 @@ def run_task(point) -> dict:
         measured["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
         return measured
 
-    measured = _measure_cached(scenario, measurement, measure)
+    measured = measure_cached(scenario, measurement, measure)
     if not opts.get("series"):
         measured.pop("series", None)
     row.update(measured)
@@ -279,7 +229,7 @@ def capacity_task(point) -> dict:
 
     row = _base_row(point, labels, scenario)
     row["aps"] = None
-    row.update(_measure_cached(scenario, measurement, measure))
+    row.update(measure_cached(scenario, measurement, measure))
     return row
 
 
@@ -328,7 +278,7 @@ def steady_task(point) -> dict:
 
     row = _base_row(point, labels, scenario)
     row["agents"] = _steady_agents(scenario.workload.aps, horizon_s)
-    row.update(_measure_cached(scenario, measurement, measure))
+    row.update(measure_cached(scenario, measurement, measure))
     return row
 
 
@@ -387,7 +337,7 @@ def pd_bound_task(point) -> dict:
         return {**_flatten(result.summary), **storage_utilisation(result.links)}
 
     row = _base_row(point, labels, scenario)
-    row.update(_measure_cached(scenario, measurement, measure))
+    row.update(measure_cached(scenario, measurement, measure))
     lo, hi = pd_range(scenario)
     cl = scenario.cluster
     ratio = cl.prefill_nodes / cl.decode_nodes

@@ -1,0 +1,60 @@
+"""The result cache of `dpsim reproduce --cache`: one JSON file per finished simulation (or search).
+
+A result is keyed by the fully resolved scenario, what is measured, and a hash of the simulator's
+source outside dpsim/reproduce/, so a cached number never outlives a change to the model while the
+reporting code may change freely; an interrupted set resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
+
+
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
+    """Hash of the simulator's source, so a cached result never outlives a change to the model
+    (read once per process, not once per point)."""
+    import hashlib
+    from pathlib import Path
+
+    import dpsim
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(dpsim.__file__).parent.rglob("*.py")):
+        if "reproduce" not in path.parts:  # reporting code does not change a simulation
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_path(scenario, measurement: dict):
+    """Where one simulation's (or search's) numbers are kept: keyed by the fully resolved scenario,
+    what is measured (the task and the options that change a measurement) and the simulator's source,
+    so the same simulation in two experiments (e.g. Basic in the offline grid and in the ablation
+    ladder) runs once, and an interrupted reproduce resumes where it stopped."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get(CACHE_ENV)
+    if not folder:
+        return None
+    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(measurement, sort_keys=True)
+                          + _code_hash()).encode()).hexdigest()
+    return Path(folder) / f"{key[:24]}.json"
+
+
+def measure_cached(scenario, measurement: dict, measure) -> dict:
+    """`measure()` (a dict of numbers), or the cached dict of an identical earlier measurement."""
+    cached = cache_path(scenario, measurement)
+    if cached is not None and cached.is_file():
+        return json.loads(cached.read_text())
+    measured = measure()
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(measured, sort_keys=True))
+        tmp.replace(cached)
+    return measured
