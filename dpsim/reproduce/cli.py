@@ -47,7 +47,7 @@ def _turns_text(turns: int) -> str:
               help="only the points already in --cache: assemble what a long set has finished, simulate nothing")
 @click.option("--heartbeat", "heartbeat_s", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="wall seconds between progress lines (turns done, rate, time left) of each long "
-                   "simulation, on stderr; 0: none")
+                   "run, steady or pd_bound simulation (not capacity searches), on stderr; 0: none")
 def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache,
               cached_only, heartbeat_s):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""

@@ -92,9 +92,10 @@ def _heartbeat(sim, label: str, every_s: float, stop: threading.Event) -> None:
               f"({100 * done / max(total, 1):.1f} %, {rate:.0f} turns/s{left})", file=sys.stderr, flush=True)
 
 
-def _simulate(scenario, label: str = "simulation"):
-    """Run a scenario; return (result, simulation) so tasks can read per-pass records. With
-    DPSIM_REPRODUCE_HEARTBEAT_S set (`dpsim reproduce --heartbeat`), long runs print their progress."""
+def _simulate(scenario, label: str = "simulation", **run_options):
+    """Run a scenario; return (result, simulation) so tasks can read per-pass records. `run_options`
+    go to Simulation.run (stop_rule, check_every_s). With DPSIM_REPRODUCE_HEARTBEAT_S set (`dpsim
+    reproduce --heartbeat`), long runs print their progress."""
     from dpsim import api
     from dpsim.simulator import Simulation
 
@@ -105,7 +106,7 @@ def _simulate(scenario, label: str = "simulation"):
     if every_s > 0:
         threading.Thread(target=_heartbeat, args=(sim, label, every_s, stop), daemon=True).start()
     try:
-        return sim.run(api.arrival_times(scenario, trajectories)), sim
+        return sim.run(api.arrival_times(scenario, trajectories), **run_options), sim
     finally:
         stop.set()
 
@@ -253,7 +254,7 @@ def steady_task(point) -> dict:
         sc = api.with_overrides(scenario, workload={"mode": "online", "agents": _steady_agents(aps, horizon_s)},
                                 run={"max_sim_time": horizon_s})
         rule = paper_stop_rule(sc.slo.ttft, window_s, slo_tpot_s=sc.slo.tpot, min_steady_s=horizon_s - window_s)
-        result = api.run(sc, api.build_workload(sc), progress=False, stop_rule=rule, check_every_s=window_s / 15)
+        result, _ = _simulate(sc, _point_label(point, labels), stop_rule=rule, check_every_s=window_s / 15)
         turns = result.turns
         t1 = rule.busy[-1][0] if rule.busy else float(turns.t_first_token.max())
         t0 = max(0.0, t1 - window_s)
