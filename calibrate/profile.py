@@ -236,10 +236,11 @@ def write_profile(profile: dict, path: str | Path) -> None:
 
 
 def load_profile(path: str | Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CalibrateError(f"cannot read profile {path}: {e}") from None
+    from dpsim.config import read_yaml
+
+    if not Path(path).is_file():
+        raise CalibrateError(f"{path}: profile not found")
+    data = read_yaml(Path(path), CalibrateError)
     if not isinstance(data, dict) or "hardware" not in data:
         raise CalibrateError(f"{path} is not a calibration profile (no hardware: section)")
     return data

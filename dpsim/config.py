@@ -180,6 +180,24 @@ class Scenario(_Section):
 
 
 # ----------------------------------------------------------------------------------- YAML loading
+def read_yaml(path: Path, error: type[Exception] = ScenarioError) -> Any:
+    """The YAML document in the file `path`. A file that is not UTF-8 text or not valid YAML raises
+    one located `error` (file, line, problem) instead of a traceback; every YAML input of dpsim (scenario,
+    sweep, experiment, published numbers) is read here."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected YAML") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise error(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+
+
 def load_yaml_with_includes(path: Path, origins: dict[tuple, str], _stack: tuple = ()) -> dict:
     """Read `path`, merging its `include:` files first; record which file set each leaf key."""
     path = Path(path)
@@ -188,12 +206,7 @@ def load_yaml_with_includes(path: Path, origins: dict[tuple, str], _stack: tuple
         raise ScenarioError(f"{path}: file not found{where}")
     if path.resolve() in _stack:
         raise ScenarioError(f"{path}: include cycle through {' -> '.join(str(s) for s in _stack)}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ScenarioError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, ScenarioError) or {}
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
     includes = data.pop("include", []) or []

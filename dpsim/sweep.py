@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from dpsim.config import ScenarioError
+from dpsim.config import ScenarioError, read_yaml
 
 __all__ = ["Point", "SweepError", "load_sweep", "expand", "run_point", "run_points", "flatten", "read_table",
            "scenario_for"]
@@ -138,11 +137,7 @@ def load_sweep(path: str | Path) -> tuple[list[Point], dict]:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SweepError(f"{path}:{f' line {mark.line + 1}' if mark else ''} is not valid YAML") from None
+    data = read_yaml(path, SweepError) or {}
     if not isinstance(data, dict):
         raise SweepError(f"{path}: expected a mapping with keys {', '.join(SWEEP_KEYS)}")
     for key in data:

@@ -56,3 +56,35 @@ def test_profile_option_applies_and_bad_profile_is_one_line(tmp_path):
     bad = runner.invoke(main, ["validate", "scenarios/quickstart.yaml", "--profile", str(profile)])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert "p.yaml: hardware.storage.read_efficiency = -1" in bad.output
+
+
+BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"
+
+
+def _one_located_line(result, path, command):
+    assert result.exit_code == 2, (command, result.output)
+    assert "Traceback" not in result.output, command
+    assert f"{path}: not a text file" in result.output, (command, result.output)
+
+
+def test_binary_input_files_are_one_located_line(tmp_path):
+    """A binary file where YAML is expected (a scenario, an include, a profile, a sweep, an
+    experiment) names the file and says what was expected, in every command that reads one."""
+    binary = tmp_path / "picture.yaml"
+    binary.write_bytes(BINARY)
+    including = tmp_path / "s.yaml"
+    including.write_text("include: [picture.yaml]\n")
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "x.yaml").write_bytes(BINARY)
+    runner = CliRunner()
+    for command in (["run", str(binary), "--no-plots", "--out", str(tmp_path / "o")],
+                    ["compare", str(binary)],
+                    ["validate", str(binary)],
+                    ["sweep", str(binary)],
+                    ["validate", "scenarios/quickstart.yaml", "--profile", str(binary)]):
+        _one_located_line(runner.invoke(main, command), binary, command)
+    _one_located_line(runner.invoke(main, ["validate", str(including)]), binary, "include")
+    command = ["reproduce", "--quick", "--list", "--experiments", str(experiments)]
+    _one_located_line(runner.invoke(main, command), experiments / "x.yaml", command)
+

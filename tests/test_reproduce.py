@@ -317,3 +317,14 @@ def test_validation_report_on_a_file_that_is_not_points_csv(tmp_path, content, m
     result = CliRunner().invoke(main, ["validation-report", str(bad)])
     assert result.exit_code == 2 and str(bad) in result.output and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_cache_key_covers_the_model_source_but_not_the_command_lines():
+    from dpsim.reproduce.cache import hashed_sources
+
+    names = {path.relative_to(Path("dpsim").resolve()).as_posix() for path in hashed_sources()}
+    for model in ("net.py", "simulator.py", "engines/prefill.py", "policies/scheduler.py", "gpu.py",
+                  "workload/synthetic.py", "capacity.py", "config.py"):
+        assert model in names, model
+    for presentation in ("cli.py", "plots.py", "bench.py", "reproduce/tasks.py"):
+        assert presentation not in names, presentation

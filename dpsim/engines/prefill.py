@@ -55,7 +55,7 @@ class PrefillGroup:
             self._wakeup.succeed()
 
     def _run(self):
-        sim, env = self.sim, self.sim.env
+        env = self.sim.env
         while True:
             batches = [self._form_batch(e) for e in self.engines]
             if not any(batches):

@@ -1,7 +1,7 @@
 """The result cache of `dpsim reproduce --cache`: one JSON file per finished simulation (or search).
 
 A result is keyed by the fully resolved scenario, what is measured, and a hash of the simulator's
-source outside dpsim/reproduce/, so a cached number never outlives a change to the model while the
+model source (not dpsim/reproduce/, the command lines, plots or benchmarks), so a cached number never outlives a change to the model while the
 reporting code may change freely; an interrupted set resumes where it stopped.
 """
 
@@ -13,19 +13,32 @@ import json
 CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
 
 
+# Modules that only present or drive results (command lines, plots, benchmarks, the testbed-fit driver,
+# this package): a change to them cannot change a simulated number, so it must not empty the cache.
+_NOT_MODEL = ("cli.py", "plan_cli.py", "trace_cli.py", "bench.py", "plots.py", "testbed_fit.py")
+
+
+def hashed_sources() -> list:
+    """The source files whose text keys the cache: every module of dpsim that can change a
+    simulated number (not dpsim/reproduce/, not the modules in _NOT_MODEL)."""
+    from pathlib import Path
+
+    import dpsim
+
+    root = Path(dpsim.__file__).parent
+    return [path for path in sorted(root.rglob("*.py"))
+            if "reproduce" not in path.relative_to(root).parts and path.relative_to(root).as_posix() not in _NOT_MODEL]
+
+
 @functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
     """Hash of the simulator's source, so a cached result never outlives a change to the model
     (read once per process, not once per point)."""
     import hashlib
-    from pathlib import Path
-
-    import dpsim
 
     digest = hashlib.sha256()
-    for path in sorted(Path(dpsim.__file__).parent.rglob("*.py")):
-        if "reproduce" not in path.parts:  # reporting code does not change a simulation
-            digest.update(path.read_bytes())
+    for path in hashed_sources():
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dpsim.config import ScenarioError, load_scenario
+from dpsim.config import ScenarioError, load_scenario, read_yaml
 
 TASKS = ("run", "capacity", "cache_compute", "pd_bound")
 FIGURES = ("bars", "curves", "capacity", "ladder", "balance", "scale", "table", "pd_bound", "none")
@@ -89,12 +88,7 @@ class Experiment(_Strict):
 def read_yaml_mapping(path: Path) -> dict:
     """The YAML mapping in `path` (an existing file); bad YAML or another top-level type is one
     located ExperimentError."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ExperimentError(f"{path}:{f' line {mark.line + 1}' if mark else ''} is not valid YAML "
-                              f"({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, ExperimentError)
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

@@ -188,3 +188,14 @@ def test_queue_depth_plateau_goes_into_the_profile():
     one_read = vals["io_overhead"] + block / vals["storage_bw"]
     assert one_read == pytest.approx(alpha + block / beta1, rel=0.03)
     assert any("plateau" in n for n in prof["calibration"]["notes"])
+
+
+def test_profile_that_is_binary_or_missing_is_one_located_error(tmp_path):
+    from calibrate.errors import CalibrateError
+
+    binary = tmp_path / "profile.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    with pytest.raises(CalibrateError, match=f"{binary}: not a text file"):
+        load_profile(binary)
+    with pytest.raises(CalibrateError, match="missing.yaml: profile not found"):
+        load_profile(tmp_path / "missing.yaml")
