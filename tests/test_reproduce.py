@@ -1,5 +1,6 @@
 """`dpsim reproduce`: experiment files, the quick set end to end, determinism, the validation table."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -328,3 +329,28 @@ def test_cache_key_covers_the_model_source_but_not_the_command_lines():
         assert model in names, model
     for presentation in ("cli.py", "plots.py", "bench.py", "reproduce/tasks.py"):
         assert presentation not in names, presentation
+
+
+def test_skip_done_resumes_from_a_points_table(tmp_path):
+    """--skip-done runs only the points without an ok row in the given points.csv (a fresh checkout
+    resumes from the committed table, without the cache); a failed row is not done."""
+    args = ["reproduce", "--quick", "--only", "offline-ds27b", "--where", "workload.agents=16", "--no-figures",
+            "--jobs", "1"]
+    first = CliRunner().invoke(main, args + ["--where", "workload.mal=64K", "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    done = pd.read_csv(tmp_path / "a" / "points.csv", dtype={"key": str})
+    assert len(done) == 3
+    listed = CliRunner().invoke(main, args + ["--list", "--skip-done", str(tmp_path / "a" / "points.csv")])
+    assert re.search(r"offline-ds27b +3 points", listed.output), listed.output
+    rest = CliRunner().invoke(main, args + ["--skip-done", str(tmp_path / "a" / "points.csv"),
+                                            "--out", str(tmp_path / "b")])
+    assert rest.exit_code == 0, rest.output
+    ran = pd.read_csv(tmp_path / "b" / "points.csv", dtype={"key": str})
+    assert len(ran) == 3 and set(ran.mal) == {32768} and not set(ran.key) & set(done.key)
+    done.loc[0, "status"] = "error"
+    done.to_csv(tmp_path / "failed.csv", index=False)
+    listed = CliRunner().invoke(main, args + ["--list", "--where", "workload.mal=64K", "--skip-done",
+                                              str(tmp_path / "failed.csv")])
+    assert re.search(r"offline-ds27b +1 points", listed.output), listed.output
+    missing = CliRunner().invoke(main, args + ["--list", "--skip-done", str(tmp_path / "nowhere.csv")])
+    assert missing.exit_code == 2 and "nowhere.csv: file not found" in missing.output

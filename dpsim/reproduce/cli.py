@@ -45,11 +45,14 @@ def _turns_text(turns: int) -> str:
               help="folder of finished simulations to reuse (identical resolved scenarios run once)")
 @click.option("--cached-only", is_flag=True,
               help="only the points already in --cache: assemble what a long set has finished, simulate nothing")
+@click.option("--skip-done", "skip_done", multiple=True, type=click.Path(),
+              help="POINTS_CSV: skip the points that already have an 'ok' row of the same size there (resume a long "
+                   "set on a fresh checkout from the committed docs/data/points.csv); repeatable")
 @click.option("--heartbeat", "heartbeat_s", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="wall seconds between progress lines (turns done, rate, time left) of each long "
                    "run, steady or pd_bound simulation (not capacity searches), on stderr; 0: none")
 def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache,
-              cached_only, heartbeat_s):
+              cached_only, skip_done, heartbeat_s):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
     from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
 
@@ -65,14 +68,16 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         filters[key.strip()] = value.strip()
     try:
         experiments = load_experiments(folder, _names(only))
+        from dpsim.reproduce.run import done_points, drop_done
+        done = done_points(skip_done, quick)
         if list_only:
             from dpsim.reproduce.tasks import estimate_turns
             total = 0
             for exp in experiments:
-                points = build_points([exp], quick=quick, profile=profile, check=False, where=filters)
+                points = drop_done(build_points([exp], quick=quick, profile=profile, check=False, where=filters), done)
                 turns = sum(estimate_turns(p) for p in points)
                 total += turns
-                size = _turns_text(turns) if turns else "closed form / search"
+                size = _turns_text(turns) if turns else ("closed form / search" if points else "nothing to run")
                 click.echo(f"{exp.name:18s} {len(points):4d} points {size}  {exp.title}")
             click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (capacity searches not counted)")
             return
@@ -82,7 +87,7 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
         table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
                               figures=not no_figures, progress=sys.stderr.isatty(), where=filters,
-                              cache=cache, cached_only=cached_only, heartbeat_s=heartbeat_s)
+                              cache=cache, cached_only=cached_only, heartbeat_s=heartbeat_s, done=done)
     except (ExperimentError, ScenarioError) as exc:
         _fail(str(exc))
     from dpsim.reproduce.report import validation_markdown

@@ -30,16 +30,17 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
                   profile: str | None = None, seed: int | None = None, progress: bool = True,
                   figures: bool = True, where: dict[str, str] | None = None,
                   cache: str | Path | None = None, cached_only: bool = False,
-                  heartbeat_s: float = 0.0) -> pd.DataFrame:
+                  heartbeat_s: float = 0.0, done: set[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Run every point of `experiments`; write OUT/points.csv, OUT/timing.csv, OUT/series/*.json and
     OUT/figures/*.png. Returns the points table. `cached_only` keeps only the points whose results are
     in `cache` (what a long set has finished so far), so nothing is simulated. `heartbeat_s` > 0: every
-    simulation prints its progress to stderr that often (wall seconds)."""
+    simulation prints its progress to stderr that often (wall seconds). `done` ({(experiment, key)},
+    from `done_points`) drops the points that already have a row elsewhere."""
     from dpsim.sweep import run_points
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    points = build_points(experiments, quick=quick, profile=profile, seed=seed, where=where)
+    points = drop_done(build_points(experiments, quick=quick, profile=profile, seed=seed, where=where), done)
     t0 = time.perf_counter()
     if cache:  # workers inherit the environment: identical simulations across experiments run once
         os.environ[CACHE_ENV] = str(Path(cache).resolve())
@@ -95,3 +96,31 @@ def read_points(path: str | Path) -> pd.DataFrame:
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ExperimentError(f"{path}: not a readable CSV file ({type(exc).__name__}: {exc}); "
                               f"expected a points.csv from dpsim reproduce") from None
+
+
+def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
+    """(experiment, key) of every finished point of the same size (`quick` or full) in the points.csv
+    files `paths`: what a set
+    that resumes from a committed table (e.g. docs/data/points.csv, on a fresh checkout without the
+    cache) need not run again. A point's key hashes its scenario file, overrides, profile path and
+    options, so a point whose experiment file changed since is not done."""
+    done = set()
+    for path in paths:
+        if not Path(path).is_file():
+            raise ExperimentError(f"{path}: file not found; expected a points.csv from dpsim reproduce")
+        table = read_points(path)
+        missing = [c for c in ("experiment", "key", "status") if c not in table]
+        if missing:
+            raise ExperimentError(f"{path}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
+        ok = table.status.eq("ok")
+        if "quick" in table:
+            ok &= table.quick.astype(str).str.lower().eq("true") == quick
+        done.update(zip(table.experiment[ok], table.key[ok]))
+    return done
+
+
+def drop_done(points: list, done: set[tuple[str, str]] | None) -> list:
+    """`points` without those in `done` ({(experiment, key)})."""
+    if not done:
+        return points
+    return [p for p in points if (dict(p.labels)["experiment"], p.key) not in done]
