@@ -310,6 +310,17 @@ def test_heartbeat_reports_progress_and_leaves_the_simulation_untouched(monkeypa
         {k: v for k, v in quiet.summary.items() if k not in wall}
 
 
+def test_heartbeat_reports_each_capacity_trial(tmp_path):
+    args = ["reproduce", "--quick", "--only", "capacity-ds27b", "--where", "policy.system=basic", "--no-figures",
+            "--jobs", "1"]
+    quiet = CliRunner().invoke(main, args + ["--heartbeat", "0", "--out", str(tmp_path / "q")])
+    loud = CliRunner().invoke(main, args + ["--heartbeat", "1", "--out", str(tmp_path / "l")])
+    assert quiet.exit_code == loud.exit_code == 0, loud.output
+    trials = [x for x in loud.output.splitlines() if "capacity-ds27b basic" in x and ": trial APS " in x]
+    assert len(trials) >= 2 and not [x for x in quiet.output.splitlines() if ": trial APS " in x]
+    assert (tmp_path / "q" / "points.csv").read_bytes() == (tmp_path / "l" / "points.csv").read_bytes()
+
+
 @pytest.mark.parametrize("content, message", [(b"x\x00\xff\xfe", "UnicodeDecodeError"), (b"", "EmptyDataError"),
                                               (b"a,b\n1,2\n", "column 'experiment' missing")])
 def test_validation_report_on_a_file_that_is_not_points_csv(tmp_path, content, message):

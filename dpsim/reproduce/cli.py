@@ -50,7 +50,8 @@ def _turns_text(turns: int) -> str:
                    "set on a fresh checkout from the committed docs/data/points.csv); repeatable")
 @click.option("--heartbeat", "heartbeat_s", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="wall seconds between progress lines (turns done, rate, time left) of each long "
-                   "run, steady or pd_bound simulation (not capacity searches), on stderr; 0: none")
+                   "run, steady or pd_bound simulation, on stderr (a capacity search prints each trial "
+                   "instead); 0: none")
 def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache,
               cached_only, skip_done, heartbeat_s):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""

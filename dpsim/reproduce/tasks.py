@@ -224,7 +224,12 @@ def capacity_task(point) -> dict:
     search = _search_options(labels["options"])
 
     def measure() -> dict:
-        found = find_capacity(scenario, **search)
+        # A search is several online runs inside dpsim.capacity; with --heartbeat each finished trial
+        # is its progress line (the runs themselves are not instrumented).
+        label = _point_label(point, labels)
+        log = ((lambda line: print(f"[{time.strftime('%H:%M:%S')}] {label}: trial {line.strip()}", file=sys.stderr,
+                                   flush=True)) if float(os.environ.get(HEARTBEAT_ENV) or 0) > 0 else None)
+        found = find_capacity(scenario, log=log, **search)
         return {"capacity_aps": found.aps, "capacity_binding": found.binding,
                 "capacity_trials": len(found.trials), "capacity_note": found.note}
 
