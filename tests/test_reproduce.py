@@ -365,3 +365,20 @@ def test_skip_done_resumes_from_a_points_table(tmp_path):
     assert re.search(r"offline-ds27b +1 points", listed.output), listed.output
     missing = CliRunner().invoke(main, args + ["--list", "--skip-done", str(tmp_path / "nowhere.csv")])
     assert missing.exit_code == 2 and "nowhere.csv: file not found" in missing.output
+
+
+def test_drop_stale_removes_rows_whose_experiment_changed(tmp_path):
+    run = CliRunner().invoke(main, ["reproduce", "--quick", "--only", "cache-compute", "--no-figures", "--jobs", "1",
+                                    "--out", str(tmp_path / "a")])
+    assert run.exit_code == 0, run.output
+    rows = pd.read_csv(tmp_path / "a" / "points.csv", dtype={"key": str})
+    old = rows.head(2).copy()
+    old["key"] = ["0000000000000000", "1111111111111111"]  # as if the experiment file had changed since
+    pd.concat([old, rows]).to_csv(tmp_path / "mixed.csv", index=False)
+    kept = CliRunner().invoke(main, ["validation-report", str(tmp_path / "mixed.csv"), "--merged", str(tmp_path / "k.csv")])
+    dropped = CliRunner().invoke(main, ["validation-report", str(tmp_path / "mixed.csv"), "--drop-stale",
+                                        "--merged", str(tmp_path / "d.csv")])
+    assert kept.exit_code == dropped.exit_code == 0, dropped.output
+    assert len(pd.read_csv(tmp_path / "k.csv")) == len(rows) + 2
+    assert pd.read_csv(tmp_path / "d.csv", dtype={"key": str}).key.tolist() == rows.key.tolist()
+    assert dropped.output.count("dropped stale row: cache-compute") == 2

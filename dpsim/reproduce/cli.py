@@ -109,10 +109,14 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
               help="to print what quick mode changed")
 @click.option("--merged", type=click.Path(), default=None,
               help="also write the merged table here (a point found in several files: the last file wins)")
+@click.option("--drop-stale", is_flag=True,
+              help="drop rows that are no longer points of the experiment files (their experiment file "
+                   "changed since they ran, e.g. a new task or option: the key differs); listed on stderr. "
+                   "Rows run with --seed count as stale")
 @click.option("--figures", "figures_dir", type=click.Path(), default=None,
               help="also draw every experiment's figure from the merged table into this folder "
                    "(balance series from the series/ folder beside each points.csv)")
-def validation_report(points_csvs, published, folder, merged, figures_dir):
+def validation_report(points_csvs, published, folder, merged, drop_stale, figures_dir):
     """Print docs/validation.md (markdown) from POINTS_CSV...: published vs dpsim, error, cause of gaps.
     Several files (e.g. runs of different experiments or scales) are read as one table."""
     from dpsim.reproduce.experiments import ExperimentError, load_experiments
@@ -134,6 +138,13 @@ def validation_report(points_csvs, published, folder, merged, figures_dir):
         points = merge_points(tables)
         points_csv = ", ".join(points_csvs)
         experiments = load_experiments(folder) if Path(folder).is_dir() else None
+        if drop_stale:
+            if experiments is None:
+                _fail(f"--drop-stale: experiments folder {folder} not found")
+            stale = stale_rows(points, experiments)
+            for row in points[stale].itertuples():
+                click.echo(f"dropped stale row: {row.experiment} {row.policy} key {row.key}", err=True)
+            points = points[~stale].reset_index(drop=True)
     except ExperimentError as exc:
         _fail(str(exc))
     if merged:
@@ -162,6 +173,26 @@ def merge_points(tables):
         full_size = set(points.loc[~quick, "experiment"])
         points = points[~(quick & points.experiment.isin(full_size))]
     return points.sort_values("experiment", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+
+
+def stale_rows(points, experiments):
+    """Boolean mask of the rows whose (experiment, key) is not a point of `experiments` as they are now,
+    each built with the row's own profile and size (quick or full)."""
+    import pandas as pd
+
+    from dpsim.reproduce.experiments import build_points
+
+    def column(name, default):
+        return points[name] if name in points else pd.Series(default, index=points.index)
+
+    quick = column("quick", False).astype(str).str.lower().eq("true")
+    profile = column("profile", "").map(lambda v: "" if pd.isna(v) else str(v))
+    current = set()
+    for is_quick, prof in set(zip(quick, profile)):
+        for point in build_points(experiments, quick=is_quick, profile=prof or None, check=False):
+            current.add((dict(point.labels)["experiment"], point.key))
+    keys = column("key", "").astype(str)
+    return pd.Series([(e, k) not in current for e, k in zip(points.experiment, keys)], index=points.index)
 
 
 COMMANDS = [reproduce, validation_report]
