@@ -100,9 +100,8 @@ def read_points(path: str | Path) -> pd.DataFrame:
 
 def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
     """(experiment, key) of every finished point of the same size (`quick` or full) in the points.csv
-    files `paths`: what a set
-    that resumes from a committed table (e.g. docs/data/points.csv, on a fresh checkout without the
-    cache) need not run again. A point's key hashes its scenario file, overrides, profile path and
+    files `paths`: what a set that resumes from a committed table (e.g. docs/data/points.csv, on a
+    fresh checkout without the cache) need not run again. A point's key hashes its scenario file, overrides, profile path and
     options, so a point whose experiment file changed since is not done."""
     done = set()
     for path in paths:
