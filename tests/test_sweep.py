@@ -132,9 +132,10 @@ def test_twelve_point_sweep_on_local_ray(tmp_path):
 
 def test_kill_midway_then_resume_runs_only_missing_points(tmp_path):
     # Each point must take well over the table's one-second rewrite interval, or a fast machine can
-    # finish all twelve before the first rewrite and nothing is left to kill.
+    # finish all twelve before the second rewrite and nothing is left to kill (32 agents x 16 turns,
+    # ~0.2 s a point on an idle machine, was too short): ~1 s a point idle, a few s under load.
     path = _write(tmp_path, SWEEP_12.replace("workload.agents=6, workload.max_turns=4",
-                                             "workload.agents=32, workload.max_turns=16"))
+                                             "workload.agents=64, workload.max_turns=40"))
     out = tmp_path / "out"
     table = out / "results.csv"
     cmd = [sys.executable, "-m", "dpsim.cli", "sweep", str(path), "--jobs", "2", "--out", str(out),
