@@ -51,6 +51,9 @@ SWEEP_KEYS = ("name", "base", "set", "grid", "zip", "points", "labels", "jobs", 
 ROW_FIELDS = ("key", "status", "error", "wall_s")
 
 
+_SWEEP_RUNS = itertools.count(1)  # invocations of run_points in this process
+
+
 class SweepError(Exception):
     """A sweep that cannot be loaded or run; the message is one readable line."""
 
@@ -337,7 +340,8 @@ def run_points(points: list[Point], task: Callable[[Point], dict] = run_point, j
         bar = tqdm(total=len(todo), unit="point", file=sys.stderr, desc="sweep", dynamic_ncols=True)
     last_flush = [0.0]
     # Which invocation ran a row: a resumed sweep leaves earlier rows with their earlier id.
-    sweep_run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    # Time and pid alone repeat when one process runs two sweeps within a second; the counter does not.
+    sweep_run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_SWEEP_RUNS)}"
 
     def finished(row: dict, force: bool = False) -> None:
         if row is not None:
