@@ -128,14 +128,7 @@ def validation_report(points_csvs, published, folder, merged, drop_stale, figure
             _fail(f"{points_csv}: file not found")
     try:
         items, causes = load_published(published)
-        tables = []
-        for points_csv in points_csvs:
-            table = read_points(points_csv)
-            missing = [c for c in ("experiment", "policy", "status") if c not in table]
-            if missing:
-                _fail(f"{points_csv}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
-            tables.append(table)
-        points = merge_points(tables)
+        points = merge_points([read_points(points_csv) for points_csv in points_csvs])
         points_csv = ", ".join(points_csvs)
         experiments = load_experiments(folder) if Path(folder).is_dir() else None
         if drop_stale:

@@ -89,13 +89,18 @@ def _write_series(raw: pd.DataFrame, folder: Path) -> None:
         (folder / f"{experiment}.json").write_text(json.dumps(data, sort_keys=True) + "\n")
 
 
-def read_points(path: str | Path) -> pd.DataFrame:
-    """A points.csv as a table; a file that is not CSV text is one located ExperimentError."""
+def read_points(path: str | Path, required: tuple[str, ...] = ("experiment", "policy", "status")) -> pd.DataFrame:
+    """A points.csv as a table; a file that is not CSV text, or lacks one of the `required` columns,
+    is one located ExperimentError."""
     try:
-        return pd.read_csv(path, dtype={"key": str})
+        table = pd.read_csv(path, dtype={"key": str})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ExperimentError(f"{path}: not a readable CSV file ({type(exc).__name__}: {exc}); "
                               f"expected a points.csv from dpsim reproduce") from None
+    missing = [c for c in required if c not in table]
+    if missing:
+        raise ExperimentError(f"{path}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
+    return table
 
 
 def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
@@ -107,10 +112,7 @@ def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
     for path in paths:
         if not Path(path).is_file():
             raise ExperimentError(f"{path}: file not found; expected a points.csv from dpsim reproduce")
-        table = read_points(path)
-        missing = [c for c in ("experiment", "key", "status") if c not in table]
-        if missing:
-            raise ExperimentError(f"{path}: column {missing[0]!r} missing; expected a points.csv from dpsim reproduce")
+        table = read_points(path, required=("experiment", "key", "status"))
         ok = table.status.eq("ok")
         if "quick" in table:
             ok &= table.quick.astype(str).str.lower().eq("true") == quick
