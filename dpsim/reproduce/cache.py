@@ -1,8 +1,9 @@
 """The result cache of `dpsim reproduce --cache`: one JSON file per finished simulation (or search).
 
 A result is keyed by the fully resolved scenario, what is measured, and a hash of the simulator's
-model source (not dpsim/reproduce/, the command lines, plots or benchmarks), so a cached number never outlives a change to the model while the
-reporting code may change freely; an interrupted set resumes where it stopped.
+model source (not dpsim/reproduce/, the command lines, plots or benchmarks), so a cached number never
+outlives a change to the model while the reporting code may change freely; an interrupted set
+resumes where it stopped.
 """
 
 from __future__ import annotations

@@ -157,14 +157,15 @@ def merge_points(tables):
     first-seen order, points in their files' order."""
     import pandas as pd
 
+    from dpsim.reproduce.experiments import quick_mask
+
     points = pd.concat(tables, ignore_index=True)
     order = {name: i for i, name in enumerate(dict.fromkeys(points.experiment))}
     if "key" in points:
         points = points.drop_duplicates(subset=["experiment", "key"], keep="last")
-    if "quick" in points:
-        quick = points.quick.astype(str).str.lower().eq("true")
-        full_size = set(points.loc[~quick, "experiment"])
-        points = points[~(quick & points.experiment.isin(full_size))]
+    quick = quick_mask(points)
+    full_size = set(points.loc[~quick, "experiment"])
+    points = points[~(quick & points.experiment.isin(full_size))]
     return points.sort_values("experiment", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
 
 
@@ -173,12 +174,12 @@ def stale_rows(points, experiments):
     each built with the row's own profile and size (quick or full)."""
     import pandas as pd
 
-    from dpsim.reproduce.experiments import build_points
+    from dpsim.reproduce.experiments import build_points, quick_mask
 
     def column(name, default):
         return points[name] if name in points else pd.Series(default, index=points.index)
 
-    quick = column("quick", False).astype(str).str.lower().eq("true")
+    quick = quick_mask(points)
     profile = column("profile", "").map(lambda v: "" if pd.isna(v) else str(v))
     current = set()
     for is_quick, prof in set(zip(quick, profile)):

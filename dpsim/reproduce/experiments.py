@@ -17,11 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dpsim.config import ScenarioError, load_scenario, read_yaml
 
-TASKS = ("run", "capacity", "cache_compute", "pd_bound")
-FIGURES = ("bars", "curves", "capacity", "ladder", "balance", "scale", "table", "pd_bound", "none")
 # Columns every row of points.csv has (the issue's list); tasks add their own after these.
 POINT_COLUMNS = ["experiment", "model", "layout", "mal", "agents", "aps", "scale", "policy", "jct_s",
                  "ttft_s_p50", "ttft_s_p90", "ttst_s_p50", "tpot_s_p50", "snic_balance", "capacity_aps"]
+
+
+def quick_mask(points):
+    """Boolean Series: the rows of a points table that ran in quick mode (the `quick` column reads back
+    from CSV as bool or as text; a table without it is all full size)."""
+    import pandas as pd
+
+    if "quick" not in points:
+        return pd.Series(False, index=points.index)
+    return points.quick.astype(str).str.lower().eq("true")
 
 
 class ExperimentError(Exception):

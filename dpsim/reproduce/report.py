@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dpsim import units
-from dpsim.reproduce.experiments import ExperimentError, read_yaml_mapping
+from dpsim.reproduce.experiments import ExperimentError, quick_mask, read_yaml_mapping
 
 PAIR_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
 METRICS = ("ratio", "reduction", "value", "mean_of", "agreement", "trend")
@@ -199,7 +199,7 @@ def _num(x: float | None) -> str:
 def validation_markdown(points: pd.DataFrame, items: list[Item], causes: dict[str, str],
                         source: str = "points.csv", experiments=None) -> str:
     """docs/validation.md: header (what run, which mode), the table, the cache-compute and P/D tables."""
-    quick_rows = points.get("quick", pd.Series(False, index=points.index)).astype(str).str.lower().eq("true")
+    quick_rows = quick_mask(points)
     # Closed-form experiments give the same numbers in quick mode: they are never "shrunk".
     quick = set(points.loc[quick_rows, "experiment"]) - {"cache-compute"}
     failed = int((points.status != "ok").sum()) if "status" in points else 0

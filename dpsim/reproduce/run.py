@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points
+from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points, quick_mask
 from dpsim.reproduce.cache import CACHE_ENV
 from dpsim.reproduce.tasks import HEARTBEAT_ENV, reproduce_point
 
@@ -113,9 +113,7 @@ def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
         if not Path(path).is_file():
             raise ExperimentError(f"{path}: file not found; expected a points.csv from dpsim reproduce")
         table = read_points(path, required=("experiment", "key", "status"))
-        ok = table.status.eq("ok")
-        if "quick" in table:
-            ok &= table.quick.astype(str).str.lower().eq("true") == quick
+        ok = table.status.eq("ok") & (quick_mask(table) == quick)
         done.update(zip(table.experiment[ok], table.key[ok]))
     return done
 

@@ -77,6 +77,12 @@ def snic_balance_series(links: pd.DataFrame, nodes: list[str], window_s: float) 
 HEARTBEAT_ENV = "DPSIM_REPRODUCE_HEARTBEAT_S"  # wall seconds between progress lines of one simulation
 
 
+def _heartbeat_s() -> float:
+    """Wall seconds between progress lines (`dpsim reproduce --heartbeat`, passed to workers through
+    the environment); 0: none."""
+    return float(os.environ.get(HEARTBEAT_ENV) or 0)
+
+
 def _heartbeat(sim, label: str, every_s: float, stop: threading.Event) -> None:
     """Print `label`'s progress to stderr every `every_s` wall seconds until `stop` is set. Runs in a
     daemon thread that only reads two counters, so the simulation's events and results are untouched
@@ -101,7 +107,7 @@ def _simulate(scenario, label: str = "simulation", **run_options):
 
     trajectories = api.build_workload(scenario)
     sim = Simulation(scenario, trajectories, progress=False)
-    every_s = float(os.environ.get(HEARTBEAT_ENV) or 0)
+    every_s = _heartbeat_s()
     stop = threading.Event()
     if every_s > 0:
         threading.Thread(target=_heartbeat, args=(sim, label, every_s, stop), daemon=True).start()
@@ -228,7 +234,7 @@ def capacity_task(point) -> dict:
         # is its progress line (the runs themselves are not instrumented).
         label = _point_label(point, labels)
         log = ((lambda line: print(f"[{time.strftime('%H:%M:%S')}] {label}: trial {line.strip()}", file=sys.stderr,
-                                   flush=True)) if float(os.environ.get(HEARTBEAT_ENV) or 0) > 0 else None)
+                                   flush=True)) if _heartbeat_s() > 0 else None)
         found = find_capacity(scenario, log=log, **search)
         return {"capacity_aps": found.aps, "capacity_binding": found.binding,
                 "capacity_trials": len(found.trials), "capacity_note": found.note}
