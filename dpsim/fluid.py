@@ -44,83 +44,119 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
     """
     if len(flows) == 1:  # alone: whatever class, the tightest link or its own cap
         flow = flows[0]
-        rate = min(link.capacity for link in flow.path)
+        rate = min([link.capacity for link in flow.path])
         return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}
     high = [f for f in flows if f.traffic_class == TrafficClass.HIGH]
     low = [f for f in flows if f.traffic_class == TrafficClass.LOW]
-    capacity = {link: link.capacity for link in links}
+    for link in links:
+        link.avail = link.capacity
     if not high or not low:
-        return _max_min(flows, capacity)
-    low_links = {link for f in low for link in f.path}
-    reserve = {link: (link.capacity * low_class_share if link in low_links else 0.0) for link in links}
-    high_rates = _max_min(high, {link: capacity[link] - reserve[link] for link in links})
-    low_rates = _max_min(low, _residual(capacity, high_rates))
-    if not all(f.max_rate is not None and high_rates[f] >= f.max_rate * (1 - _RATE_TOLERANCE) for f in high):
+        _fill(links, flows)
+        return {f: f.solved for f in flows}
+    for f in low:  # the LOW guarantee is reserved only on links where LOW has flows
+        for link in f.path:
+            link.avail = link.capacity - link.capacity * low_class_share
+    high_order = _fill(links, high)
+    _set_residual(links, high_order)
+    low_order = _fill(links, low)
+    if not _all_at_own_cap(high):
         # Some HIGH flow is link-limited: give it back the guarantee LOW could not use, then let LOW
         # take what is left. (When every HIGH flow already runs at its own cap, more room changes
         # nothing, so both refills would return the same rates.)
-        high_rates = _max_min(high, _residual(capacity, low_rates))
-        low_rates = _max_min(low, _residual(capacity, high_rates))
-    high_rates.update(low_rates)
-    return high_rates
+        _set_residual(links, low_order)
+        high_order = _fill(links, high)
+        _set_residual(links, high_order)
+        _fill(links, low)
+    return {f: f.solved for f in flows}
 
 
-def _residual(capacity: dict[Link, float], used: dict[Flow, float]) -> dict[Link, float]:
-    residual = dict(capacity)
-    for flow, rate in used.items():
+def _all_at_own_cap(flows: list[Flow]) -> bool:
+    for f in flows:
+        if f.max_rate is None or f.solved < f.max_rate * (1 - _RATE_TOLERANCE):
+            return False
+    return True
+
+
+def _set_residual(links: Sequence[Link], fixed: list[Flow]) -> None:
+    """Set each link's `avail` to its capacity minus the rates of `fixed` (in fixing order), floored at 0."""
+    for link in links:
+        link.avail = link.capacity
+    for flow in fixed:
+        rate = flow.solved
         for link in flow.path:
-            residual[link] -= rate
-    return {link: max(value, 0.0) for link, value in residual.items()}
+            link.avail -= rate
+    for link in links:
+        link.avail = max(link.avail, 0.0)
 
 
 def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, float]:
-    """Max-min fair rates by progressive filling, honouring per-flow caps.
+    """Max-min fair rates of `flows` on links of the given capacities (see `_fill`)."""
+    links = list(capacity)
+    for link in links:
+        link.avail = capacity[link]
+    _fill(links, flows)
+    return {f: f.solved for f in flows}
+
+
+def _fill(links: Sequence[Link], flows: Sequence[Flow]) -> list[Flow]:
+    """Max-min fair rates by progressive filling, honouring per-flow caps, on each link's `avail`
+    bytes/s (consumed). Sets every flow's `solved` rate; returns the flows in the order they were fixed.
 
     Repeatedly take the tightest constraint (the link with the smallest fair share of its remaining
     capacity, or the smallest per-flow cap) and fix the flows it limits at that share. Fixing a flow
     at the smallest share can only raise the fair share of the other links it crosses, so the links
     sit in a lazy min-heap: a popped entry whose share has grown is pushed back with its new value.
+    The working state lives on the links and flows themselves (no per-solve dicts: this is the
+    simulator's innermost loop).
     """
-    rates: dict[Flow, float] = {}
-    remaining = dict(capacity)
-    unfixed = dict.fromkeys(capacity, 0)
-    members: dict[Link, list[Flow]] = {link: [] for link in capacity}
+    for link in links:
+        link.unfixed = 0
+        link.members = []
     for flow in flows:
+        flow.fixed = False
         for link in flow.path:
-            unfixed[link] += 1
-            members[link].append(flow)
-    heap = [(remaining[link] / n, link.index, link) for link, n in unfixed.items() if n]
+            link.unfixed += 1
+            link.members.append(flow)
+    heap = [(link.avail / link.unfixed, link.index, link) for link in links if link.unfixed]
     heapq.heapify(heap)
-    capped = sorted((f for f in flows if f.max_rate is not None), key=lambda f: (f.max_rate, f.seq))
+    capped = sorted([f for f in flows if f.max_rate is not None], key=_cap_order)
     next_cap = 0
+    order: list[Flow] = []
+    total = len(flows)
 
-    while len(rates) < len(flows):
+    while len(order) < total:
         link_share, link = math.inf, None
         while heap:
             share, _, candidate = heap[0]
-            n = unfixed[candidate]
+            n = candidate.unfixed
             if not n:
                 heapq.heappop(heap)
                 continue
-            actual = max(remaining[candidate], 0.0) / n
+            actual = max(candidate.avail, 0.0) / n
             if actual > share * (1 + _RATE_TOLERANCE) + 1e-12:
                 heapq.heapreplace(heap, (actual, candidate.index, candidate))
                 continue
             link_share, link = actual, candidate
             break
-        while next_cap < len(capped) and capped[next_cap] in rates:
+        while next_cap < len(capped) and capped[next_cap].fixed:
             next_cap += 1
         if next_cap < len(capped) and capped[next_cap].max_rate <= link_share:
             limited, share = (capped[next_cap],), capped[next_cap].max_rate
             next_cap += 1
         else:
             heapq.heappop(heap)
-            limited, share = members[link], link_share
+            limited, share = link.members, link_share
         for flow in limited:
-            if flow in rates:
+            if flow.fixed:
                 continue
-            rates[flow] = share
+            flow.fixed = True
+            flow.solved = share
+            order.append(flow)
             for on in flow.path:
-                remaining[on] -= share
-                unfixed[on] -= 1
-    return rates
+                on.avail -= share
+                on.unfixed -= 1
+    return order
+
+
+def _cap_order(flow: Flow) -> tuple[float, int]:
+    return flow.max_rate, flow.seq

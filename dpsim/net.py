@@ -34,13 +34,23 @@ import simpy
 
 from dpsim.fluid import TrafficClass, solve_rates
 
+try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.compiled)
+    import cython
+
+    COMPILED = bool(cython.compiled)
+except ImportError:  # Cython not installed: pure Python
+    COMPILED = False
+
 _TIME_TOLERANCE_S = 1e-9
 
 
 class Link:
     """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
 
-    __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index")
+    if not COMPILED:  # compiled, the attributes are C fields declared in net.pxd
+        __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
+                     "avail", "unfixed", "members", "seen", "new_rates")  # the last five: working state
+
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
         if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
@@ -53,6 +63,7 @@ class Link:
         self._rate_by_class = [0.0, 0.0]
         self._last_t = 0.0
         self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
+        self.seen = 0
 
     def __repr__(self) -> str:
         return f"Link({self.name}, {self.capacity:.3g} B/s)"
@@ -66,8 +77,9 @@ class Link:
 class Flow:
     """A transfer of `size` bytes over `path`. Read-only to callers except through Network."""
 
-    __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
-                 "_last_t", "_version", "seq", "start_t")
+    if not COMPILED:
+        __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
+                     "_last_t", "_version", "seq", "start_t", "solved", "fixed", "seen")  # the last three: working state
 
     def __init__(self, path, size, traffic_class, max_rate, tag, event, seq, now):
         self.path: tuple[Link, ...] = path
@@ -82,6 +94,7 @@ class Flow:
         self._version = 0
         self.seq = seq
         self.start_t = now
+        self.seen = 0
 
     def __repr__(self) -> str:
         return f"Flow({self.tag}, {self.remaining:.3g}/{self.size:.3g} B @ {self.rate:.3g} B/s)"
@@ -109,6 +122,7 @@ class Network:
         self.violations: list[str] = []
         self._dirty: dict[Link, None] = {}  # links whose flows changed since the last solve (ordered)
         self._flush_pending = False
+        self._stamp = 0
 
     # ----------------------------------------------------------------------------------- public API
     def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
@@ -157,19 +171,23 @@ class Network:
     def _component(self, seed_links: Iterable[Link]) -> tuple[list[Link], list[Flow]]:
         """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
         deterministic: seeds are ordered and every link keeps its flows in insertion order)."""
-        links_seen: dict[Link, None] = {}
-        flows_seen: dict[Flow, None] = {}
+        self._stamp += 1  # marks what this search has seen (cheaper than per-search sets)
+        stamp = self._stamp
+        links: list[Link] = []
+        flows: list[Flow] = []
         stack = list(seed_links)
         while stack:
             link = stack.pop()
-            if link in links_seen:
+            if link.seen == stamp:
                 continue
-            links_seen[link] = None
+            link.seen = stamp
+            links.append(link)
             for flow in link.flows:
-                if flow not in flows_seen:
-                    flows_seen[flow] = None
+                if flow.seen != stamp:
+                    flow.seen = stamp
+                    flows.append(flow)
                     stack.extend(flow.path)
-        return list(links_seen), list(flows_seen)
+        return links, flows
 
     def _flush(self, _event=None) -> None:
         self._flush_pending = False
@@ -185,12 +203,14 @@ class Network:
         links, flows = self._component(seed_links)
         self.recomputations += 1
         rates = solve_rates(links, flows, self.low_class_share)
-        new_by_link = {link: [0.0, 0.0] for link in links}
+        for link in links:
+            link.new_rates = [0.0, 0.0]
         for flow in flows:
             rate = rates[flow]
             for link in flow.path:
-                new_by_link[link][flow.traffic_class] += rate
-        for link, new in new_by_link.items():
+                link.new_rates[flow.traffic_class] += rate
+        for link in links:
+            new = link.new_rates
             if new != link._rate_by_class:
                 self._account_link(link, now)  # bytes so far at the old rates
                 link._rate_by_class = new

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from dpsim import __version__
+from dpsim import __version__, net
 from dpsim.invariants import check_invariants
 
 if TYPE_CHECKING:
@@ -194,6 +194,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "events_processed": getattr(sim.env, "_eid", None) and next(sim.env._eid),
         "flows": sim.cluster.net.flows_started,
         "rate_recomputations": sim.cluster.net.recomputations,
+        "network_compiled": bool(net.COMPILED),
         "turns_per_wall_s": len(done) / wall_s if wall_s > 0 else None,
         "dpsim_version": __version__,
         "python": platform.python_version(),

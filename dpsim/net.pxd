@@ -1,0 +1,69 @@
+cimport cython
+cdef class Link:
+    cdef public str name
+    cdef public double capacity
+    cdef public dict flows
+    cdef public list bytes_by_class
+    cdef public list _rate_by_class
+    cdef public double _last_t
+    cdef public dict bins
+    cdef public long index
+    cdef public double avail
+    cdef public long unfixed
+    cdef public list members
+    cdef public long seen
+    cdef public list new_rates
+
+cdef class Flow:
+    cdef public tuple path
+    cdef public double size
+    cdef public double remaining
+    cdef public object traffic_class
+    cdef public object max_rate
+    cdef public object tag
+    cdef public double rate
+    cdef public object event
+    cdef public double _last_t
+    cdef public long _version
+    cdef public long seq
+    cdef public double start_t
+    cdef public double solved
+    cdef public bint fixed
+    cdef public long seen
+
+cdef class Network:
+    cdef public object env
+    cdef public double low_class_share
+    cdef public double bin_s
+    cdef public list links
+    cdef public set _flows
+    cdef public object _seq
+    cdef public list _heap
+    cdef public double _timer_at
+    cdef public object _timer
+    cdef public dict bytes_by_tag
+    cdef public long flows_started
+    cdef public long flows_finished
+    cdef public long recomputations
+    cdef public list violations
+    cdef public dict _dirty
+    cdef public bint _flush_pending
+    cdef public long _stamp
+
+    @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list)
+    cpdef tuple _component(self, seed_links)
+
+    @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, rates=dict, new=list, finish=double)
+    cpdef _recompute(self, seed_links)
+
+    @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)
+    cpdef _account_link(self, Link link, double now)
+
+    @cython.locals(link=Link, now=double, slack_bytes=double)
+    cpdef _finish(self, Flow flow)
+
+    @cython.locals(heap=list, finish=double)
+    cpdef _arm_timer(self)
+
+    @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long)
+    cpdef _on_timer(self, event)
