@@ -9,3 +9,9 @@ cpdef _set_residual(links, fixed)
 
 @cython.locals(flow=Flow, link=Link, high=list, low=list, rate=double, f=Flow)
 cpdef dict solve_rates(links, flows, double low_class_share)
+
+@cython.locals(flow=Flow, rates=dict)
+cpdef dict _solved(flows)
+
+@cython.locals(f=Flow)
+cpdef bint _all_at_own_cap(list flows)

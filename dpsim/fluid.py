@@ -46,13 +46,16 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
         flow = flows[0]
         rate = min([link.capacity for link in flow.path])
         return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}
-    high = [f for f in flows if f.traffic_class == TrafficClass.HIGH]
-    low = [f for f in flows if f.traffic_class == TrafficClass.LOW]
+    high: list[Flow] = []
+    low: list[Flow] = []
+    high_class = TrafficClass.HIGH
+    for flow in flows:  # loops, not comprehensions, here and below: the compiled build types them
+        (high if flow.traffic_class == high_class else low).append(flow)
     for link in links:
         link.avail = link.capacity
     if not high or not low:
         _fill(links, flows)
-        return {f: f.solved for f in flows}
+        return _solved(flows)
     for f in low:  # the LOW guarantee is reserved only on links where LOW has flows
         for link in f.path:
             link.avail = link.capacity - link.capacity * low_class_share
@@ -67,7 +70,14 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
         high_order = _fill(links, high)
         _set_residual(links, high_order)
         _fill(links, low)
-    return {f: f.solved for f in flows}
+    return _solved(flows)
+
+
+def _solved(flows: Sequence[Flow]) -> dict[Flow, float]:
+    rates = {}
+    for flow in flows:
+        rates[flow] = flow.solved
+    return rates
 
 
 def _all_at_own_cap(flows: list[Flow]) -> bool:
@@ -95,7 +105,7 @@ def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, f
     for link in links:
         link.avail = capacity[link]
     _fill(links, flows)
-    return {f: f.solved for f in flows}
+    return _solved(flows)
 
 
 def _fill(links: Sequence[Link], flows: Sequence[Flow]) -> list[Flow]:

@@ -62,8 +62,15 @@ cdef class Network:
     @cython.locals(link=Link, now=double, slack_bytes=double)
     cpdef _finish(self, Flow flow)
 
+    @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint)
+    cpdef _check_low_guarantee(self, list links, double now)
+
     @cython.locals(heap=list, finish=double)
     cpdef _arm_timer(self)
 
     @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long)
     cpdef _on_timer(self, event)
+
+
+@cython.locals(other=Link)
+cpdef bint _saturated_elsewhere(Flow flow, Link link)

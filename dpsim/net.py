@@ -244,8 +244,7 @@ class Network:
                 if flow.traffic_class != TrafficClass.LOW:
                     continue
                 capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
-                elsewhere = any(other is not link and other.rate >= other.capacity * (1 - 1e-6) for other in flow.path)
-                if not (capped or elsewhere):
+                if not (capped or _saturated_elsewhere(flow, link)):
                     self.violations.append(f"t={now:.9f}: low class starved on {link.name} "
                                            f"({low_rate:.6g} B/s < guarantee)")
                     return
@@ -330,3 +329,11 @@ class Network:
             acc[1] += low * (end - t)
             t = end
             b += 1
+
+
+def _saturated_elsewhere(flow: Flow, link: Link) -> bool:
+    """Whether a link of `flow`'s path other than `link` runs at its capacity."""
+    for other in flow.path:
+        if other is not link and other._rate_by_class[0] + other._rate_by_class[1] >= other.capacity * (1 - 1e-6):
+            return True
+    return False
