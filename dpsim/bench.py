@@ -13,7 +13,7 @@ import time
 
 import simpy
 
-from dpsim import api
+from dpsim import api, net
 
 
 def bare_simpy_events_per_s(events: int = 200_000) -> float:
@@ -38,7 +38,8 @@ def main(argv=None) -> None:
     scenario = api.load_scenario(args.scenario, args.sets)
     trajectories = api.build_workload(scenario)
     bare = bare_simpy_events_per_s()
-    print(f"bare SimPy loop: {bare:,.0f} timeout events/s")
+    print(f"bare SimPy loop: {bare:,.0f} timeout events/s; network solver: "
+          f"{'compiled' if net.COMPILED else 'pure Python'} (python -m dpsim.compiled status)")
     for system in ("basic", "dualpath", "oracle"):
         sc = api.with_overrides(scenario, policy={"system": system})
         t0 = time.perf_counter()
