@@ -42,10 +42,19 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
     LOW has flows); LOW is then filled on what HIGH left; HIGH is refilled on what LOW actually uses,
     so a guarantee LOW cannot use (bottlenecked elsewhere) goes back to HIGH; LOW takes any rest.
     """
+    return solve_two_class(links, flows, low_class_share)[0]
+
+
+def solve_two_class(links: Sequence[Link], flows: Sequence[Flow], low_class_share: float,
+                    free_links: Sequence[Link] = ()) -> tuple[dict[Flow, float], bool]:
+    """`solve_rates`, and whether the refill ran (some HIGH flow was limited by a link, not its cap).
+
+    `free_links`: links on the flows' paths that are left out as constraints (the caller has checked
+    that they have room: `dpsim.net.Network._split_holds`)."""
     if len(flows) == 1:  # alone: whatever class, the tightest link or its own cap
         flow = flows[0]
         rate = min([link.capacity for link in flow.path])
-        return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}
+        return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}, False
     high: list[Flow] = []
     low: list[Flow] = []
     high_class = TrafficClass.HIGH
@@ -54,23 +63,25 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
     for link in links:
         link.avail = link.capacity
     if not high or not low:
-        _fill(links, flows)
-        return _solved(flows)
+        _fill(links, flows, free_links)
+        return _solved(flows), False
     for f in low:  # the LOW guarantee is reserved only on links where LOW has flows
         for link in f.path:
             link.avail = link.capacity - link.capacity * low_class_share
-    high_order = _fill(links, high)
+    high_order = _fill(links, high, free_links)
     _set_residual(links, high_order)
-    low_order = _fill(links, low)
-    if not _all_at_own_cap(high):
-        # Some HIGH flow is link-limited: give it back the guarantee LOW could not use, then let LOW
-        # take what is left. (When every HIGH flow already runs at its own cap, more room changes
-        # nothing, so both refills would return the same rates.)
-        _set_residual(links, low_order)
-        high_order = _fill(links, high)
-        _set_residual(links, high_order)
-        _fill(links, low)
-    return _solved(flows)
+    low_order = _fill(links, low, free_links)
+    if _all_at_own_cap(high):
+        # Every HIGH flow runs at its own cap: more room changes nothing, so both refills below
+        # would return the same rates.
+        return _solved(flows), False
+    # Some HIGH flow is link-limited: give it back the guarantee LOW could not use, then let LOW
+    # take what is left.
+    _set_residual(links, low_order)
+    high_order = _fill(links, high, free_links)
+    _set_residual(links, high_order)
+    _fill(links, low, free_links)
+    return _solved(flows), True
 
 
 def _solved(flows: Sequence[Flow]) -> dict[Flow, float]:
@@ -104,13 +115,14 @@ def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, f
     links = list(capacity)
     for link in links:
         link.avail = capacity[link]
-    _fill(links, flows)
+    _fill(links, flows, ())
     return _solved(flows)
 
 
-def _fill(links: Sequence[Link], flows: Sequence[Flow]) -> list[Flow]:
+def _fill(links: Sequence[Link], flows: Sequence[Flow], free_links: Sequence[Link]) -> list[Flow]:
     """Max-min fair rates by progressive filling, honouring per-flow caps, on each link's `avail`
-    bytes/s (consumed). Sets every flow's `solved` rate; returns the flows in the order they were fixed.
+    bytes/s (consumed); `free_links` (also on the paths) constrain nothing. Sets every flow's `solved`
+    rate; returns the flows in the order they were fixed.
 
     Repeatedly take the tightest constraint (the link with the smallest fair share of its remaining
     capacity, or the smallest per-flow cap) and fix the flows it limits at that share. Fixing a flow
@@ -122,6 +134,10 @@ def _fill(links: Sequence[Link], flows: Sequence[Flow]) -> list[Flow]:
     for link in links:
         link.unfixed = 0
         link.members = []
+    for link in free_links:  # counted below like the others, but never enter the heap
+        link.unfixed = 0
+        link.members = []
+        link.avail = link.capacity
     for flow in flows:
         flow.fixed = False
         for link in flow.path:

@@ -12,7 +12,6 @@ cdef class Link:
     cdef public long unfixed
     cdef public list members
     cdef public long seen
-    cdef public list new_rates
 
 cdef class Flow:
     cdef public tuple path
@@ -49,11 +48,21 @@ cdef class Network:
     cdef public dict _dirty
     cdef public bint _flush_pending
     cdef public long _stamp
+    cdef public bint _split_ok
+    cdef public long split_fallbacks
+    cdef public long split_solves
 
-    @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list)
-    cpdef tuple _component(self, seed_links)
+    @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list, boundary=list, seeds=set)
+    cpdef tuple _component(self, seed_links, bint split)
 
-    @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, rates=dict, new=list, finish=double)
+    @cython.locals(high=double, low=double, capacity=double)
+    cpdef bint _has_slack(self, Link link)
+
+    @cython.locals(link=Link, flow=Flow, high=double, low=double, rate=double, capacity=double, share=double)
+    cpdef bint _split_holds(self, list boundary, dict rates, long stamp)
+
+    @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list, rates=dict,
+                   new=list, finish=double, stamp=long, seeds=list, refilled=bint)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 
 import simpy
 
-from dpsim.fluid import TrafficClass, solve_rates
+from dpsim.fluid import TrafficClass, solve_two_class
 
 try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.compiled)
     import cython
@@ -42,6 +42,10 @@ except ImportError:  # Cython not installed: pure Python
     COMPILED = False
 
 _TIME_TOLERANCE_S = 1e-9
+# A link further than this (relative) below its capacity, in either class's terms, does not join a
+# component (see Network._component); after the solve it must still be this far below.
+_SPLIT_SLACK = 1e-3
+_SPLIT_MARGIN = 1e-9
 
 
 class Link:
@@ -49,7 +53,7 @@ class Link:
 
     if not COMPILED:  # compiled, the attributes are C fields declared in net.pxd
         __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
-                     "avail", "unfixed", "members", "seen", "new_rates")  # the last five: working state
+                     "avail", "unfixed", "members", "seen")  # the last four: working state
 
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
@@ -123,6 +127,9 @@ class Network:
         self._dirty: dict[Link, None] = {}  # links whose flows changed since the last solve (ordered)
         self._flush_pending = False
         self._stamp = 0
+        self._split_ok = True  # False once a solve needed the HIGH refill (see _recompute)
+        self.split_solves = 0  # solves that stopped at links with slack (and were exact)
+        self.split_fallbacks = 0  # solves that had to redo the whole component
 
     # ----------------------------------------------------------------------------------- public API
     def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
@@ -168,26 +175,65 @@ class Network:
             self._account_link(link, now)
 
     # ------------------------------------------------------------------------------------ internals
-    def _component(self, seed_links: Iterable[Link]) -> tuple[list[Link], list[Flow]]:
+    def _component(self, seed_links: Iterable[Link], split: bool) -> tuple[list[Link], list[Flow], list[Link]]:
         """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
-        deterministic: seeds are ordered and every link keeps its flows in insertion order)."""
+        deterministic: seeds are ordered and every link keeps its flows in insertion order).
+
+        With `split`, a link that is not a seed and has slack (`_has_slack`) is not crossed: it cannot
+        bind, so the flows beyond it keep their rates. Such links come back as the third list, to be
+        checked after the solve (`_split_holds`), which falls back to the whole component if one of
+        them would bind after all. This keeps the solve to the part of a large component that can
+        actually change: at 48P96D the whole components reach hundreds of flows, joined mostly
+        through host-DRAM and compute-NIC links that are far from full."""
         self._stamp += 1  # marks what this search has seen (cheaper than per-search sets)
         stamp = self._stamp
         links: list[Link] = []
         flows: list[Flow] = []
+        boundary: list[Link] = []
         stack = list(seed_links)
+        seeds = set(stack) if split else None
         while stack:
             link = stack.pop()
             if link.seen == stamp:
                 continue
             link.seen = stamp
+            if split and link not in seeds and self._has_slack(link):
+                boundary.append(link)
+                continue
             links.append(link)
             for flow in link.flows:
                 if flow.seen != stamp:
                     flow.seen = stamp
                     flows.append(flow)
                     stack.extend(flow.path)
-        return links, flows
+        return links, flows, boundary
+
+    def _has_slack(self, link: Link) -> bool:
+        """Far (`_SPLIT_SLACK`) from full: the total below capacity, and HIGH below capacity less
+        the LOW guarantee (what HIGH may fill on its first pass)."""
+        high, low = link._rate_by_class
+        capacity = link.capacity * (1 - _SPLIT_SLACK)
+        return high + low < capacity and high < capacity * (1 - self.low_class_share)
+
+    def _split_holds(self, boundary: list[Link], rates: dict[Flow, float], stamp: int) -> bool:
+        """Whether a solve without the `boundary` links equals the whole component's solve: no
+        boundary link would bind at the new rates (with `_SPLIT_MARGIN`), in total or for HIGH's
+        first pass. Then progressive filling over the whole component never picks a boundary link,
+        so every flow gets the same rate, to the bit. (Valid while no solve has needed the refill,
+        so that every HIGH flow in the network runs at its cap; `_recompute` checks that.)"""
+        share = self.low_class_share
+        for link in boundary:
+            high = low = 0.0
+            for flow in link.flows:
+                rate = rates[flow] if flow.seen == stamp else flow.rate
+                if flow.traffic_class == TrafficClass.HIGH:
+                    high += rate
+                else:
+                    low += rate
+            capacity = link.capacity * (1 - _SPLIT_MARGIN)
+            if high + low >= capacity or high >= capacity * (1 - share):
+                return False
+        return True
 
     def _flush(self, _event=None) -> None:
         self._flush_pending = False
@@ -196,21 +242,30 @@ class Network:
 
     def _recompute(self, seed_links: Iterable[Link]) -> None:
         """Re-rate the components of `seed_links` and of every link changed since the last solve."""
-        if self._dirty:
-            seed_links = list(self._dirty) + list(seed_links)
-            self._dirty = {}
+        seeds = list(self._dirty) + list(seed_links)
+        self._dirty = {}
         now = self.env.now
-        links, flows = self._component(seed_links)
         self.recomputations += 1
-        rates = solve_rates(links, flows, self.low_class_share)
-        for link in links:
-            link.new_rates = [0.0, 0.0]
-        for flow in flows:
-            rate = rates[flow]
-            for link in flow.path:
-                link.new_rates[flow.traffic_class] += rate
-        for link in links:
-            new = link.new_rates
+        links, flows, boundary = self._component(seeds, split=self._split_ok)
+        rates, refilled = solve_two_class(links, flows, self.low_class_share, boundary)
+        if boundary:
+            if refilled or not self._split_holds(boundary, rates, self._stamp):
+                self.split_fallbacks += 1
+                links, flows, boundary = self._component(seeds, split=False)
+                rates, refilled = solve_two_class(links, flows, self.low_class_share)
+            else:
+                self.split_solves += 1
+        if refilled:
+            # A HIGH flow is link-limited: a later split would have to know every HIGH flow's
+            # first-pass rate, which is not kept. Solve whole components from now on.
+            self._split_ok = False
+        stamp = self._stamp
+        for link in links + boundary:
+            # Each link's rate summed in its own flow order, whatever the component's discovery order,
+            # so split and whole solves give the same bits.
+            new = [0.0, 0.0]
+            for flow in link.flows:
+                new[flow.traffic_class] += rates[flow] if flow.seen == stamp else flow.rate
             if new != link._rate_by_class:
                 self._account_link(link, now)  # bytes so far at the old rates
                 link._rate_by_class = new
@@ -230,7 +285,7 @@ class Network:
                 heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
             else:
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
-        self._check_low_guarantee(links, now)
+        self._check_low_guarantee(links + boundary, now)
         self._arm_timer()
 
     def _check_low_guarantee(self, links: list[Link], now: float) -> None:

@@ -194,6 +194,8 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "events_processed": getattr(sim.env, "_eid", None) and next(sim.env._eid),
         "flows": sim.cluster.net.flows_started,
         "rate_recomputations": sim.cluster.net.recomputations,
+        "rate_solves_split": sim.cluster.net.split_solves,
+        "rate_split_fallbacks": sim.cluster.net.split_fallbacks,
         "network_compiled": bool(net.COMPILED),
         "turns_per_wall_s": len(done) / wall_s if wall_s > 0 else None,
         "dpsim_version": __version__,

@@ -54,7 +54,7 @@ def test_time_running_backwards_is_reported(finished):
 
 
 def _run_two_flows(monkeypatch, bad_solver):
-    monkeypatch.setattr(net, "solve_rates", bad_solver)
+    monkeypatch.setattr(net, "solve_two_class", lambda links, flows, share, *free: (bad_solver(links, flows, share), False))
     env = simpy.Environment()
     network = Network(env)
     link = network.add_link("l", 10e9)
