@@ -6,7 +6,9 @@ What this model is
   `dpsim.fluid.solve_rates` (a pure function of links and flows, with its closed-form tests; it
   states the sharing rules). This module owns time: when to re-rate, bytes, completions, events.
   Rates change only when a flow starts or ends, and only for the connected component of links and
-  flows that the starting or ending flow touches (SimGrid-style). Flows started at one instant are
+  flows that the starting or ending flow touches (SimGrid-style); the component stops at links with
+  slack, since they cannot bind, and a check after the solve falls back to the whole component when
+  one of them would (the rates are the same to the bit). Flows started at one instant are
   rated together once, after the other events of that instant (they carry no bytes meanwhile, since
   no time passes). Between those instants every rate is constant, so a flow's completion time is exact.
 
