@@ -58,7 +58,7 @@ cdef class Network:
     @cython.locals(high=double, low=double, capacity=double)
     cpdef bint _has_slack(self, Link link)
 
-    @cython.locals(link=Link, flow=Flow, high=double, low=double, rate=double, capacity=double, share=double)
+    @cython.locals(link=Link, high=double, low=double, capacity=double, share=double)
     cpdef bint _split_holds(self, list boundary, dict rates, long stamp)
 
     @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list, rates=dict,
@@ -83,3 +83,6 @@ cdef class Network:
 
 @cython.locals(other=Link)
 cpdef bint _saturated_elsewhere(Flow flow, Link link)
+
+@cython.locals(flow=Flow, new=list)
+cpdef list _class_rates(Link link, dict rates, long stamp)

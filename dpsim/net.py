@@ -225,13 +225,7 @@ class Network:
         so that every HIGH flow in the network runs at its cap; `_recompute` checks that.)"""
         share = self.low_class_share
         for link in boundary:
-            high = low = 0.0
-            for flow in link.flows:
-                rate = rates[flow] if flow.seen == stamp else flow.rate
-                if flow.traffic_class == TrafficClass.HIGH:
-                    high += rate
-                else:
-                    low += rate
+            high, low = _class_rates(link, rates, stamp)
             capacity = link.capacity * (1 - _SPLIT_MARGIN)
             if high + low >= capacity or high >= capacity * (1 - share):
                 return False
@@ -263,11 +257,7 @@ class Network:
             self._split_ok = False
         stamp = self._stamp
         for link in links + boundary:
-            # Each link's rate summed in its own flow order, whatever the component's discovery order,
-            # so split and whole solves give the same bits.
-            new = [0.0, 0.0]
-            for flow in link.flows:
-                new[flow.traffic_class] += rates[flow] if flow.seen == stamp else flow.rate
+            new = _class_rates(link, rates, stamp)
             if new != link._rate_by_class:
                 self._account_link(link, now)  # bytes so far at the old rates
                 link._rate_by_class = new
@@ -394,3 +384,13 @@ def _saturated_elsewhere(flow: Flow, link: Link) -> bool:
         if other is not link and other._rate_by_class[0] + other._rate_by_class[1] >= other.capacity * (1 - 1e-6):
             return True
     return False
+
+
+def _class_rates(link: Link, rates: dict[Flow, float], stamp: int) -> list[float]:
+    """[HIGH, LOW] bytes/s through `link` at the new `rates` (flows marked with `stamp`) and the current
+    rates of its other flows. Summed in the link's own flow order, whatever a component's discovery
+    order, so split and whole solves give the same bits."""
+    new = [0.0, 0.0]
+    for flow in link.flows:
+        new[flow.traffic_class] += rates[flow] if flow.seen == stamp else flow.rate
+    return new
