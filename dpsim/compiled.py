@@ -29,13 +29,6 @@ def compiled_files() -> list[Path]:
     return sorted(p for m in MODULES for p in PACKAGE_DIR.glob(f"{m}.*") if p.suffix in (".so", ".pyd", ".c"))
 
 
-def network_compiled() -> bool:
-    """True when the imported `dpsim.net` is the compiled module."""
-    from dpsim import net
-
-    return bool(net.COMPILED)
-
-
 def missing_build_tools() -> str | None:
     """Why a build cannot run here, or None."""
     try:
@@ -88,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "clean":
         print(f"removed: {', '.join(p.name for p in clean()) or 'nothing'}")
     elif command == "status":
-        state = "compiled" if network_compiled() else "pure Python"
+        from dpsim import net
+
+        state = "compiled" if net.COMPILED else "pure Python"
         why = missing_build_tools()
         print(f"dpsim.net imported from {state}" + (f"; a build cannot run here: {why}" if why else ""))
     else:
