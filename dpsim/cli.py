@@ -171,7 +171,7 @@ from dpsim.plan_cli import COMMANDS as _PLANNING  # sweep, capacity, plan  # noq
 for _command in _PLANNING:
     main.add_command(_command)
 
-from dpsim.reproduce.cli import COMMANDS as _REPRODUCE  # reproduce, validation-report  # noqa: E402
+from dpsim.reproduce.cli import COMMANDS as _REPRODUCE  # reproduce, validation-report, compare-points  # noqa: E402
 
 for _command in _REPRODUCE:
     main.add_command(_command)

@@ -189,4 +189,30 @@ def stale_rows(points, experiments):
     return pd.Series([(e, k) not in current for e, k in zip(points.experiment, keys)], index=points.index)
 
 
-COMMANDS = [reproduce, validation_report]
+@click.command("compare-points")
+@click.argument("old_csv", type=click.Path())
+@click.argument("new_csv", type=click.Path())
+@click.option("--rtol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="relative tolerance for numbers (0: equal as written in the CSV)")
+def compare_points_command(old_csv, new_csv, rtol):
+    """Compare the rows of NEW_CSV (points re-run now) with the same points' rows in OLD_CSV (e.g. the
+    committed docs/data/points.csv), cell by cell; exit 1 if any differ or failed."""
+    from dpsim.reproduce.compare import compare_points, comparison_text
+    from dpsim.reproduce.experiments import ExperimentError
+    from dpsim.reproduce.run import read_points
+
+    for path in (old_csv, new_csv):
+        if not Path(path).is_file():
+            _fail(f"{path}: file not found; expected a points.csv from dpsim reproduce")
+    try:
+        required = ("experiment", "key", "policy", "status")
+        old, new = read_points(old_csv, required=required), read_points(new_csv, required=required)
+    except ExperimentError as exc:
+        _fail(str(exc))
+    result = compare_points(old, new, rtol)
+    click.echo(comparison_text(result, old_csv, new_csv, rtol), nl=False)
+    if result.differing or result.not_ok_in_new:
+        sys.exit(1)
+
+
+COMMANDS = [reproduce, validation_report, compare_points_command]

@@ -1,0 +1,121 @@
+"""`dpsim compare-points OLD NEW`: do the rows of a table still come out of the simulator?
+
+A paper-scale set takes hours and is assembled over several runs (and sources) into
+`docs/data/points.csv`. Re-running some or all of its points with the current source and comparing
+the new rows with the old ones, cell by cell, says which rows still hold. Rows are matched on
+(experiment, key); a cell is equal when both are blank, equal as text, or numbers within `rtol`.
+A cell that is blank in OLD and set in NEW is a column added since OLD ran, counted apart, not a
+difference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+# Columns that name a point rather than measure it (the match is on these).
+_ID_COLUMNS = ("experiment", "key")
+
+
+@dataclass
+class CellChange:
+    column: str
+    old: object
+    new: object
+
+    def text(self) -> str:
+        change = ""
+        if _is_number(self.old) and _is_number(self.new) and float(self.old) != 0:
+            change = f" ({(float(self.new) / float(self.old) - 1) * 100:+.3g} %)"
+        return f"{self.column} {self.old} -> {self.new}{change}"
+
+
+@dataclass
+class Comparison:
+    """The outcome of comparing NEW's rows with OLD's."""
+
+    compared: int = 0
+    differing: list[tuple[str, str, str, list[CellChange]]] = field(default_factory=list)  # experiment, policy, key
+    added_columns: dict[str, int] = field(default_factory=dict)  # column -> rows blank in OLD, set in NEW
+    not_in_old: int = 0  # ok rows of NEW with no ok row in OLD
+    not_ok_in_new: list[tuple[str, str, str]] = field(default_factory=list)  # experiment, policy, error
+    by_experiment: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (compared, differing)
+
+    @property
+    def identical(self) -> int:
+        return self.compared - len(self.differing)
+
+
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool) or _is_blank(value):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _equal(old, new, rtol: float) -> bool:
+    if _is_blank(old) and _is_blank(new):
+        return True
+    if _is_number(old) and _is_number(new):
+        a, b = float(old), float(new)
+        return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
+    return str(old) == str(new)
+
+
+def compare_points(old: pd.DataFrame, new: pd.DataFrame, rtol: float = 0.0) -> Comparison:
+    """Compare every ok row of `new` with the ok row of `old` for the same point, on the columns both
+    tables have."""
+    result = Comparison()
+    old_ok = old[old.status.eq("ok")].drop_duplicates(subset=list(_ID_COLUMNS), keep="last")
+    by_point = {(e, str(k)): row for (e, k), row in zip(zip(old_ok.experiment, old_ok.key),
+                                                        old_ok.to_dict("records"))}
+    columns = [c for c in new.columns if c in old.columns and c not in _ID_COLUMNS]
+    for row in new.to_dict("records"):
+        if row["status"] != "ok":
+            error = row.get("error")
+            result.not_ok_in_new.append((row["experiment"], row["policy"], "" if _is_blank(error) else str(error)))
+            continue
+        before = by_point.get((row["experiment"], str(row["key"])))
+        if before is None:
+            result.not_in_old += 1
+            continue
+        result.compared += 1
+        changes = []
+        for column in columns:
+            if _is_blank(before[column]) and not _is_blank(row[column]):
+                result.added_columns[column] = result.added_columns.get(column, 0) + 1
+            elif not _equal(before[column], row[column], rtol):
+                changes.append(CellChange(column, before[column], row[column]))
+        if changes:
+            result.differing.append((row["experiment"], row["policy"], str(row["key"]), changes))
+        seen, differing = result.by_experiment.get(row["experiment"], (0, 0))
+        result.by_experiment[row["experiment"]] = (seen + 1, differing + bool(changes))
+    return result
+
+
+def comparison_text(result: Comparison, old_name: str, new_name: str, rtol: float) -> str:
+    """The comparison as lines for a terminal or a session note."""
+    tolerance = "exactly, as written" if rtol == 0 else f"within rtol {rtol:g}"
+    lines = [(f"{result.compared} points of {new_name} found in {old_name}: {result.identical} identical "
+              f"({tolerance}), {len(result.differing)} differ")]
+    for name, (seen, differing) in result.by_experiment.items():
+        lines.append(f"  {name:18s} {seen:4d} compared  {differing:4d} differ")
+    for experiment, policy, key, changes in result.differing:
+        lines.append(f"differs: {experiment} {policy} key {key}: " + "; ".join(c.text() for c in changes))
+    if result.added_columns:
+        added = ", ".join(f"{c} ({n} rows)" for c, n in sorted(result.added_columns.items()))
+        lines.append(f"columns blank in {old_name} and now set (added since those rows ran): {added}")
+    if result.not_in_old:
+        lines.append(f"{result.not_in_old} ok points of {new_name} have no ok row in {old_name}")
+    for experiment, policy, error in result.not_ok_in_new:
+        lines.append(f"failed in {new_name}: {experiment} {policy}: {error}")
+    return "\n".join(lines) + "\n"
