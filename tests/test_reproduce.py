@@ -337,14 +337,15 @@ def test_validation_report_on_a_file_that_is_not_points_csv(tmp_path, content, m
     assert "Traceback" not in result.output
 
 
-def test_cache_key_covers_the_model_source_but_not_the_command_lines():
+def test_cache_key_covers_the_model_source_and_the_measuring_tasks_but_not_the_command_lines():
     from dpsim.reproduce.cache import hashed_sources
 
     names = {path.relative_to(Path("dpsim").resolve()).as_posix() for path in hashed_sources()}
     for model in ("net.py", "simulator.py", "engines/prefill.py", "policies/scheduler.py", "gpu.py",
-                  "workload/synthetic.py", "capacity.py", "config.py"):
+                  "workload/synthetic.py", "capacity.py", "config.py", "reproduce/tasks.py"):
         assert model in names, model
-    for presentation in ("cli.py", "plots.py", "bench.py", "reproduce/tasks.py"):
+    for presentation in ("cli.py", "plots.py", "bench.py", "reproduce/cli.py", "reproduce/report.py",
+                         "reproduce/figures.py", "reproduce/compare.py"):
         assert presentation not in names, presentation
 
 

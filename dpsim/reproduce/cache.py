@@ -1,9 +1,9 @@
 """The result cache of `dpsim reproduce --cache`: one JSON file per finished simulation (or search).
 
 A result is keyed by the fully resolved scenario, what is measured, and a hash of the simulator's
-model source (not dpsim/reproduce/, the command lines, plots or benchmarks), so a cached number never
-outlives a change to the model while the reporting code may change freely; an interrupted set
-resumes where it stopped.
+model source and of the tasks that measure it (not the rest of dpsim/reproduce/, the command lines,
+plots or benchmarks), so a cached number never outlives a change to the model or to how it is
+measured, while the reporting code may change freely; an interrupted set resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -19,16 +19,25 @@ CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by
 _NOT_MODEL = ("cli.py", "plan_cli.py", "trace_cli.py", "bench.py", "plots.py", "testbed_fit.py")
 
 
+# The one module of dpsim/reproduce/ that measures: its tasks turn a simulation into a row's numbers
+# (e.g. the steady task's last-window TTFT), so a change to it must not reuse a cached number.
+_MEASURING = ("reproduce/tasks.py",)
+
+
 def hashed_sources() -> list:
     """The source files whose text keys the cache: every module of dpsim that can change a
-    simulated number (not dpsim/reproduce/, not the modules in _NOT_MODEL)."""
+    simulated or measured number (not the rest of dpsim/reproduce/, not the modules in _NOT_MODEL)."""
     from pathlib import Path
 
     import dpsim
 
     root = Path(dpsim.__file__).parent
-    return [path for path in sorted(root.rglob("*.py"))
-            if "reproduce" not in path.relative_to(root).parts and path.relative_to(root).as_posix() not in _NOT_MODEL]
+    chosen = []
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name in _MEASURING or ("reproduce" not in path.relative_to(root).parts and name not in _NOT_MODEL):
+            chosen.append(path)
+    return chosen
 
 
 @functools.lru_cache(maxsize=1)
