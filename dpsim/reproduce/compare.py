@@ -76,8 +76,7 @@ def compare_points(old: pd.DataFrame, new: pd.DataFrame, rtol: float = 0.0) -> C
     tables have."""
     result = Comparison()
     old_ok = old[old.status.eq("ok")].drop_duplicates(subset=list(_ID_COLUMNS), keep="last")
-    by_point = {(e, str(k)): row for (e, k), row in zip(zip(old_ok.experiment, old_ok.key),
-                                                        old_ok.to_dict("records"))}
+    by_point = {(row["experiment"], str(row["key"])): row for row in old_ok.to_dict("records")}
     columns = [c for c in new.columns if c in old.columns and c not in _ID_COLUMNS]
     for row in new.to_dict("records"):
         if row["status"] != "ok":

@@ -90,8 +90,10 @@ def _write_series(raw: pd.DataFrame, folder: Path) -> None:
 
 
 def read_points(path: str | Path, required: tuple[str, ...] = ("experiment", "policy", "status")) -> pd.DataFrame:
-    """A points.csv as a table; a file that is not CSV text, or lacks one of the `required` columns,
-    is one located ExperimentError."""
+    """A points.csv as a table; a missing file, one that is not CSV text, or one that lacks one of the
+    `required` columns is one located ExperimentError."""
+    if not Path(path).is_file():
+        raise ExperimentError(f"{path}: file not found; expected a points.csv from dpsim reproduce")
     try:
         table = pd.read_csv(path, dtype={"key": str})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -110,8 +112,6 @@ def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
     options, so a point whose experiment file changed since is not done."""
     done = set()
     for path in paths:
-        if not Path(path).is_file():
-            raise ExperimentError(f"{path}: file not found; expected a points.csv from dpsim reproduce")
         table = read_points(path, required=("experiment", "key", "status"))
         ok = table.status.eq("ok") & (quick_mask(table) == quick)
         done.update(zip(table.experiment[ok], table.key[ok]))

@@ -1,0 +1,58 @@
+"""`dpsim compare-points`: re-run rows against a table's rows, cell by cell."""
+
+import pandas as pd
+from click.testing import CliRunner
+
+from dpsim.cli import main
+
+
+def test_compare_points_finds_each_kind_of_change(tmp_path):
+    """`compare-points`: identical re-run rows pass; a changed number, a failed point fail (exit 1) and
+    name the row and column; a column blank in the old table is counted apart; --rtol loosens numbers."""
+    run = CliRunner().invoke(main, ["reproduce", "--quick", "--only", "cache-compute", "--no-figures",
+                                    "--out", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    new_csv = tmp_path / "run" / "points.csv"
+    table = pd.read_csv(new_csv, dtype={"key": str})
+
+    def compare(old: pd.DataFrame, *options: str):
+        old.to_csv(tmp_path / "old.csv", index=False)
+        return CliRunner().invoke(main, ["compare-points", str(tmp_path / "old.csv"), str(new_csv), *options])
+
+    same = compare(table)
+    assert same.exit_code == 0, same.output
+    assert f"{len(table)} identical" in same.output and "0 differ" in same.output
+
+    changed = table.copy()
+    changed.loc[3, "cache_compute_gb_per_pflop"] *= 1.001
+    result = compare(changed)
+    assert result.exit_code == 1
+    assert f"{len(table) - 1} identical" in result.output and "1 differ" in result.output
+    assert f"key {table.key[3]}: cache_compute_gb_per_pflop" in result.output and "(-0.0999 %)" in result.output
+    assert compare(changed, "--rtol", "0.01").exit_code == 0
+
+    older = table.copy()
+    older["context_tokens"] = float("nan")  # a column this table did not have when its rows ran
+    result = compare(older)
+    assert result.exit_code == 0, result.output
+    assert f"context_tokens ({len(table)} rows)" in result.output
+
+    fewer = table.iloc[2:]  # points only in NEW are counted, not compared
+    assert "2 ok points of" in compare(fewer).output
+
+    failed = table.copy()
+    failed.loc[0, "status"] = "failed"
+    new_failed = tmp_path / "new_failed.csv"
+    failed.to_csv(new_failed, index=False)
+    result = CliRunner().invoke(main, ["compare-points", str(new_csv), str(new_failed)])
+    assert result.exit_code == 1 and "failed in" in result.output
+
+
+def test_compare_points_on_missing_or_bad_files(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    missing = CliRunner().invoke(main, ["compare-points", str(tmp_path / "nope.csv"), str(bad)])
+    assert missing.exit_code == 2 and "nope.csv: file not found" in missing.output
+    result = CliRunner().invoke(main, ["compare-points", str(bad), str(bad)])
+    assert result.exit_code == 2 and "bad.csv: column 'experiment' missing" in result.output
+    assert "Traceback" not in result.output
