@@ -35,7 +35,7 @@ def hashed_sources() -> list:
     chosen = []
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
-        if name in _MEASURING or ("reproduce" not in path.relative_to(root).parts and name not in _NOT_MODEL):
+        if name in _MEASURING or (not name.startswith("reproduce/") and name not in _NOT_MODEL):
             chosen.append(path)
     return chosen
 

@@ -75,8 +75,8 @@ def compare_points(old: pd.DataFrame, new: pd.DataFrame, rtol: float = 0.0) -> C
     """Compare every ok row of `new` with the ok row of `old` for the same point, on the columns both
     tables have."""
     result = Comparison()
-    old_ok = old[old.status.eq("ok")].drop_duplicates(subset=list(_ID_COLUMNS), keep="last")
-    by_point = {(row["experiment"], str(row["key"])): row for row in old_ok.to_dict("records")}
+    # A point with several ok rows keeps its last (as validation-report --merged does): later rows overwrite.
+    by_point = {(row["experiment"], str(row["key"])): row for row in old[old.status.eq("ok")].to_dict("records")}
     columns = [c for c in new.columns if c in old.columns and c not in _ID_COLUMNS]
     for row in new.to_dict("records"):
         if row["status"] != "ok":
