@@ -9,6 +9,7 @@ names the file that set the offending field, the field, the value and what was e
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -126,17 +127,30 @@ class WorkloadConfig(_Section):
     gen_scale: float = Field(1.0, gt=0, description="multiply every generation (synthetic sets)")
 
 
+class WholePromptKvRead(str, Enum):
+    """When whole-prompt prefill reads a request's hit KV from storage (docs/modeling.md#basic-pipeline).
+    Layerwise prefill always reads ahead."""
+
+    AHEAD = "ahead"  # into the read side's DRAM buffer as soon as the request is placed
+    AT_PASS = "at_pass"  # when the prefill pass that needs it forms (storage -> DRAM -> HBM, then compute)
+
+
 class PolicyConfig(_Section):
     system: Literal["basic", "dualpath", "oracle"] = "dualpath"
     layerwise: bool | None = None
     dual_path: bool | None = None
     scheduler: Literal["dualpath", "round_robin"] | None = None
     isolation: bool | None = None
+    whole_prompt_kv_read: WholePromptKvRead = Field(
+        WholePromptKvRead.AT_PASS,
+        description="whole-prompt prefill (Basic): read hit KV 'at_pass' (when its pass forms) or 'ahead' "
+                    "(as soon as it is placed); layerwise prefill always reads ahead")
     alpha: Seconds = "3s"  # read-queue threshold: tokens readable in this time (spec section 5)
     beta: Seconds = "5s"  # PE overload threshold: tokens one GPU prefills in this time (spec section 5)
     z_slack: float = Field(1.05, ge=1.0)  # DE balance target multiplier (spec section 5)
     attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
     block_tokens: int = Field(64, ge=1)  # tokens per KV block [assumed, spec section 3]
+
 
 
 class SloConfig(_Section):
@@ -169,12 +183,14 @@ class Scenario(_Section):
         """The ablation switches after `policy.system` defaults are applied (spec section 8)."""
         p = self.policy
         advanced = p.system != "basic"
+        layerwise = advanced if p.layerwise is None else p.layerwise
         return {
             "system": p.system,
-            "layerwise": advanced if p.layerwise is None else p.layerwise,
+            "layerwise": layerwise,
             "dual_path": advanced if p.dual_path is None else p.dual_path,
             "scheduler": ("dualpath" if advanced else "round_robin") if p.scheduler is None else p.scheduler,
             "isolation": advanced if p.isolation is None else p.isolation,
+            "kv_read_at_pass": not layerwise and p.whole_prompt_kv_read is WholePromptKvRead.AT_PASS,
             "free_io": p.system == "oracle",
         }
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 TURN_COLUMNS = ["request", "trajectory", "turn", "input_tokens", "cached_tokens", "output_tokens", "read_side",
                 "pe", "de", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
-                "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "chunks"]
+                "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "chunks", "alloc_wait_s"]
 
 
 @dataclass
@@ -65,12 +65,19 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
         rows.append((r.id, r.trajectory_id, r.turn_index, r.turn.input_tokens, r.turn.cached_tokens,
                      r.turn.output_tokens, r.read_side, r.pe.index if r.pe else -1, r.de.index if r.de else -1,
                      r.t_arrive, r.t_dispatch, r.t_read_start, r.t_read_end, r.t_prefill_start, r.t_first_token,
-                     r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks))
+                     r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks, r.alloc_wait_s))
     df = pd.DataFrame(rows, columns=TURN_COLUMNS)
     for col in [c for c in TURN_COLUMNS if c.startswith("t_")]:
         df[col] = df[col].astype(float)
     df["ttft_s"] = df.t_first_token - df.t_arrive
-    df["ttst_s"] = df.t_second_token - df.t_arrive
+    df["ttst_s"] = df.t_second_token - df.t_arrive  # time to second token, from arrival
+    df["second_token_gap_s"] = df.t_second_token - df.t_first_token  # the paper's TTST (P->D hand-off included)
+    # TTFT in the paper's four parts (Fig. 12; docs/modeling.md#ttft-breakdown): buffer allocation,
+    # reading the hit KV from storage, prefill compute, and the rest (scheduling and queueing).
+    df["ttft_alloc_s"] = df.alloc_wait_s
+    df["ttft_read_s"] = (df.t_read_end - df.t_read_start).fillna(0.0)
+    df["ttft_prefill_s"] = df.t_first_token - df.t_prefill_start
+    df["ttft_queue_s"] = df.ttft_s - df.ttft_alloc_s - df.ttft_read_s - df.ttft_prefill_s
     decode_tokens = (df.output_tokens - 2).clip(lower=1)
     df["tpot_s"] = np.where(df.output_tokens > 2, (df.t_finish - df.t_second_token) / decode_tokens, np.nan)
     return df
@@ -140,6 +147,22 @@ def decode_hbm_summary(sim: Simulation, turns: pd.DataFrame, start_s: float, end
                                                          start_s, end_s)}
 
 
+TTFT_PARTS = ("queue", "alloc", "read", "prefill")
+
+
+def ttft_breakdown(turns: pd.DataFrame) -> dict[str, float | None]:
+    """Mean seconds of each TTFT part and its share of the mean TTFT (the paper's Fig. 12 split)."""
+    if not len(turns):
+        return {}
+    total = float(turns.ttft_s.mean())
+    out: dict[str, float | None] = {}
+    for part in TTFT_PARTS:
+        mean = float(turns[f"ttft_{part}_s"].mean())
+        out[f"{part}_s_mean"] = _r(mean)
+        out[f"{part}_share"] = _r(mean / total) if total > 0 else None
+    return out
+
+
 def collect(sim: Simulation, wall_s: float) -> Result:
     scenario = sim.scenario
     turns = turns_frame(sim)
@@ -158,7 +181,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
     attention_balance = [x for grp in sim.prefill_groups for x in grp.attention_balance]
     summary = {
         "policy": scenario.policy.system,
-        "switches": {k: v for k, v in sim.switches.items() if k != "system"},
+        "switches": {k: getattr(v, "value", v) for k, v in sim.switches.items() if k != "system"},
         "model": scenario.model.name,
         "layout": layout,
         "workload_mode": scenario.workload.mode,
@@ -171,6 +194,8 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "gen_tokens_per_s": _r(done.output_tokens.sum() / span),
         "ttft_s": _percentiles(done.ttft_s),
         "ttst_s": _percentiles(done.ttst_s),
+        "second_token_gap_s": _percentiles(done.second_token_gap_s),
+        "ttft_breakdown": ttft_breakdown(done),
         "tpot_s": _percentiles(done.tpot_s),
         "slo_attainment": _r(meets.mean()) if len(done) else None,
         "snic_balance_max_over_avg": storage_nic_balance(links, readers),

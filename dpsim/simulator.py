@@ -140,6 +140,12 @@ class Simulation:
         if not self.switches["free_io"]:
             node.buffer.release(size)
 
+    def release_pe_buffer(self, req: Request) -> None:
+        """Free the PE-side buffer that holds the request's hit KV (once: read_hit_kv took it)."""
+        if req.pe_buffer_held:
+            req.pe_buffer_held = False
+            self.release_buffer(req.read_node, req.turn.cached_tokens * self.model.kv_bytes_per_token)
+
     def _agent(self, trajectory: Trajectory, arrival_s: float):
         env = self.env
         yield env.timeout(arrival_s)
@@ -181,16 +187,29 @@ class Simulation:
             self.env.process(self._load(req))
 
     def _load(self, req: Request):
-        """Reserve buffers, read the hit KV from storage into the chosen side's buffer, then queue
-        the request at its prefill engine."""
-        kv = self.model.kv_bytes_per_token
-        node = req.read_node
+        """Reserve the DE node's buffer, read the hit KV ahead or leave the read to the prefill pass
+        (whole-prompt prefill with whole_prompt_kv_read=at_pass), then queue the request at its PE."""
         if not self.switches["free_io"]:
             # Everything that will land in the DE node's buffer (the whole prompt's KV), reserved up
             # front so that a hand-off can never wait for buffer space (no deadlock).
-            yield req.de.node.buffer.allocate(req.turn.input_tokens * kv)
-            if req.read_side == "P" and req.turn.cached_tokens:
-                yield node.buffer.allocate(req.turn.cached_tokens * kv)
+            t_wait = self.env.now
+            yield req.de.node.buffer.allocate(req.turn.input_tokens * self.model.kv_bytes_per_token)
+            req.alloc_wait_s += self.env.now - t_wait
+        if not self.switches["kv_read_at_pass"]:
+            yield from self.read_hit_kv(req)
+        req.pe.ready.append(req)
+        req.pe.group.wake()
+
+    def read_hit_kv(self, req: Request):
+        """Process body: reserve the read side's buffer (PE side) and read the request's hit KV from
+        storage into it. The PE-side buffer is held until the request's prefill releases it."""
+        kv = self.model.kv_bytes_per_token
+        node = req.read_node
+        if not self.switches["free_io"] and req.read_side == "P" and req.turn.cached_tokens:
+            t_wait = self.env.now
+            yield node.buffer.allocate(req.turn.cached_tokens * kv)
+            req.alloc_wait_s += self.env.now - t_wait
+            req.pe_buffer_held = True
         req.t_read_start = self.env.now
         if req.turn.cached_tokens and not self.switches["free_io"]:
             if self.cluster.request_latency_s:
@@ -203,8 +222,6 @@ class Simulation:
                 yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
         node.read_queue_tokens -= req.turn.cached_tokens
         req.t_read_end = self.env.now
-        req.pe.ready.append(req)
-        req.pe.group.wake()
 
     def finish(self, req: Request) -> None:
         """The last token is out: free decode HBM, write back the new KV, wake the agent."""

@@ -76,7 +76,7 @@ def test_another_seed_gives_other_points(tmp_path):
 def test_every_full_point_loads_and_counts_are_as_documented():
     experiments = load_experiments(EXPERIMENTS)
     full = build_points(experiments, quick=False)
-    assert len(full) == 244
+    assert len(full) == 268  # 244 + the P/D-ratio figure's 512-agent points (18) + the TTFT breakdown (6)
     scale = [p for p in full if dict(p.labels)["experiment"] == "scale-offline"]
     big = load_point_scenario(scale[-1])
     assert (big.cluster.prefill_nodes, big.cluster.decode_nodes, big.workload.agents) == (48, 96, 49152)

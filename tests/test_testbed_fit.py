@@ -21,3 +21,25 @@ def test_unreachable_target_stops_at_the_bound_with_the_closest_trial():
     x, got, trials = secant_fit(lambda x: 1000.0 / x, 10.0, start=1.0, tolerance=0.01, lo=0.1, hi=5.0)
     assert x == 5.0 and got == pytest.approx(200.0)
     assert trials[-1][0] == 5.0
+
+
+def test_minimax_fit_balances_the_worst_errors_of_three_points():
+    from dpsim.testbed_fit import minimax_fit
+
+    # Three "models" whose JCT falls with the shared efficiency x at different rates, plus fixed parts
+    # (compute). No x fits all three; the best x makes the largest over- and under-prediction equal.
+    models = [(1000.0, 100.0), (800.0, 300.0), (1500.0, 0.0)]
+    targets = [2100.0, 1900.0, 2800.0]
+
+    def jcts(x):
+        return [a / x + b for a, b in models]
+
+    x, got, trials = minimax_fit(jcts, targets, start=0.86, tolerance=0.002, lo=0.02, hi=1.0)
+    logs = [__import__("math").log(j / t) for j, t in zip(got, targets)]
+    assert max(logs) == pytest.approx(-min(logs), abs=0.005)
+    # The minimax point is no worse than any point on a fine grid.
+    worst = max(abs(v) for v in logs)
+    grid = [0.3 + i * 0.005 for i in range(140)]
+    best_on_grid = min(max(abs(__import__("math").log(j / t)) for j, t in zip(jcts(g), targets)) for g in grid)
+    assert worst <= best_on_grid + 0.005
+    assert len(trials) <= 8

@@ -47,7 +47,7 @@ def test_include_merges_with_later_keys_winning():
 def test_policy_system_sets_ablation_defaults():
     basic = load_scenario(QUICK, ["policy.system=basic"]).effective_policy()
     assert basic == {"system": "basic", "layerwise": False, "dual_path": False, "scheduler": "round_robin",
-                     "isolation": False, "free_io": False}
+                     "isolation": False, "kv_read_at_pass": True, "free_io": False}
     ladder = load_scenario(QUICK, ["policy.system=basic", "policy.layerwise=true"]).effective_policy()
     assert ladder["layerwise"] is True and ladder["dual_path"] is False
 

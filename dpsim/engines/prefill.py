@@ -107,13 +107,15 @@ class PrefillGroup:
             mean = sum(pass_time.attention_s_by_gpu) / len(pass_time.attention_s_by_gpu)
             self.attention_balance.append(max(pass_time.attention_s_by_gpu) / mean)
         t0 = env.now
+        read_in_pass = sim.switches["kv_read_at_pass"]
         for engine, batch in zip(self.engines, batches):
             for req, new in batch:
-                if req.t_prefill_start is None:
+                if req.t_prefill_start is None and not read_in_pass:
                     req.t_prefill_start = t0
                 if not sim.switches["layerwise"]:
                     engine.hbm_free -= (req.turn.cached_tokens + req.prefilled + new) * kv
-        loads = [self._load_kv(engine, req) for engine, batch in zip(self.engines, batches) for req, _ in batch]
+        loads = [self._load_kv(engine, req) if req.t_read_end is not None else env.process(self._read_and_load(engine, req))
+                 for engine, batch in zip(self.engines, batches) for req, _ in batch]
         collectives = self._collectives(batches, compute_s)
         if sim.switches["layerwise"]:
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)
@@ -125,6 +127,11 @@ class PrefillGroup:
             yield simpy.AllOf(env, collectives)
         else:
             yield simpy.AllOf(env, loads)
+            if read_in_pass:  # compute starts once every member's KV is in HBM
+                for batch in batches:
+                    for req, _ in batch:
+                        if req.t_prefill_start is None:
+                            req.t_prefill_start = env.now
             yield env.timeout(compute_s)
             yield simpy.AllOf(env, collectives)
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)
@@ -148,6 +155,15 @@ class PrefillGroup:
             path = sim.cluster.remote_dram_to_gpu_path(req.de.node, req.de.gpu, engine.node, engine.gpu)
             return sim.move(path, size, "kv_de_to_pe")
         return sim.move(sim.cluster.loopback_path(engine.node, engine.gpu), size, "kv_h2d_pe")
+
+    def _read_and_load(self, engine: PrefillEngine, req: Request):
+        """Whole-prompt loader (whole_prompt_kv_read=at_pass): read the hit KV from storage when the pass that
+        needs it forms, then copy it into HBM. The pass waits for every member's load (EP lockstep),
+        so storage reads and compute alternate instead of overlapping. The DRAM copy is a staging
+        area, freed once the KV is in HBM (HBM holds it until the hand-off)."""
+        yield from self.sim.read_hit_kv(req)
+        yield self._load_kv(engine, req)
+        self.sim.release_pe_buffer(req)
 
     def _collectives(self, batches, compute_s: float) -> list[simpy.Event]:
         sim = self.sim
@@ -190,8 +206,7 @@ class PrefillGroup:
         req.t_first_token = sim.env.now
         engine.tok -= req.turn.input_tokens
         engine.seq -= 1
-        if req.read_side == "P" and req.turn.cached_tokens > 0:
-            sim.release_buffer(engine.node, req.turn.cached_tokens * sim.model.kv_bytes_per_token)
+        sim.release_pe_buffer(req)
         sim.env.process(sim.decode_groups[req.de.group.index].hand_over(req, handoff))
 
     def _release_hbm(self, engine: PrefillEngine, size: float) -> None:

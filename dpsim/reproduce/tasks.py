@@ -255,6 +255,7 @@ def steady_task(point) -> dict:
     latency at high APS.)"""
     from dpsim import api
     from dpsim.capacity import paper_stop_rule
+    from dpsim.results import ttft_breakdown
 
     labels = _labels(point)
     scenario, measurement = _measurement(point)
@@ -286,6 +287,14 @@ def steady_task(point) -> dict:
                                                      np.percentile(values, float(stat[1:]))), 9)
                                          if values.size else None)
         out["slo_attainment"] = round(float(np.mean(ttft <= sc.slo.ttft)), 6) if ttft.size else None
+        # The paper's TTST (first-to-second-token gap) and the TTFT split (Fig. 12) over the window's
+        # first tokens; turns still waiting have no parts yet and are left out of the split.
+        in_window = turns[turns.t_first_token >= t0]
+        gap = in_window.second_token_gap_s.dropna().to_numpy(float)
+        out["second_token_gap_s_p50"] = round(float(np.percentile(gap, 50)), 9) if gap.size else None
+        out["second_token_gap_s_mean"] = round(float(np.mean(gap)), 9) if gap.size else None
+        for part, value in ttft_breakdown(in_window).items():
+            out[f"ttft_{part}"] = value
         return out
 
     row = _base_row(point, labels, scenario)
