@@ -212,8 +212,8 @@ HEADER = """# Testbed profile of the DualPath paper, written by `python -m dpsim
 # model (one GPU efficiency scale per model) and the three models' Basic JCTs (ONE storage read
 # efficiency shared by all models). Every DualPath number and every speed-up computed with this
 # profile is a prediction. Apply it to any paper scenario:
-#   dpsim compare scenarios/paper/ds660b-2p4d.yaml --profile scenarios/paper/testbed.yaml
-#   dpsim reproduce --profile scenarios/paper/testbed.yaml ...
+#   dpsim compare scenarios/paper/ds660b-2p4d.yaml --profile {out}
+#   dpsim reproduce --profile {out} ...
 # The `calibration:` section records what was fitted, to which point, and every trial.
 """
 
@@ -228,7 +228,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start)
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
-    Path(args.out).write_text(HEADER + yaml.safe_dump(profile, sort_keys=False, width=110))
+    Path(args.out).write_text(HEADER.format(out=args.out) + yaml.safe_dump(profile, sort_keys=False, width=110))
     _log(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
 
 

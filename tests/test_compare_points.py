@@ -56,3 +56,31 @@ def test_compare_points_on_missing_or_bad_files(tmp_path):
     result = CliRunner().invoke(main, ["compare-points", str(bad), str(bad)])
     assert result.exit_code == 2 and "bad.csv: column 'experiment' missing" in result.output
     assert "Traceback" not in result.output
+
+
+def test_validation_report_shows_the_fit_the_six_points_and_the_development_set(tmp_path):
+    import pytest
+    import yaml
+
+    from dpsim.reproduce.report import development_rows, fit_rows, six_point_rows
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"calibration": {"fits": {
+        "g": {"point": "a", "published_jct_s": 100.0, "dpsim_jct_s": 110.0, "value": 0.5},
+        "s": {"points": ["b", "c"], "published_jct_s": [200.0, 400.0], "dpsim_jct_s": [190.0, 400.0], "value": 0.7}}}}))
+    rows = fit_rows(profile)
+    assert [(r["point"], round(r["residual"], 3)) for r in rows] == [("a", 0.1), ("b", -0.05), ("c", 0.0)]
+    assert fit_rows(tmp_path / "missing.yaml") == []
+
+    def row(policy, mal, agents, jct, model="ds660b", layout="2P4D"):
+        return {"experiment": f"offline-{model}", "model": model, "layout": layout, "policy": policy, "mal": mal,
+                "agents": agents, "jct_s": jct, "status": "ok"}
+
+    points = pd.DataFrame([row("oracle", 65536, 1024, 2706.0), row("dualpath", 65536, 1024, 2965.0 * 1.1),
+                           row("basic", 65536, 1024, 5407.0 * 1.21), row("basic", 32768, 512, 1.0)])
+    six = {(r["model"], r["policy"]): round(r["residual"], 3) for r in six_point_rows(points)}
+    assert six == {("ds660b", "basic"): 0.21, ("ds660b", "oracle"): 0.0}
+    dev = development_rows(points)  # the committed development set: only complete cells are compared
+    assert [(r["mal"], r["agents"]) for r in dev] == [("64K", 1024)]
+    assert dev[0]["speedup_dpsim"] / dev[0]["speedup_paper"] == pytest.approx(1.1)
+    assert dev[0]["gap_dpsim"] / dev[0]["gap_paper"] == pytest.approx(1.1)

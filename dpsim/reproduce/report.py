@@ -196,6 +196,108 @@ def _num(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def fit_rows(profile: str | Path) -> list[dict[str, Any]]:
+    """The fitted points of a profile written by `dpsim.testbed_fit` (its `calibration.fits`): what was
+    fitted, to which published JCT, what dpsim gives there and the residual. [] without a record."""
+    try:
+        data = read_yaml_mapping(Path(profile))
+    except ExperimentError:
+        return []
+    fits = ((data.get("calibration") or {}).get("fits") or {}) if isinstance(data, dict) else {}
+    rows = []
+    for name, fit in fits.items():
+        if not isinstance(fit, dict):
+            continue
+        points = fit.get("points") or [fit.get("point")]
+        published = fit.get("published_jct_s")
+        dpsim_jct = fit.get("dpsim_jct_s")
+        published = published if isinstance(published, list) else [published]
+        dpsim_jct = dpsim_jct if isinstance(dpsim_jct, list) else [dpsim_jct]
+        for point, target, got in zip(points, published, dpsim_jct):
+            if target and got:
+                rows.append({"fit": name, "value": fit.get("value"), "point": str(point), "published_s": float(target),
+                             "dpsim_s": float(got), "residual": float(got) / float(target) - 1})
+    return rows
+
+
+def six_point_rows(points: pd.DataFrame) -> list[dict[str, Any]]:
+    """Fit protocol v2's six points (Basic and Oracle at each model's fit point) as points.csv has
+    them: the published JCT, dpsim's, and the residual."""
+    from dpsim.testbed_fit import BASIC_TARGETS, ORACLE_TARGETS
+
+    offline = points[points.experiment.astype(str).str.startswith("offline-") & points.status.eq("ok")]
+    rows = []
+    for policy, targets in (("basic", BASIC_TARGETS), ("oracle", ORACLE_TARGETS)):
+        for model, _, agents, target in targets:
+            hit = offline[(offline.model == model) & (offline.policy == policy) & (offline.agents == agents)
+                          & (offline.mal == 65536)]
+            if len(hit):
+                got = float(hit.jct_s.iloc[-1])
+                rows.append({"model": model, "policy": policy, "agents": agents, "published_s": target,
+                             "dpsim_s": got, "residual": got / target - 1})
+    return rows
+
+
+DEVELOPMENT_SET = Path("scenarios/paper/development-ds660b.yaml")
+
+
+def development_rows(points: pd.DataFrame, path: str | Path = DEVELOPMENT_SET) -> list[dict[str, Any]]:
+    """Each cell of the DS 660B development set beside points.csv: JCTs, the Basic/DualPath speed-up
+    and DualPath/Oracle, paper and dpsim. [] when the file or the rows are missing."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = read_yaml_mapping(path)
+    offline = points[(points.model == data["model"]) & (points.layout == data["layout"])
+                     & points.experiment.astype(str).str.startswith("offline-") & points.status.eq("ok")]
+    rows = []
+    for mal, agents, oracle, dual, basic in data["jct_s"]:
+        tokens = int(units.parse_count(mal))
+        cell = offline[(offline.mal == tokens) & (offline.agents == agents)]
+        got = {p: float(cell[cell.policy == p].jct_s.iloc[-1]) for p in ("oracle", "dualpath", "basic")
+               if (cell.policy == p).any()}
+        if len(got) < 3:
+            continue
+        rows.append({"mal": mal, "agents": agents, "paper": {"oracle": oracle, "dualpath": dual, "basic": basic},
+                     "dpsim": got, "speedup_paper": basic / dual, "speedup_dpsim": got["basic"] / got["dualpath"],
+                     "gap_paper": dual / oracle, "gap_dpsim": got["dualpath"] / got["oracle"]})
+    return rows
+
+
+def development_markdown(points: pd.DataFrame) -> list[str]:
+    rows = development_rows(points)
+    if not rows:
+        return []
+    lines = ["", "## DS 660B development set (paper's offline JCT figure; diagnosed, not fitted)", "",
+             "Goal of fit protocol v2: speed-up within 10 % and DualPath/Oracle within 5 % in every cell.", "",
+             "| MAL | agents | Oracle paper / dpsim | DualPath paper / dpsim | Basic paper / dpsim | speed-up paper / dpsim"
+             " (error) | DualPath/Oracle paper / dpsim (error) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p, d = r["paper"], r["dpsim"]
+        e1 = r["speedup_dpsim"] / r["speedup_paper"] - 1
+        e2 = r["gap_dpsim"] / r["gap_paper"] - 1
+        lines.append(f"| {r['mal']} | {r['agents']} | {p['oracle']:,.0f} / {d['oracle']:,.0f} | {p['dualpath']:,.0f} / "
+                     f"{d['dualpath']:,.0f} | {p['basic']:,.0f} / {d['basic']:,.0f} | {r['speedup_paper']:.2f} / "
+                     f"{r['speedup_dpsim']:.2f} ({e1 * 100:+.0f} %) | {r['gap_paper']:.3f} / {r['gap_dpsim']:.3f} "
+                     f"({e2 * 100:+.1f} %) |")
+    within = sum(abs(r["speedup_dpsim"] / r["speedup_paper"] - 1) <= 0.10 for r in rows)
+    gap_within = sum(abs(r["gap_dpsim"] / r["gap_paper"] - 1) <= 0.05 for r in rows)
+    return lines + ["", f"Speed-up within 10 % in {within} of {len(rows)} cells; DualPath/Oracle within 5 % in "
+                        f"{gap_within} of {len(rows)}."]
+
+
+def fit_markdown(profile: str | Path) -> list[str]:
+    rows = fit_rows(profile)
+    if not rows:
+        return []
+    lines = ["## Fit protocol", "", f"Fitted points of `{profile}` (the only published numbers the fit may use; "
+             "every other number here is a prediction):", "", "| fitted | value | point | published JCT (s) | dpsim JCT (s) | residual |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['fit']} | {r['value']} | {r['point']} | {r['published_s']:,.0f} | {r['dpsim_s']:,.0f} | "
+              f"{r['residual'] * 100:+.1f} % |" for r in rows]
+    return lines + [""]
+
+
 def validation_markdown(points: pd.DataFrame, items: list[Item], causes: dict[str, str],
                         source: str = "points.csv", experiments=None) -> str:
     """docs/validation.md: header (what run, which mode), the table, the cache-compute and P/D tables."""
@@ -227,6 +329,18 @@ def validation_markdown(points: pd.DataFrame, items: list[Item], causes: dict[st
         err = "-" if r["error"] is None else f"{r['error'] * 100:+.0f} %"
         cause = " ".join(str(r["cause"]).split()).replace("|", "/")
         lines.append(f"| {r['claim']} | {_num(r['published'])} | {_num(r['dpsim'])} | {err} | {cause} |")
+    fit_lines: list[str] = [""]
+    for profile in profiles:
+        fit_lines += fit_markdown(profile)
+    six = six_point_rows(points)
+    if six:
+        fit_lines += ["Fit protocol v2's six absolute JCTs (64K MAL; Basic and Oracle per model) in this table's "
+                  "points, whatever the profile fitted:", "",
+                  "| model | system | agents | published JCT (s) | dpsim JCT (s) | residual |", "|---|---|---|---|---|---|"]
+        fit_lines += [f"| {r['model']} | {r['policy']} | {r['agents']} | {r['published_s']:,.0f} | {r['dpsim_s']:,.0f} | "
+                  f"{r['residual'] * 100:+.1f} % |" for r in six]
+        fit_lines += [""]
+    lines += fit_lines[:-1] if fit_lines[-1:] == [""] else fit_lines
     cc = points[(points.experiment == "cache-compute") & (points.status == "ok")]
     if not cc.empty and "cache_compute_gb_per_pflop" in cc:
         table = cc.pivot_table(index="model", columns="context_tokens", values="cache_compute_gb_per_pflop",
@@ -235,6 +349,7 @@ def validation_markdown(points: pd.DataFrame, items: list[Item], causes: dict[st
                   "| model | " + " | ".join(f"{int(c):,}" for c in table.columns) + " |",
                   "|---|" + "---|" * len(table.columns)]
         lines += [f"| {m} | " + " | ".join(_num(v) for v in row) + " |" for m, row in table.iterrows()]
+    lines += development_markdown(points)
     pdb = points[(points.experiment == "pd-bound") & (points.status == "ok")]
     if not pdb.empty and "pd_ratio" in pdb:
         lo, hi = pdb.pd_lo_analytic.iloc[0], pdb.pd_hi_analytic.iloc[0]
