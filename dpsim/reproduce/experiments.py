@@ -61,7 +61,7 @@ class Experiment(_Strict):
     paper: str = ""  # the figure or table of the paper it reproduces
     task: Literal["run", "capacity", "cache_compute", "pd_bound", "steady"] = "run"
     base: str | None = None  # scenario file, relative to the experiment file
-    figure: Literal["bars", "curves", "capacity", "ladder", "balance", "scale", "table", "pd_bound", "none"] = "bars"
+    figure: Literal["bars", "curves", "capacity", "ladder", "balance", "scale", "table", "pd_bound", "breakdown", "none"] = "bars"
     systems: list[str] | dict[str, dict[str, Any]] = {"-": {}}
     grid: dict[str, list[Any]] = {}
     zip: dict[str, list[Any]] = {}

@@ -199,6 +199,34 @@ def pd_bound(rows: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+BREAKDOWN_PARTS = (("queue", "scheduling + queueing"), ("alloc", "allocation"), ("read", "reading KV"),
+                   ("prefill", "prefill"))
+
+
+def breakdown(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    """Stacked bars of each point's TTFT split into the paper's four parts (shares of the mean TTFT),
+    one bar per system and APS, with the mean TTFT on top."""
+    rows = rows[rows[[f"ttft_{p}_share" for p, _ in BREAKDOWN_PARTS]].notna().all(axis=1)] if all(
+        f"ttft_{p}_share" in rows for p, _ in BREAKDOWN_PARTS) else rows.iloc[0:0]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(rows) + 2), 4))
+    labels = [f"{r.policy}\n{_fmt('aps', r.aps)}" for r in rows.itertuples()]
+    bottom = np.zeros(len(rows))
+    for part, name in BREAKDOWN_PARTS:
+        share = rows[f"ttft_{part}_share"].to_numpy(float) * 100
+        ax.bar(range(len(rows)), share, bottom=bottom, label=name)
+        bottom += share
+    for i, r in enumerate(rows.itertuples()):
+        ttft = getattr(r, "ttft_s_mean", None)
+        if ttft is not None and not pd.isna(ttft):
+            ax.text(i, 101, f"{ttft:.2f} s", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel("share of mean TTFT (%)")
+    ax.set_title(title + "\n(steady state, last window; mean TTFT on top)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
 def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folders: list[Path]) -> list[Path]:
     """One PNG per experiment (skipping experiments whose points all failed); an experiment's balance
     series comes from the last of `series_folders` that has it (a table merged from several runs)."""
@@ -227,4 +255,6 @@ def draw_all(table: pd.DataFrame, experiments, folder: Path, series_folders: lis
             drawn.append(cache_compute(rows, exp.title, path))
         elif exp.figure == "pd_bound":
             drawn.append(pd_bound(rows, exp.title, path))
+        elif exp.figure == "breakdown":
+            drawn.append(breakdown(rows, exp.title, path))
     return drawn

@@ -23,7 +23,10 @@ EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mea
                  "stop_reason", "invariants_ok", "capacity_binding", "capacity_trials", "capacity_note",
                  "context_tokens", "append_tokens", "cache_compute_gb_per_pflop", "pd_ratio", "pd_lo_analytic",
                  "pd_hi_analytic", "inside_analytic", "snic_utilisation", "snic_utilisation_prefill",
-                 "snic_utilisation_decode", "max_turns", "seed", "quick", "profile", "set", "status", "error", "key"]
+                 "snic_utilisation_decode", "max_turns", "seed", "quick", "profile", "set", "status", "error", "key",
+                 # the paper's TTST (first-to-second-token gap) and TTFT split (docs/modeling.md#ttft-breakdown)
+                 "second_token_gap_s_p50", "second_token_gap_s_mean",
+                 *(f"ttft_{part}_{stat}" for part in ("queue", "alloc", "read", "prefill") for stat in ("s_mean", "share"))]
 
 
 def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = False, jobs: int = 2,
