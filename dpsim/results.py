@@ -75,7 +75,12 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
     # TTFT in the paper's four parts (Fig. 12; docs/modeling.md#ttft-breakdown): buffer allocation,
     # reading the hit KV from storage, prefill compute, and the rest (scheduling and queueing).
     df["ttft_alloc_s"] = df.alloc_wait_s
-    df["ttft_read_s"] = (df.t_read_end - df.t_read_start).fillna(0.0)
+    if sim.switches["kv_read_at_pass"]:
+        # Read at the pass: from the request's read start until its pass computes, i.e. its own read, the
+        # group's other members' reads (lockstep) and the H2D copy are all loading the pass's KV.
+        df["ttft_read_s"] = (df.t_prefill_start - df.t_read_start).fillna(0.0)
+    else:
+        df["ttft_read_s"] = (df.t_read_end - df.t_read_start).fillna(0.0)
     df["ttft_prefill_s"] = df.t_first_token - df.t_prefill_start
     df["ttft_queue_s"] = df.ttft_s - df.ttft_alloc_s - df.ttft_read_s - df.ttft_prefill_s
     decode_tokens = (df.output_tokens - 2).clip(lower=1)
