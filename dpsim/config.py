@@ -152,7 +152,6 @@ class PolicyConfig(_Section):
     block_tokens: int = Field(64, ge=1)  # tokens per KV block [assumed, spec section 3]
 
 
-
 class SloConfig(_Section):
     ttft: Seconds = "4s"
     tpot: Seconds = "50ms"

@@ -114,7 +114,8 @@ class PrefillGroup:
                     req.t_prefill_start = t0
                 if not sim.switches["layerwise"]:
                     engine.hbm_free -= (req.turn.cached_tokens + req.prefilled + new) * kv
-        loads = [self._load_kv(engine, req) if req.t_read_end is not None else env.process(self._read_and_load(engine, req))
+        loads = [self._load_kv(engine, req) if req.t_read_end is not None  # read ahead, or an earlier chunk
+                 else env.process(self._read_and_load(engine, req))
                  for engine, batch in zip(self.engines, batches) for req, _ in batch]
         collectives = self._collectives(batches, compute_s)
         if sim.switches["layerwise"]:
@@ -157,8 +158,8 @@ class PrefillGroup:
         return sim.move(sim.cluster.loopback_path(engine.node, engine.gpu), size, "kv_h2d_pe")
 
     def _read_and_load(self, engine: PrefillEngine, req: Request):
-        """Whole-prompt loader (whole_prompt_kv_read=at_pass): read the hit KV from storage when the pass that
-        needs it forms, then copy it into HBM. The pass waits for every member's load (EP lockstep),
+        """Whole-prompt loader (whole_prompt_kv_read=at_pass): read the hit KV from storage when the
+        pass that needs it forms, then copy it into HBM. The pass waits for every member's load (EP lockstep),
         so storage reads and compute alternate instead of overlapping. The DRAM copy is a staging
         area, freed once the KV is in HBM (HBM holds it until the hand-off)."""
         yield from self.sim.read_hit_kv(req)
