@@ -279,9 +279,13 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                   aps_lo: float | None = None, aps_hi: float | None = None, tolerance: float = 0.025,
                   progress: bool = False, window_s: float = 150.0, horizon_s: float | None = None,
                   steady_tolerance: float = 0.05, stat: str = "mean", max_trials: int = 24,
-                  log: Callable[[str], None] | None = None) -> CapacityResult:
+                  log: Callable[[str], None] | None = None, known: dict[float, dict] | None = None,
+                  on_trial: Callable[[dict], None] | None = None) -> CapacityResult:
     """Highest APS whose trial meets the SLO (default: the scenario's slo.ttft and slo.tpot), to
-    within `tolerance` APS. `aps_lo`/`aps_hi` seed the bracket; without them it starts at 0.1 APS."""
+    within `tolerance` APS. `aps_lo`/`aps_hi` seed the bracket; without them it starts at 0.1 APS.
+    `on_trial(trial)` is called as each trial finishes; `known` ({aps: trial} of an interrupted
+    search with the same scenario and options) is used instead of running those trials again: the
+    search is deterministic, so it asks for the same rates in the same order."""
     slo_ttft_s = scenario.slo.ttft if slo_ttft_s is None else slo_ttft_s
     slo_tpot_s = scenario.slo.tpot if slo_tpot_s is None else slo_tpot_s
     for name, value in (("aps_lo", aps_lo), ("aps_hi", aps_hi), ("tolerance", tolerance)):
@@ -300,14 +304,20 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
         if aps not in trials:
             if len(trials) >= max_trials:
                 raise RuntimeError(f"capacity search used its {max_trials} trials without converging")
-            trials[aps] = trial(scenario, aps, slo_ttft_s, slo_tpot_s, window_s, timing["horizon_s"],
-                                steady_tolerance, stat, min_steady_s=timing["min_steady_s"])
+            earlier = aps in (known or {})
+            if earlier:
+                trials[aps] = known[aps]
+            else:
+                trials[aps] = trial(scenario, aps, slo_ttft_s, slo_tpot_s, window_s, timing["horizon_s"],
+                                    steady_tolerance, stat, min_steady_s=timing["min_steady_s"])
+                if on_trial is not None:
+                    on_trial(trials[aps])
             if horizon_s is None and timing["horizon_s"] is None:
                 timing.update(_timing(trials[aps], slo_ttft_s, window_s))
             t = trials[aps]
             say(f"  APS {aps:<8g} {'meets' if t['meets_slo'] else 'FAILS'}  TTFT {stat} "
                 f"{_fmt(t[f'ttft_{stat}_s'])} s  TPOT {_fmt(t['tpot_s'], 1e3)} ms  ({t['stop_reason']}; "
-                f"{t['sim_time_s']:g} sim s, {t['wall_s']:.1f} wall s)")
+                f"{t['sim_time_s']:g} sim s, {t['wall_s']:.1f} wall s{'; finished earlier' if earlier else ''})")
         return trials[aps]
 
     note = ""

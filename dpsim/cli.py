@@ -70,6 +70,11 @@ def _table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+PROGRESS = click.option("--progress/--no-progress", default=None,
+                        help="a bar on stderr: turns done, simulated time, ETA (default: run.progress, "
+                             "else when stderr is a terminal)")
+
+
 @click.group()
 @click.version_option(package_name="dpsim")
 def main() -> None:
@@ -83,10 +88,11 @@ def main() -> None:
               help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None, help="output folder (default runs/<name>)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG figures")
-def run(scenario, sets, profiles, out, no_plots):
+@PROGRESS
+def run(scenario, sets, profiles, out, no_plots, progress):
     """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots."""
     sc = _load(scenario, sets, profiles)
-    result = _run(sc)
+    result = _run(sc, progress)
     out_dir = Path(out or Path("runs") / sc.name)
     result.write(out_dir)
     if not no_plots:
@@ -108,25 +114,40 @@ def run(scenario, sets, profiles, out, no_plots):
 @click.option("--set", "sets", multiple=True)
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
-@click.option("--out", type=click.Path(), default=None, help="write each run under OUT/<policy>/")
-def compare(scenario, policies, sets, profiles, out):
+@click.option("--out", type=click.Path(), default=None,
+              help="write each run under OUT/<policy>/ as soon as it finishes")
+@click.option("--resume", is_flag=True, help="reuse the finished runs in --out; simulate only the missing ones")
+@PROGRESS
+def compare(scenario, policies, sets, profiles, out, resume, progress):
     """Run SCENARIO under each policy.system and print them side by side with speed-ups."""
     from dpsim import api
+    from dpsim.runs import stored_run
     sc = _load(scenario, sets, profiles)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     bad = [p for p in names if p not in ("basic", "dualpath", "oracle")]
     if bad:
         _fail(f"--policies: unknown system {bad[0]!r}; expected basic, dualpath or oracle")
+    if resume and not out:
+        _fail("--resume needs --out (the folder of the interrupted compare)")
     trajectories = api.build_workload(sc)
     results = {}
     for name in names:
         scp = api.with_overrides(sc, policy={"system": name})
+        folder = Path(out) / name if out else None
+        if resume:
+            try:
+                results[name] = stored_run(folder, scp)
+            except ScenarioError as exc:
+                _fail(str(exc))
+            if results[name] is not None:
+                click.echo(f"{name}: finished earlier, read from {folder}/", err=True)
+                continue
         try:
-            results[name] = api.run(scp, trajectories)
+            results[name] = api.run(scp, trajectories, progress=progress, label=name)
         except api.SimulationError as exc:
             _fail(f"{scenario} ({name}): {exc}")
-        if out:
-            results[name].write(Path(out) / name)
+        if folder:
+            results[name].write(folder)
     summaries = {n: r.summary for n, r in results.items()}
     click.echo(f"{sc.name}: {sc.model.name} {next(iter(summaries.values()))['layout']}, "
                f"{len(trajectories)} agents")

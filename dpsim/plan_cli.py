@@ -112,12 +112,14 @@ def _capacity_options(f):
                                               "(default: the scenario's)")
 @click.option("--aps-lo", type=float, default=None, help="lower APS bound to start the bracket (default 0.1)")
 @click.option("--aps-hi", type=float, default=None, help="upper APS bound (default: doubling from --aps-lo)")
-@click.option("--out", type=click.Path(), default=None, help="write capacity.json (and trials.csv) here")
+@click.option("--out", type=click.Path(), default=None,
+              help="write each trial to OUT/trials.jsonl as it finishes, then capacity.json and trials.csv")
+@click.option("--resume", is_flag=True, help="reuse the trials already in --out; run only the missing ones")
 @click.option("--quiet", is_flag=True, help="no per-trial lines")
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
 def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, systems, aps_lo, aps_hi, out,
-             quiet, profiles):
+             resume, quiet, profiles):
     """Highest APS whose online run meets the SLO, and the constraint that binds there."""
     from dpsim import api
     from dpsim.capacity import find_capacity
@@ -136,12 +138,22 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
     options = dict(slo_ttft_s=_seconds("--slo-ttft", slo_ttft), slo_tpot_s=_seconds("--slo-tpot", slo_tpot),
                    aps_lo=aps_lo, aps_hi=aps_hi, tolerance=tolerance, window_s=_seconds("--window", window),
                    horizon_s=_seconds("--horizon", horizon), stat=stat)
+    if resume and not out:
+        _fail("--resume needs --out (the folder of the interrupted search)")
+    log = None
+    if out:
+        from dpsim.capacity_log import TrialLog
+        try:
+            log = TrialLog(out, sc, options, resume)
+        except ScenarioError as exc:
+            _fail(str(exc))
     results = {}
     for name in names:
         click.echo(f"{sc.name} ({sc.model.name} {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D), {name}:")
+        logged = {} if log is None else dict(known=log.done(name), on_trial=lambda t, n=name: log.append(n, t))
         try:
             results[name] = find_capacity(api.with_overrides(sc, policy={"system": name}), progress=not quiet,
-                                          **options)
+                                          **options, **logged)
         except (ScenarioError, api.SimulationError) as exc:
             _fail(f"{scenario} ({name}): {exc}")
     click.echo("")
