@@ -36,38 +36,7 @@ def _run(scenario, progress=None):
         raise
 
 
-def _fmt(value, digits=4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-SUMMARY_ROWS = [
-    ("JCT (s)", lambda s: s["jct_s"]),
-    ("turns", lambda s: s["turns"]),
-    ("prompt tokens/s", lambda s: s["prompt_tokens_per_s"]),
-    ("generated tokens/s", lambda s: s["gen_tokens_per_s"]),
-    ("TTFT p50 / p90 (s)", lambda s: f"{_fmt(s['ttft_s']['p50'])} / {_fmt(s['ttft_s']['p90'])}"),
-    ("TTST p50 (s)", lambda s: s["ttst_s"]["p50"]),
-    ("TPOT p50 (s)", lambda s: s["tpot_s"]["p50"]),
-    ("SLO attainment", lambda s: s["slo_attainment"]),
-    ("storage NIC max/avg", lambda s: s["snic_balance_max_over_avg"]),
-    ("reads on the DE side", lambda s: s["read_side_fraction_de"]),
-    ("GPU busy prefill / decode", lambda s: f"{_fmt(s['gpu_busy_fraction']['prefill'], 3)} / "
-                                            f"{_fmt(s['gpu_busy_fraction']['decode'], 3)}"),
-    ("invariants", lambda s: "ok" if s["invariants_ok"] else "FAILED"),
-]
-
-
-def _table(columns: dict[str, dict]) -> str:
-    names = list(columns)
-    width = max(len(r[0]) for r in SUMMARY_ROWS) + 2
-    lines = ["".ljust(width) + "".join(n.rjust(16) for n in names)]
-    for label, get in SUMMARY_ROWS:
-        lines.append(label.ljust(width) + "".join(_fmt(get(columns[n])).rjust(16) for n in names))
-    return "\n".join(lines)
+from dpsim.tables import summary_table as _table  # noqa: E402
 
 
 PROGRESS = click.option("--progress/--no-progress", default=None,
@@ -81,6 +50,32 @@ def main() -> None:
     """dpsim: simulate PD-disaggregated LLM serving with DualPath KV loading."""
 
 
+def _seeds(sc, count: int) -> list[int]:
+    from dpsim.seeds import seed_list
+    try:
+        return seed_list(sc.run.seed, count)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _intervals(summaries: list[dict]) -> dict[str, dict]:
+    from dpsim.seeds import summarise
+    from dpsim.sweep import flatten
+    return summarise([flatten(s) for s in summaries])
+
+
+def _write_seeds(out_dir: Path, seeds: list[int], intervals: dict) -> None:
+    from dpsim.seeds import METHOD
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "seeds.json").write_text(json.dumps({"method": METHOD, "seeds": seeds, "intervals": intervals},
+                                                   indent=2) + "\n")
+
+
+SEEDS = click.option("--seeds", "seed_count", type=int, default=1, show_default=True,
+                     help="run seeds run.seed .. run.seed+N-1 and give each result's mean and 95 % interval "
+                          "(Student t over seeds)")
+
+
 @main.command()
 @click.argument("scenario", type=click.Path())
 @click.option("--set", "sets", multiple=True, help="override a field: --set workload.agents=1024")
@@ -89,22 +84,41 @@ def main() -> None:
 @click.option("--out", type=click.Path(), default=None, help="output folder (default runs/<name>)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG figures")
 @PROGRESS
-def run(scenario, sets, profiles, out, no_plots, progress):
-    """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots."""
+@SEEDS
+def run(scenario, sets, profiles, out, no_plots, progress, seed_count):
+    """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots
+    (with --seeds N: one folder OUT/seed-S/ per seed and OUT/seeds.json with the intervals)."""
+    from dpsim import api
     sc = _load(scenario, sets, profiles)
-    result = _run(sc, progress)
+    seeds = _seeds(sc, seed_count)
     out_dir = Path(out or Path("runs") / sc.name)
-    result.write(out_dir)
-    if not no_plots:
-        from dpsim.plots import write_run_plots
-        write_run_plots(result, out_dir, sc.slo.ttft)
-    click.echo(f"{sc.name}: {sc.model.name} {result.summary['layout']}, {result.summary['agents']} agents, "
+    results = {}
+    for seed in seeds:
+        several = len(seeds) > 1
+        result = _run(api.with_overrides(sc, run={"seed": seed}) if several else sc, progress)
+        folder = out_dir / f"seed-{seed}" if several else out_dir
+        result.write(folder)
+        if not no_plots:
+            from dpsim.plots import write_run_plots
+            write_run_plots(result, folder, sc.slo.ttft)
+        results[seed] = result
+    first = next(iter(results.values()))
+    click.echo(f"{sc.name}: {sc.model.name} {first.summary['layout']}, {first.summary['agents']} agents, "
                f"{sc.policy.system}")
-    click.echo(_table({sc.policy.system: result.summary}))
-    click.echo(f"wrote {out_dir}/ (summary.json, run.json, turns.parquet, links.parquet"
-               f"{', plots' if not no_plots else ''}) in {result.run_info['wall_s']:.1f} s wall")
-    if result.invariant_failures:
-        click.echo("invariant failures:\n  " + "\n  ".join(result.invariant_failures), err=True)
+    if len(seeds) == 1:
+        click.echo(_table({sc.policy.system: first.summary}))
+    else:
+        from dpsim.tables import interval_table
+        intervals = _intervals([r.summary for r in results.values()])
+        _write_seeds(out_dir, seeds, intervals)
+        click.echo(interval_table({sc.policy.system: intervals}, seeds))
+    wall_s = sum(r.run_info["wall_s"] for r in results.values())
+    click.echo(f"wrote {out_dir}/ ({'seed-*/: ' if len(seeds) > 1 else ''}summary.json, run.json, turns.parquet, "
+               f"links.parquet{', plots' if not no_plots else ''}{'; seeds.json' if len(seeds) > 1 else ''}) "
+               f"in {wall_s:.1f} s wall")
+    failures = [f for r in results.values() for f in r.invariant_failures]
+    if failures:
+        click.echo("invariant failures:\n  " + "\n  ".join(failures), err=True)
         sys.exit(1)
 
 
@@ -115,10 +129,11 @@ def run(scenario, sets, profiles, out, no_plots, progress):
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None,
-              help="write each run under OUT/<policy>/ as soon as it finishes")
+              help="write each run under OUT/<policy>/ (OUT/<policy>/seed-S/) as soon as it finishes")
 @click.option("--resume", is_flag=True, help="reuse the finished runs in --out; simulate only the missing ones")
 @PROGRESS
-def compare(scenario, policies, sets, profiles, out, resume, progress):
+@SEEDS
+def compare(scenario, policies, sets, profiles, out, resume, progress, seed_count):
     """Run SCENARIO under each policy.system and print them side by side with speed-ups."""
     from dpsim import api
     from dpsim.runs import stored_run
@@ -129,28 +144,43 @@ def compare(scenario, policies, sets, profiles, out, resume, progress):
         _fail(f"--policies: unknown system {bad[0]!r}; expected basic, dualpath or oracle")
     if resume and not out:
         _fail("--resume needs --out (the folder of the interrupted compare)")
-    trajectories = api.build_workload(sc)
-    results = {}
+    seeds = _seeds(sc, seed_count)
+    several = len(seeds) > 1
+    workloads = {}
+    runs: dict[str, dict[int, object]] = {name: {} for name in names}
     for name in names:
-        scp = api.with_overrides(sc, policy={"system": name})
-        folder = Path(out) / name if out else None
-        if resume:
+        for seed in seeds:
+            scs = api.with_overrides(sc, run={"seed": seed}) if several else sc
+            if seed not in workloads:
+                workloads[seed] = api.build_workload(scs)
+            scp = api.with_overrides(scs, policy={"system": name})
+            folder = (Path(out) / name / (f"seed-{seed}" if several else "")) if out else None
+            label = f"{name} seed {seed}" if several else name
+            if resume:
+                try:
+                    runs[name][seed] = stored_run(folder, scp)
+                except ScenarioError as exc:
+                    _fail(str(exc))
+                if runs[name][seed] is not None:
+                    click.echo(f"{label}: finished earlier, read from {folder}/", err=True)
+                    continue
             try:
-                results[name] = stored_run(folder, scp)
-            except ScenarioError as exc:
-                _fail(str(exc))
-            if results[name] is not None:
-                click.echo(f"{name}: finished earlier, read from {folder}/", err=True)
-                continue
-        try:
-            results[name] = api.run(scp, trajectories, progress=progress, label=name)
-        except api.SimulationError as exc:
-            _fail(f"{scenario} ({name}): {exc}")
-        if folder:
-            results[name].write(folder)
-    summaries = {n: r.summary for n, r in results.items()}
-    click.echo(f"{sc.name}: {sc.model.name} {next(iter(summaries.values()))['layout']}, "
-               f"{len(trajectories)} agents")
+                runs[name][seed] = api.run(scp, workloads[seed], progress=progress, label=label)
+            except api.SimulationError as exc:
+                _fail(f"{scenario} ({label}): {exc}")
+            if folder:
+                runs[name][seed].write(folder)
+    first = runs[names[0]][seeds[0]].summary
+    click.echo(f"{sc.name}: {sc.model.name} {first['layout']}, {len(workloads[seeds[0]])} agents")
+    if several:
+        _compare_seeds(runs, seeds, Path(out) if out else None)
+    else:
+        _compare_one({n: r[seeds[0]].summary for n, r in runs.items()})
+    if any(r.invariant_failures for by_seed in runs.values() for r in by_seed.values()):
+        sys.exit(1)
+
+
+def _compare_one(summaries: dict[str, dict]) -> None:
     click.echo(_table(summaries))
     base = summaries.get("basic")
     for name, s in summaries.items():
@@ -158,8 +188,22 @@ def compare(scenario, policies, sets, profiles, out, resume, progress):
             click.echo(f"speed-up {name} vs basic (JCT): {base['jct_s'] / s['jct_s']:.3f}x")
     if "dualpath" in summaries and "oracle" in summaries and summaries["oracle"]["jct_s"]:
         click.echo(f"dualpath / oracle (JCT): {summaries['dualpath']['jct_s'] / summaries['oracle']['jct_s']:.3f}")
-    if any(r.invariant_failures for r in results.values()):
-        sys.exit(1)
+
+
+def _compare_seeds(runs: dict[str, dict], seeds: list[int], out: Path | None) -> None:
+    """Intervals per system, and the speed-ups paired by seed (same workload in each pair)."""
+    from dpsim.seeds import fmt as fmt_interval, interval
+    from dpsim.tables import interval_table
+    columns = {name: _intervals([r.summary for r in by_seed.values()]) for name, by_seed in runs.items()}
+    click.echo(interval_table(columns, seeds))
+    speedups = {}
+    if "basic" in runs:
+        for name in (n for n in runs if n != "basic"):
+            speedups[name] = interval(runs["basic"][s].summary["jct_s"] / runs[name][s].summary["jct_s"]
+                                      for s in seeds if runs[name][s].summary["jct_s"])
+            click.echo(f"speed-up {name} vs basic (JCT, paired by seed): {fmt_interval(speedups[name])}x")
+    if out:
+        _write_seeds(out, seeds, {"systems": columns, "speedup_vs_basic_jct": speedups})
 
 
 @main.command()

@@ -50,13 +50,19 @@ def _positive(option: str, value: float | None) -> float | None:
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--resume", is_flag=True, help="skip points already finished (status ok) in the table")
 @click.option("--no-progress", is_flag=True)
-def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress):
+@click.option("--seeds", "seed_count", type=int, default=1, show_default=True,
+              help="run every point with N seeds (run.seed ..); OUT/results_ci.csv gives each result's mean and "
+                   "95 % interval (Student t over seeds)")
+def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress, seed_count):
     """Run every point of SWEEP.yaml; rows go to OUT/results.{parquet,csv} as points finish."""
+    from dpsim import seeds
     from dpsim.sweep import SweepError, load_sweep, read_table, run_points
 
     try:
         points, meta = load_sweep(sweep_file)
-    except SweepError as exc:
+        if seed_count != 1:
+            points = seeds.sweep_points(points, seed_count)
+    except (SweepError, ValueError) as exc:
         _fail(str(exc))
     jobs = jobs or meta["jobs"] or 2
     if jobs < 1:
@@ -83,6 +89,9 @@ def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress
     failed = frame[frame.status != "ok"]
     click.echo(f"{len(frame) - len(failed)} ok, {len(failed)} failed, in {time.perf_counter() - t0:.1f} s; "
                f"wrote {table}")
+    if seed_count > 1:
+        seeds.sweep_intervals(frame).to_csv(out_dir / "results_ci.csv", index=False)
+        click.echo(f"wrote {out_dir / 'results_ci.csv'} (mean, low, high over {seed_count} seeds; {seeds.METHOD})")
     for row in failed.itertuples():
         click.echo(f"  failed {row.key}: {row.error}", err=True)
     if len(failed):
@@ -118,8 +127,11 @@ def _capacity_options(f):
 @click.option("--quiet", is_flag=True, help="no per-trial lines")
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
+@click.option("--seeds", "seed_count", type=int, default=1, show_default=True,
+              help="search with N seeds (run.seed ..) and give the capacity's mean and 95 % interval "
+                   "(Student t over seeds)")
 def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, systems, aps_lo, aps_hi, out,
-             resume, quiet, profiles):
+             resume, quiet, profiles, seed_count):
     """Highest APS whose online run meets the SLO, and the constraint that binds there."""
     from dpsim import api
     from dpsim.capacity import find_capacity
@@ -140,23 +152,47 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
                    horizon_s=_seconds("--horizon", horizon), stat=stat)
     if resume and not out:
         _fail("--resume needs --out (the folder of the interrupted search)")
+    from dpsim.seeds import seed_list
+    try:
+        seeds = seed_list(sc.run.seed, seed_count)
+    except ValueError as exc:
+        _fail(str(exc))
+    several = len(seeds) > 1
     log = None
     if out:
         from dpsim.capacity_log import TrialLog
         try:
-            log = TrialLog(out, sc, options, resume)
+            log = TrialLog(out, sc, {**options, "seeds": seeds}, resume)
         except ScenarioError as exc:
             _fail(str(exc))
-    results = {}
+    results: dict[str, dict] = {name: {} for name in names}  # {system: {seed: CapacityResult}}
     for name in names:
-        click.echo(f"{sc.name} ({sc.model.name} {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D), {name}:")
-        logged = {} if log is None else dict(known=log.done(name), on_trial=lambda t, n=name: log.append(n, t))
-        try:
-            results[name] = find_capacity(api.with_overrides(sc, policy={"system": name}), progress=not quiet,
-                                          **options, **logged)
-        except (ScenarioError, api.SimulationError) as exc:
-            _fail(f"{scenario} ({name}): {exc}")
+        for seed in seeds:
+            key = f"{name}/seed-{seed}" if several else name
+            click.echo(f"{sc.name} ({sc.model.name} {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D), {key}:")
+            logged = {} if log is None else dict(known=log.done(key), on_trial=lambda t, k=key: log.append(k, t))
+            scs = api.with_overrides(sc, policy={"system": name}, **({"run": {"seed": seed}} if several else {}))
+            try:
+                results[name][seed] = find_capacity(scs, progress=not quiet, **options, **logged)
+            except (ScenarioError, api.SimulationError) as exc:
+                _fail(f"{scenario} ({key}): {exc}")
     click.echo("")
+    if several:
+        doc = _capacity_seeds(results, seeds)
+    else:
+        doc = _capacity_one({name: by_seed[seeds[0]] for name, by_seed in results.items()})
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "capacity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+        import pandas as pd
+        pd.concat([r.trials_frame().assign(system=k, seed=s) for k, by_seed in results.items()
+                   for s, r in by_seed.items()]).to_csv(out_dir / "trials.csv", index=False)
+        click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
+
+
+def _capacity_one(results: dict) -> dict:
+    """Print one search per system; return capacity.json's content."""
     for name, r in results.items():
         util = ", ".join(f"{k} {r.utilisations[k]:.2f}" for k in
                          ("storage NIC", "compute NIC", "prefill GPU", "decode HBM", "decode GPU"))
@@ -165,15 +201,32 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
         click.echo(f"{'':>11}at capacity: {util}" + (f"; {r.note}" if r.note else ""))
     if "basic" in results and "dualpath" in results and results["basic"].aps:
         click.echo(f"dualpath / basic capacity: {results['dualpath'].aps / results['basic'].aps:.2f}x")
-    if out:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "capacity.json").write_text(
-            json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2, default=float) + "\n")
-        import pandas as pd
-        pd.concat([r.trials_frame().assign(system=k) for k, r in results.items()]).to_csv(
-            out_dir / "trials.csv", index=False)
-        click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
+    return {k: v.to_dict() for k, v in results.items()}
+
+
+def _capacity_seeds(results: dict[str, dict], seeds: list[int]) -> dict:
+    """Print each system's capacity as a mean and 95 % interval over the seeds; return capacity.json's content."""
+    from collections import Counter
+
+    from dpsim.seeds import METHOD, fmt, interval
+
+    doc = {}
+    for name, by_seed in results.items():
+        iv = interval(r.aps for r in by_seed.values())
+        binding = Counter(r.binding for r in by_seed.values())
+        any_r = next(iter(by_seed.values()))
+        click.echo(f"{name:>9}: capacity {fmt(iv)} APS (mean ±95 % over seeds {', '.join(map(str, seeds))}: "
+                   f"{', '.join(f'{r.aps:.4g}' for r in by_seed.values())}; search resolution "
+                   f"+-{any_r.slo['tolerance_aps']:g}); binding: "
+                   + ", ".join(f"{b} ({n} of {len(seeds)})" for b, n in binding.most_common()))
+        doc[name] = {"method": METHOD, "seeds": seeds, "capacity_aps": iv,
+                     "by_seed": {str(s): r.to_dict() for s, r in by_seed.items()}}
+    if "basic" in results and "dualpath" in results:
+        ratio = interval(results["dualpath"][s].aps / results["basic"][s].aps for s in seeds
+                         if results["basic"][s].aps)
+        click.echo(f"dualpath / basic capacity (paired by seed): {fmt(ratio)}x")
+        doc["dualpath_over_basic"] = ratio
+    return doc
 
 
 # ------------------------------------------------------------------------------------------- plan
