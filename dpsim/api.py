@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpsim.config import Scenario, ScenarioError, load_scenario
+from dpsim.cost import run_cost
 from dpsim.results import Result
 from dpsim.simulator import Simulation, SimulationError
 from dpsim.workload.synthetic import generate_trajectories
@@ -81,7 +82,11 @@ def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progre
     sim = Simulation(scenario, trajectories, progress=False)
     if bar.wanted(progress, scenario):
         bar.attach(sim, label or scenario.policy.system)
-    return sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
+    result = sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
+    cost = run_cost(scenario, result.turns, result.summary["agents"])
+    if cost is not None:  # only with a cost: section, so summaries without one are unchanged
+        result.summary["cost"] = cost
+    return result
 
 
 def with_overrides(scenario: Scenario, **sections) -> Scenario:

@@ -180,7 +180,9 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
     if several:
         doc = _capacity_seeds(results, seeds)
     else:
-        doc = _capacity_one({name: by_seed[seeds[0]] for name, by_seed in results.items()})
+        from dpsim.cost import scenario_usd_per_hour
+        doc = _capacity_one({name: by_seed[seeds[0]] for name, by_seed in results.items()},
+                            scenario_usd_per_hour(sc) if sc.cost is not None else None)
     if out:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,14 +193,18 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
         click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
 
 
-def _capacity_one(results: dict) -> dict:
-    """Print one search per system; return capacity.json's content."""
+def _capacity_one(results: dict, usd_per_hour: float | None = None) -> dict:
+    """Print one search per system (and its price per trajectory at capacity, with a cost: section);
+    return capacity.json's content."""
     for name, r in results.items():
         util = ", ".join(f"{k} {r.utilisations[k]:.2f}" for k in
                          ("storage NIC", "compute NIC", "prefill GPU", "decode HBM", "decode GPU"))
         click.echo(f"{name:>9}: capacity {r.aps:.4g} APS (SLO TTFT {r.slo['stat']} <= {r.slo['ttft_s']:g} s, "
                    f"TPOT <= {r.slo['tpot_s'] * 1e3:g} ms; +-{r.slo['tolerance_aps']:g}); binding: {r.binding}")
         click.echo(f"{'':>11}at capacity: {util}" + (f"; {r.note}" if r.note else ""))
+        if usd_per_hour is not None and r.aps:
+            click.echo(f"{'':>11}cost at capacity: cluster {usd_per_hour:.4g} USD/h = "
+                       f"{usd_per_hour / (r.aps * 3600):.3g} USD per agent trajectory")
     if "basic" in results and "dualpath" in results and results["basic"].aps:
         click.echo(f"dualpath / basic capacity: {results['dualpath'].aps / results['basic'].aps:.2f}x")
     return {k: v.to_dict() for k, v in results.items()}
@@ -276,12 +282,25 @@ def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, n
     click.echo(f"analytic bottleneck-free P/D range (spec section 3): {lo:.3g} .. {hi:.3g}")
     cols = ["prefill_nodes", "decode_nodes", "pd_ratio", "in_analytic_range", "capacity_aps", "aps_per_node",
             "binding"]
-    click.echo(p.table[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    if "usd_per_hour_at_target" in p.table:
+        cols += ["copies_for_target", "usd_per_hour_at_target", "usd_per_trajectory_at_target"]
+        shown = p.table.sort_values("usd_per_hour_at_target", na_position="last")  # ranked by cost at the target
+        click.echo(f"layouts ranked by the price of serving {target_aps:g} APS with copies of the layout "
+                   f"(cost: section; USD):")
+    else:
+        cols += ["usd_per_hour"] if "usd_per_hour" in p.table else []
+        shown = p.table
+    click.echo(shown[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     if p.recommended:
         r = p.recommended
         click.echo(f"recommended: {r['prefill_nodes']}P{r['decode_nodes']}D (P/D {r['pd_ratio']:.3g}, "
                    f"{'inside' if r['in_analytic_range'] else 'outside'} the analytic range): "
                    f"{r['capacity_aps']:.4g} APS, binding {r['binding']}")
+    if p.cheapest:
+        c = p.cheapest
+        click.echo(f"cheapest at {target_aps:g} APS: {c['copies_for_target']} x {c['prefill_nodes']}P{c['decode_nodes']}D, "
+                   f"{c['usd_per_hour_at_target']:.4g} USD/h, {c['usd_per_trajectory_at_target']:.3g} USD per agent "
+                   f"trajectory")
     for note in p.notes:
         click.echo(note, err=True)
     if out:

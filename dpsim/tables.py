@@ -29,6 +29,15 @@ SUMMARY_ROWS = [
     ("invariants", lambda s: "ok" if s["invariants_ok"] else "FAILED"),
 ]
 
+# Rows shown when the scenario has a cost: section (dpsim/cost.py).
+COST_ROWS = [
+    ("cluster $/hour", lambda s: s["cost"]["cluster_usd_per_hour"]),
+    ("GPU-hours", lambda s: s["cost"]["gpu_hours"]),
+    ("$ per million tokens", lambda s: s["cost"]["usd_per_million_tokens"]),
+    ("$ per M output tokens", lambda s: s["cost"]["usd_per_million_output_tokens"]),
+    ("$ per agent trajectory", lambda s: s["cost"]["usd_per_trajectory"]),
+]
+
 # (label, flat summary key) of the table of several seeds (dpsim.sweep.flatten names).
 SEED_ROWS = [
     ("JCT (s)", "jct_s"), ("turns", "turns"), ("prompt tokens/s", "prompt_tokens_per_s"),
@@ -40,11 +49,12 @@ SEED_ROWS = [
 
 
 def summary_table(columns: dict[str, dict]) -> str:
-    """One column per run summary."""
+    """One column per run summary (with the cost rows when the summaries have a cost)."""
     names = list(columns)
-    width = max(len(r[0]) for r in SUMMARY_ROWS) + 2
+    rows = SUMMARY_ROWS + (COST_ROWS if all("cost" in columns[n] for n in names) else [])
+    width = max(len(r[0]) for r in rows) + 2
     lines = ["".ljust(width) + "".join(n.rjust(16) for n in names)]
-    for label, get in SUMMARY_ROWS:
+    for label, get in rows:
         lines.append(label.ljust(width) + "".join(fmt(get(columns[n])).rjust(16) for n in names))
     return "\n".join(lines)
 
@@ -53,7 +63,10 @@ def interval_table(columns: dict[str, dict[str, dict]], seeds: list[int], extra:
     """One column per system: mean ±95 % half-width of each metric over the seeds
     (columns: {system: {flat key: dpsim.seeds.interval}})."""
     names = list(columns)
-    rows = SEED_ROWS + list(extra)
+    cost = [(label, f"cost_{key}") for label, key in (
+        ("GPU-hours", "gpu_hours"), ("$ per million tokens", "usd_per_million_tokens"),
+        ("$ per agent trajectory", "usd_per_trajectory"))]
+    rows = SEED_ROWS + (cost if all("cost_gpu_hours" in columns[n] for n in names) else []) + list(extra)
     width = max(len(r[0]) for r in rows) + 2
     lines = [f"mean ±95 % half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; {METHOD})",
              "".ljust(width) + "".join(n.rjust(20) for n in names)]
