@@ -218,6 +218,7 @@ class CapacityResult:
     scenario: str = ""
     slo: dict = field(default_factory=dict)
     note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -343,6 +344,14 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                 lo = mid
             else:
                 hi = mid
+    warnings = []
+    if horizon_s is not None and trials:
+        lifetime_s = _timing(next(iter(trials.values())), slo_ttft_s, window_s)["min_steady_s"]
+        if horizon_s < lifetime_s:
+            warnings.append(
+                f"the horizon ({horizon_s:g} s) is shorter than one trajectory lifetime at the SLO edge "
+                f"(~{lifetime_s:.0f} s): contexts never grow to their full length and the agent population "
+                f"is still growing, so the capacity is optimistic; drop --horizon to use the lifetime")
     passing = [t for t in trials.values() if t["meets_slo"]]
     best = max(passing, key=lambda t: t["aps"]) if passing else min(trials.values(), key=lambda t: t["aps"])
     aps = best["aps"] if passing else 0.0
@@ -350,7 +359,7 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                           trials=sorted(trials.values(), key=lambda t: t["aps"]), utilisations=best["utilisations"],
                           system=scenario.policy.system, scenario=scenario.name,
                           slo={"ttft_s": slo_ttft_s, "tpot_s": slo_tpot_s, "stat": stat, "window_s": window_s,
-                               "tolerance_aps": tolerance}, note=note)
+                               "tolerance_aps": tolerance}, note=note, warnings=warnings)
 
 
 def _timing(first: dict, slo_ttft_s: float, window_s: float) -> dict:

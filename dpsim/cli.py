@@ -36,7 +36,7 @@ def _run(scenario, progress=None):
         raise
 
 
-from dpsim.tables import summary_table as _table  # noqa: E402
+from dpsim.tables import fmt as _fmt, summary_table as _table  # noqa: E402
 
 
 PROGRESS = click.option("--progress/--no-progress", default=None,
@@ -105,6 +105,7 @@ def run(scenario, sets, profiles, out, no_plots, progress, seed_count):
     first = next(iter(results.values()))
     click.echo(f"{sc.name}: {sc.model.name} {first.summary['layout']}, {first.summary['agents']} agents, "
                f"{sc.policy.system}")
+    click.echo(f"hardware: {first.run_info['hardware_profile']}")
     if len(seeds) == 1:
         click.echo(_table({sc.policy.system: first.summary}))
     else:
@@ -172,6 +173,7 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
                 runs[name][seed].write(folder)
     first = runs[names[0]][seeds[0]].summary
     click.echo(f"{sc.name}: {sc.model.name} {first['layout']}, {len(workloads[seeds[0]])} agents")
+    click.echo(f"hardware: {runs[names[0]][seeds[0]].run_info['hardware_profile']}")
     if several:
         _compare_seeds(runs, seeds, Path(out) if out else None)
     else:
@@ -182,12 +184,29 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
 
 def _compare_one(summaries: dict[str, dict]) -> None:
     click.echo(_table(summaries))
+    if all(s["workload_mode"] == "online" for s in summaries.values()):
+        _online_headline(summaries)
+        return
     base = summaries.get("basic")
     for name, s in summaries.items():
         if base and name != "basic" and s["jct_s"]:
             click.echo(f"speed-up {name} vs basic (JCT): {base['jct_s'] / s['jct_s']:.3f}x")
     if "dualpath" in summaries and "oracle" in summaries and summaries["oracle"]["jct_s"]:
         click.echo(f"dualpath / oracle (JCT): {summaries['dualpath']['jct_s'] / summaries['oracle']['jct_s']:.3f}")
+
+
+def _online_headline(summaries: dict[str, dict]) -> None:
+    """Online arrivals fix the JCT (the last agent's arrival plus its lifetime), so the answer is the
+    SLO attainment and the latencies."""
+    click.echo("online arrivals: SLO attainment and latency are the answer (JCT follows the arrivals)")
+    for name, s in summaries.items():
+        click.echo(f"  {name:>9}: SLO attainment {_fmt(s['slo_attainment'], 3)}, TTFT p50 {_fmt(s['ttft_s']['p50'], 3)} s"
+                   f" / p90 {_fmt(s['ttft_s']['p90'], 3)} s, TPOT p50 {_fmt((s['tpot_s']['p50'] or 0) * 1e3, 3)} ms")
+    base = summaries.get("basic")
+    for name, s in summaries.items():
+        if base and name != "basic" and s["ttft_s"]["p90"] and base["ttft_s"]["p90"]:
+            click.echo(f"{name} vs basic: SLO attainment {_fmt(s['slo_attainment'], 3)} vs "
+                       f"{_fmt(base['slo_attainment'], 3)}, TTFT p90 x{s['ttft_s']['p90'] / base['ttft_s']['p90']:.3f}")
 
 
 def _compare_seeds(runs: dict[str, dict], seeds: list[int], out: Path | None) -> None:
@@ -197,7 +216,16 @@ def _compare_seeds(runs: dict[str, dict], seeds: list[int], out: Path | None) ->
     columns = {name: _intervals([r.summary for r in by_seed.values()]) for name, by_seed in runs.items()}
     click.echo(interval_table(columns, seeds))
     speedups = {}
-    if "basic" in runs:
+    online = all(r.summary["workload_mode"] == "online" for by_seed in runs.values() for r in by_seed.values())
+    if online:
+        click.echo("online arrivals: SLO attainment and latency are the answer (JCT follows the arrivals)")
+    if "basic" in runs and online:
+        for name in (n for n in runs if n != "basic"):
+            gain = interval(runs[name][s].summary["slo_attainment"] - runs["basic"][s].summary["slo_attainment"]
+                            for s in seeds if runs[name][s].summary["slo_attainment"] is not None
+                            and runs["basic"][s].summary["slo_attainment"] is not None)
+            click.echo(f"SLO attainment {name} minus basic (paired by seed): {fmt_interval(gain)}")
+    elif "basic" in runs:
         for name in (n for n in runs if n != "basic"):
             speedups[name] = interval(runs["basic"][s].summary["jct_s"] / runs[name][s].summary["jct_s"]
                                       for s in seeds if runs[name][s].summary["jct_s"])

@@ -177,6 +177,8 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
             except (ScenarioError, api.SimulationError) as exc:
                 _fail(f"{scenario} ({key}): {exc}")
     click.echo("")
+    for warning in dict.fromkeys(w for by_seed in results.values() for r in by_seed.values() for w in r.warnings):
+        click.echo(f"warning: {warning}", err=True)
     if several:
         doc = _capacity_seeds(results, seeds)
     else:

@@ -1,20 +1,33 @@
-"""Figures from result frames (matplotlib, Agg backend: files only)."""
+"""Figures from result frames, written as PNG files.
+
+Figures are made with `matplotlib.figure.Figure` (not pyplot), which renders to files with the Agg
+canvas without selecting a backend: importing this module leaves a notebook's backend as it was.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+
+def new_figure(width_in: float, height_in: float):
+    """A figure and its axes, independent of pyplot and its backend."""
+    fig = Figure(figsize=(width_in, height_in))
+    return fig, fig.subplots()
+
+
+def save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def nic_utilisation(links: pd.DataFrame, kind: str, title: str, path: Path) -> Path:
     """Utilisation over time of every link of `kind` (e.g. "snic.rx"), one line per node."""
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = new_figure(8, 3.5)
     data = links[links.kind == kind]
     for node, rows in data.groupby("node"):
         util = (rows.bytes_high + rows.bytes_low) / (rows.capacity_bytes_per_s * rows.bin_s)
@@ -25,10 +38,7 @@ def nic_utilisation(links: pd.DataFrame, kind: str, title: str, path: Path) -> P
     ax.set_title(title)
     if data.node.nunique() <= 12:
         ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def compute_nic_utilisation(links: pd.DataFrame, path: Path) -> Path:
@@ -36,7 +46,7 @@ def compute_nic_utilisation(links: pd.DataFrame, path: Path) -> Path:
     cn = links[links.kind.str.startswith("cnic")].copy()
     cn["node_dir"] = cn.node + "." + cn.kind.str.split(".").str[-1]
     cn["util"] = (cn.bytes_high + cn.bytes_low) / (cn.capacity_bytes_per_s * cn.bin_s)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = new_figure(8, 3.5)
     for name, rows in cn.groupby("node_dir"):
         g = rows.groupby("t_s").util.sum() / rows.kind.nunique()
         ax.plot(g.index, g.values, label=name, lw=1)
@@ -44,14 +54,11 @@ def compute_nic_utilisation(links: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("mean utilisation")
     ax.set_title("compute NICs (per node and direction)")
     ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float | None = None) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = new_figure(5, 3.5)
     for label, turns in turns_by_label.items():
         values = np.sort(turns.ttft_s.dropna().to_numpy())
         if len(values):
@@ -62,10 +69,7 @@ def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float |
     ax.set_xlabel("TTFT (s)")
     ax.set_ylabel("fraction of turns")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def write_run_plots(result, out: Path, slo_s: float | None = None) -> list[Path]:

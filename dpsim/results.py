@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dpsim import __version__, net
+from dpsim.guidance import hardware_profile, library_versions
 from dpsim.invariants import check_invariants
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "turns_per_wall_s": len(done) / wall_s if wall_s > 0 else None,
         "dpsim_version": __version__,
         "python": platform.python_version(),
+        "versions": library_versions(),
+        "hardware_profile": hardware_profile(scenario),
         "scenario_path": scenario.source_path,
         "scenario": scenario.model_dump(mode="json"),
         "invariant_failures": failures,
