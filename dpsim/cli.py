@@ -247,6 +247,23 @@ def validate(scenario, sets, profiles):
 
 
 @main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(), default=None,
+              help="the HTML file (default FOLDER/report.html, or ./report.html for several folders); "
+                   "a Markdown twin goes beside it")
+def report(folders, out):
+    """One self-contained HTML report (and Markdown) of run, compare, sweep or capacity FOLDERS."""
+    from dpsim.report import ReportError
+    from dpsim.report_html import build
+    out = Path(out) if out else (Path(folders[0]) / "report.html" if len(folders) == 1 else Path("report.html"))
+    try:
+        html_path, md_path = build(list(folders), out)
+    except ReportError as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {html_path} and {md_path}")
+
+
+@main.command()
 def schema():
     """Print the scenario JSON schema."""
     click.echo(json.dumps(scenario_json_schema(), indent=2))

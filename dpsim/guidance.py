@@ -46,3 +46,17 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def profile_label(scenario) -> str:
+    """A short name of the hardware profile, for figure titles."""
+    cal = scenario.calibration or {}
+    if isinstance(cal.get("source"), str) and "testbed_fit" in cal["source"]:
+        return "paper testbed profile"
+    if cal.get("tool") == "dpsim-calibrate":
+        return f"dpsim-calibrate profile ({(cal.get('provenance') or {}).get('host', '?')})"
+    if cal:
+        return "calibrated profile"
+    if abs(scenario.hardware.gpu.gemm_efficiency - PRESET_GEMM_EFFICIENCY) < 1e-9:
+        return "H800 preset"
+    return "custom hardware"
