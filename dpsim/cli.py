@@ -263,6 +263,27 @@ def report(folders, out):
     click.echo(f"wrote {html_path} and {md_path}")
 
 
+@main.command("export-metrics")
+@click.argument("run_folder", type=click.Path())
+def export_metrics(run_folder):
+    """Write RUN_FOLDER's latencies as `vllm bench serve` (vllm_bench_serve.json) and AIPerf
+    (profile_export_aiperf.json) metrics: TTFT, TPOT/ITL, E2EL in ms, throughput and goodput."""
+    from dpsim.export import aiperf_profile, vllm_bench_serve
+    from dpsim.results import Result
+    folder = Path(run_folder)
+    try:
+        result = Result.read(folder)
+    except (OSError, ValueError):
+        _fail(f"{folder}: not a run folder (expected summary.json, run.json, turns.parquet from dpsim run --out)")
+    slo = result.run_info["scenario"]["slo"]
+    ttft, tpot = float(slo["ttft"]), float(slo["tpot"])
+    for name, doc in (("vllm_bench_serve.json", vllm_bench_serve(result.turns, ttft, tpot)),
+                      ("profile_export_aiperf.json", aiperf_profile(result.turns, ttft, tpot))):
+        (folder / name).write_text(json.dumps(doc, indent=2) + "\n")
+    click.echo(f"wrote {folder}/vllm_bench_serve.json and profile_export_aiperf.json (goodput at TTFT <= {ttft:g} s, "
+               f"TPOT <= {tpot * 1e3:g} ms)")
+
+
 @main.command()
 def schema():
     """Print the scenario JSON schema."""
