@@ -83,9 +83,11 @@ SEEDS = click.option("--seeds", "seed_count", type=int, default=1, show_default=
               help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None, help="output folder (default runs/<name>)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG figures")
+@click.option("--timeline", is_flag=True, help="also write timeline.json: requests per engine and link "
+                                                  "utilisation as a Chrome/Perfetto trace")
 @PROGRESS
 @SEEDS
-def run(scenario, sets, profiles, out, no_plots, progress, seed_count):
+def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count):
     """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots
     (with --seeds N: one folder OUT/seed-S/ per seed and OUT/seeds.json with the intervals)."""
     from dpsim import api
@@ -98,6 +100,9 @@ def run(scenario, sets, profiles, out, no_plots, progress, seed_count):
         result = _run(api.with_overrides(sc, run={"seed": seed}) if several else sc, progress)
         folder = out_dir / f"seed-{seed}" if several else out_dir
         result.write(folder)
+        if timeline:
+            from dpsim.timeline import write_timeline
+            write_timeline(result, folder / "timeline.json")
         if not no_plots:
             from dpsim.plots import write_run_plots
             write_run_plots(result, folder, sc.slo.ttft)
@@ -115,7 +120,8 @@ def run(scenario, sets, profiles, out, no_plots, progress, seed_count):
         click.echo(interval_table({sc.policy.system: intervals}, seeds))
     wall_s = sum(r.run_info["wall_s"] for r in results.values())
     click.echo(f"wrote {out_dir}/ ({'seed-*/: ' if len(seeds) > 1 else ''}summary.json, run.json, turns.parquet, "
-               f"links.parquet{', plots' if not no_plots else ''}{'; seeds.json' if len(seeds) > 1 else ''}) "
+               f"links.parquet{', plots' if not no_plots else ''}{', timeline.json' if timeline else ''}"
+               f"{'; seeds.json' if len(seeds) > 1 else ''}) "
                f"in {wall_s:.1f} s wall")
     failures = [f for r in results.values() for f in r.invariant_failures]
     if failures:
