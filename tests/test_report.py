@@ -72,7 +72,7 @@ def test_report_of_a_capacity_folder(tmp_path):
     runner = CliRunner()
     cap = runner.invoke(main, ["capacity", QUICK, "--set", "workload.max_turns=8", "--set",
                                "hardware.storage_nic.bandwidth=25Gbps", "--systems", "basic", "--window", "10s",
-                               "--aps-lo", "2", "--aps-hi", "12", "--tolerance", "6", "--quiet",
+                               "--aps-lo", "2", "--aps-hi", "8", "--tolerance", "6", "--quiet",
                                "--out", str(tmp_path / "cap")])
     assert cap.exit_code == 0, cap.output
     result = runner.invoke(main, ["report", str(tmp_path / "cap")])

@@ -72,7 +72,7 @@ def test_sweep_with_seeds_writes_one_interval_row_per_point(tmp_path):
 
 def test_capacity_with_seeds_gives_an_interval(tmp_path):
     args = ["capacity", QUICK, "--set", "workload.max_turns=8", "--set", "hardware.storage_nic.bandwidth=25Gbps",
-            "--systems", "basic", "--window", "10s", "--aps-lo", "2", "--aps-hi", "12", "--tolerance", "6", "--quiet",
+            "--systems", "basic", "--window", "10s", "--aps-lo", "2", "--aps-hi", "8", "--tolerance", "6", "--quiet",
             "--seeds", "2",
             "--out", str(tmp_path)]
     result = CliRunner().invoke(main, args)
