@@ -196,8 +196,9 @@ def caveats(src: Source) -> list[str]:
         if r.summary.get("stop_reason"):
             out.append(f"{label}: the run stopped early ({r.summary['stop_reason']}).")
     if src.runs:
-        out.append("GPU utilisation over time is not recorded per time bin; the over-time panels show the "
-                   "network links and host DRAM, the tables give GPU busy fractions over the run.")
+        out.append("Over time, prefill GPUs are shown as engine occupancy (a prompt in progress, KV waits "
+                   "included), not compute; the tables give the compute busy fraction over the run. Decode GPUs "
+                   "step whenever they hold a request, so decode shows as the KV held in HBM.")
     if src.kind == "capacity":
         out.append("Each trial stops at the SLO break, so latencies above the SLO are cut off where it broke.")
         for name, doc in src.capacity.items():

@@ -45,8 +45,7 @@ def _run_figures(runs: dict, context: str, slo: dict | None) -> list[tuple[str, 
     figs = [_figure(f"TTFT CDF — {context}", rp.latency_cdf, turns, "ttft_s", "TTFT (s)", slo_s=(slo or {}).get("ttft")),
             _figure(f"TPOT CDF — {context}", rp.latency_cdf, turns, "tpot_s", "TPOT (ms)",
                     slo_s=(slo or {}).get("tpot"), scale=1e3),
-            _figure(f"Utilisation of every link resource over time — {context}", rp.utilisation_over_time,
-                    {k: r.links for k, r in runs.items()})]
+            _figure(f"Utilisation of every resource over time — {context}", rp.utilisation_over_time, runs)]
     if len(runs) > 1:
         figs.append(_figure(f"Job completion time per configuration — {context}", rp.bars,
                             {k: r.summary["jct_s"] for k, r in runs.items()}, None, "JCT (s)"))

@@ -1,4 +1,4 @@
-"""Overlay figures of `dpsim report`: latency CDFs, utilisation of every link resource over time,
+"""Overlay figures of `dpsim report`: latency CDFs, utilisation of every resource over time,
 JCT and capacity per configuration. Each returns PNG bytes; every title names model, layout and profile."""
 
 from __future__ import annotations
@@ -56,19 +56,84 @@ def _utilisation(links: pd.DataFrame, pattern: str) -> pd.DataFrame:
     return per_link.unstack("node").fillna(0.0)
 
 
-def utilisation_over_time(links_by_label: dict[str, pd.DataFrame], title: str = "") -> bytes:
-    """One panel per link resource; one line per node for a single run, else the node mean (solid) and
-    the busiest node (dotted) of each run."""
-    panels = [(name, pattern) for name, pattern in RESOURCES
-              if any(not _utilisation(links, pattern).empty for links in links_by_label.values())]
-    fig = Figure(figsize=(7.5, 1.7 * max(len(panels), 1) + 0.6))
-    axes = fig.subplots(max(len(panels), 1), 1, sharex=True, squeeze=False)[:, 0]
-    single = len(links_by_label) == 1
-    for ax, (name, pattern) in zip(axes, panels):
-        for i, (label, links) in enumerate(links_by_label.items()):
-            table = _utilisation(links, pattern)
-            if table.empty:
-                continue
+def _covered(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Fraction of each bin [edges[i], edges[i+1]) covered by the union of the intervals."""
+    order = np.argsort(starts)
+    merged: list[list[float]] = []
+    for s0, e0 in zip(starts[order], ends[order]):
+        if merged and s0 <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e0)
+        else:
+            merged.append([s0, e0])
+    if not merged:
+        return np.zeros(len(edges) - 1)
+    s, e = np.array(merged).T
+    before = np.concatenate([[0.0], np.cumsum(e - s)])  # covered time of the intervals before each one
+
+    def covered_until(x):
+        i = np.searchsorted(s, x, side="right") - 1
+        inside = np.clip(x - s[np.maximum(i, 0)], 0.0, (e - s)[np.maximum(i, 0)])
+        return np.where(i < 0, 0.0, before[np.maximum(i, 0)] + inside)
+
+    return np.diff(covered_until(edges)) / np.diff(edges)
+
+
+def engine_tables(result, bin_s: float) -> dict[str, pd.DataFrame]:
+    """Per node and time bin, from the turns: the share of its prefill engines with a prompt in
+    progress (prefill start -> first token; waits for KV included, so occupancy rather than compute),
+    and the share of its decode HBM held by KV (dispatch -> last token, as the capacity search counts it)."""
+    from dpsim.models import get_model
+
+    turns, summary = result.turns, result.summary
+    g = int(result.run_info["scenario"]["cluster"]["gpus_per_node"])
+    end = float(np.nanmax(turns.t_finish.to_numpy(float))) if turns.t_finish.notna().any() else 0.0
+    if end <= 0:
+        return {}
+    edges = np.arange(0.0, end + bin_s, bin_s)
+    prefill = {}
+    busy = turns.dropna(subset=["t_prefill_start", "t_first_token"])
+    for pe, rows in busy.groupby("pe"):
+        prefill.setdefault(f"P{int(pe) // g}", []).append(
+            _covered(rows.t_prefill_start.to_numpy(float), rows.t_first_token.to_numpy(float), edges))
+    out = {"prefill engines busy": pd.DataFrame({n: np.mean(v, axis=0) for n, v in sorted(prefill.items())},
+                                                index=edges[:-1])}
+    capacity = summary.get("decode_hbm_kv_capacity_bytes")
+    decode_nodes = int(result.run_info["scenario"]["cluster"]["decode_nodes"])
+    if capacity:
+        kv = get_model(summary["model"]).kv_bytes_per_token
+        held = turns[turns.de >= 0]
+        middle = edges[:-1] + bin_s / 2
+        levels = {}
+        for node, rows in held.groupby(held.de // g):
+            size = (rows.input_tokens + rows.output_tokens).to_numpy(float) * kv
+            times = np.concatenate([rows.t_dispatch.to_numpy(float), np.nan_to_num(rows.t_finish.to_numpy(float),
+                                                                                     nan=end)])
+            order = np.argsort(times, kind="stable")
+            level = np.cumsum(np.concatenate([size, -size])[order])
+            at = np.searchsorted(times[order], middle, side="right") - 1
+            levels[f"D{int(node)}"] = np.where(at >= 0, level[np.maximum(at, 0)], 0.0) / (capacity / decode_nodes)
+        out["decode HBM (KV held)"] = pd.DataFrame(levels, index=edges[:-1])
+    return out
+
+
+def utilisation_over_time(runs: dict, title: str = "") -> bytes:
+    """One panel per resource: the link resources (from links), prefill engines and decode HBM (from
+    turns). One line per node for a single run, else the node mean (solid) and the busiest node
+    (dotted) of each run."""
+    tables: dict[str, dict[str, pd.DataFrame]] = {}
+    for label, result in runs.items():
+        bin_s = float(result.links.bin_s.iloc[0]) if len(result.links) else 1.0
+        per_run = {name: _utilisation(result.links, pattern) for name, pattern in RESOURCES}
+        per_run.update(engine_tables(result, bin_s))
+        for name, table in per_run.items():
+            if not table.empty:
+                tables.setdefault(name, {})[label] = table
+    names = [n for n, _ in RESOURCES if n in tables] + [n for n in tables if n not in dict(RESOURCES)]
+    fig = Figure(figsize=(7.5, 1.6 * max(len(names), 1) + 0.6))
+    axes = fig.subplots(max(len(names), 1), 1, sharex=True, squeeze=False)[:, 0]
+    single = len(runs) == 1
+    for ax, name in zip(axes, names):
+        for label, table in tables[name].items():
             if single:
                 for node in table.columns:
                     ax.plot(table.index, table[node], lw=0.9, label=node)

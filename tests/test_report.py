@@ -108,3 +108,9 @@ def test_report_renders_in_headless_chromium(folders, tmp_path):
     bands = [coloured[i:i + 100].mean() for i in range(0, len(coloured), 100)]
     assert sum(b > 0.02 for b in bands) >= 10, bands
     shutil.copy(shot, ROOT / ".pytest_cache" / "report-screenshot.png") if (ROOT / ".pytest_cache").is_dir() else None
+
+
+def test_engine_occupancy_is_the_union_of_prompt_intervals_per_bin():
+    from dpsim.report_plots import _covered
+    starts, ends = np.array([0.25, 0.0, 3.0]), np.array([1.5, 0.5, 3.5])
+    assert _covered(starts, ends, np.array([0.0, 1.0, 2.0, 3.0, 4.0])) == pytest.approx([1.0, 0.5, 0.0, 0.5])
