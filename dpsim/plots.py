@@ -41,7 +41,7 @@ def nic_utilisation(links: pd.DataFrame, kind: str, title: str, path: Path) -> P
     return save(fig, path)
 
 
-def compute_nic_utilisation(links: pd.DataFrame, path: Path) -> Path:
+def compute_nic_utilisation(links: pd.DataFrame, path: Path, title: str = "compute NICs (per node and direction)") -> Path:
     """Mean utilisation of the compute NICs per node (tx and rx averaged over the node's GPUs)."""
     cn = links[links.kind.str.startswith("cnic")].copy()
     cn["node_dir"] = cn.node + "." + cn.kind.str.split(".").str[-1]
@@ -52,12 +52,13 @@ def compute_nic_utilisation(links: pd.DataFrame, path: Path) -> Path:
         ax.plot(g.index, g.values, label=name, lw=1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mean utilisation")
-    ax.set_title("compute NICs (per node and direction)")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=4)
     return save(fig, path)
 
 
-def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float | None = None) -> Path:
+def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float | None = None,
+             title: str = "") -> Path:
     fig, ax = new_figure(5, 3.5)
     for label, turns in turns_by_label.items():
         values = np.sort(turns.ttft_s.dropna().to_numpy())
@@ -68,14 +69,31 @@ def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float |
     ax.set_xscale("log")
     ax.set_xlabel("TTFT (s)")
     ax.set_ylabel("fraction of turns")
+    if title:
+        ax.set_title(title, fontsize=8)
     ax.legend()
     return save(fig, path)
 
 
+def run_context(result) -> str:
+    """'system, model layout, profile' of a run, for figure titles."""
+    from dpsim.config import Scenario
+    from dpsim.guidance import profile_label
+
+    s = result.summary
+    try:
+        profile = profile_label(Scenario.model_validate(result.run_info["scenario"]))
+    except Exception:  # noqa: BLE001 - a run written by another version: say less
+        profile = "profile unknown"
+    return f"{s['policy']}, {s['model']} {s['layout']}, {profile}"
+
+
 def write_run_plots(result, out: Path, slo_s: float | None = None) -> list[Path]:
     out = Path(out)
+    where = run_context(result)
     return [
-        nic_utilisation(result.links, "snic.rx", "storage NIC reads", out / "storage_nic_utilisation.png"),
-        compute_nic_utilisation(result.links, out / "compute_nic_utilisation.png"),
-        ttft_cdf({result.summary["policy"]: result.turns}, out / "ttft_cdf.png", slo_s),
+        nic_utilisation(result.links, "snic.rx", f"storage NIC reads — {where}", out / "storage_nic_utilisation.png"),
+        compute_nic_utilisation(result.links, out / "compute_nic_utilisation.png",
+                                f"compute NICs (per node and direction) — {where}"),
+        ttft_cdf({result.summary["policy"]: result.turns}, out / "ttft_cdf.png", slo_s, f"TTFT — {where}"),
     ]
