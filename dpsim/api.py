@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpsim.config import Scenario, ScenarioError, load_scenario
+from dpsim.cost import run_cost
 from dpsim.results import Result
 from dpsim.simulator import Simulation, SimulationError
 from dpsim.workload.synthetic import generate_trajectories
@@ -70,12 +71,22 @@ def arrival_times(scenario: Scenario, trajectories: list[Trajectory]) -> list[fl
 
 
 def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progress: bool | None = None,
-        stop_rule=None, check_every_s: float = 10.0) -> Result:
+        stop_rule=None, check_every_s: float = 10.0, label: str = "") -> Result:
     """Simulate one scenario. `stop_rule(sim) -> str | None`, asked every `check_every_s` simulated
-    seconds, may end the run early (its reason lands in summary["stop_reason"])."""
+    seconds, may end the run early (its reason lands in summary["stop_reason"]). `progress`: a bar
+    on stderr (turns, simulated time, ETA; see dpsim.progress), None: run.progress, else only on a
+    terminal; `label` names the run on the bar (default: its policy.system)."""
+    from dpsim import progress as bar
+
     trajectories = build_workload(scenario) if trajectories is None else trajectories
-    sim = Simulation(scenario, trajectories, progress=progress)
-    return sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
+    sim = Simulation(scenario, trajectories, progress=False)
+    if bar.wanted(progress, scenario):
+        bar.attach(sim, label or scenario.policy.system)
+    result = sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
+    cost = run_cost(scenario, result.turns, result.summary["agents"])
+    if cost is not None:  # only with a cost: section, so summaries without one are unchanged
+        result.summary["cost"] = cost
+    return result
 
 
 def with_overrides(scenario: Scenario, **sections) -> Scenario:

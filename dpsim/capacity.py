@@ -218,6 +218,7 @@ class CapacityResult:
     scenario: str = ""
     slo: dict = field(default_factory=dict)
     note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -279,9 +280,13 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                   aps_lo: float | None = None, aps_hi: float | None = None, tolerance: float = 0.025,
                   progress: bool = False, window_s: float = 150.0, horizon_s: float | None = None,
                   steady_tolerance: float = 0.05, stat: str = "mean", max_trials: int = 24,
-                  log: Callable[[str], None] | None = None) -> CapacityResult:
+                  log: Callable[[str], None] | None = None, known: dict[float, dict] | None = None,
+                  on_trial: Callable[[dict], None] | None = None) -> CapacityResult:
     """Highest APS whose trial meets the SLO (default: the scenario's slo.ttft and slo.tpot), to
-    within `tolerance` APS. `aps_lo`/`aps_hi` seed the bracket; without them it starts at 0.1 APS."""
+    within `tolerance` APS. `aps_lo`/`aps_hi` seed the bracket; without them it starts at 0.1 APS.
+    `on_trial(trial)` is called as each trial finishes; `known` ({aps: trial} of an interrupted
+    search with the same scenario and options) is used instead of running those trials again: the
+    search is deterministic, so it asks for the same rates in the same order."""
     slo_ttft_s = scenario.slo.ttft if slo_ttft_s is None else slo_ttft_s
     slo_tpot_s = scenario.slo.tpot if slo_tpot_s is None else slo_tpot_s
     for name, value in (("aps_lo", aps_lo), ("aps_hi", aps_hi), ("tolerance", tolerance)):
@@ -300,14 +305,20 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
         if aps not in trials:
             if len(trials) >= max_trials:
                 raise RuntimeError(f"capacity search used its {max_trials} trials without converging")
-            trials[aps] = trial(scenario, aps, slo_ttft_s, slo_tpot_s, window_s, timing["horizon_s"],
-                                steady_tolerance, stat, min_steady_s=timing["min_steady_s"])
+            earlier = aps in (known or {})
+            if earlier:
+                trials[aps] = known[aps]
+            else:
+                trials[aps] = trial(scenario, aps, slo_ttft_s, slo_tpot_s, window_s, timing["horizon_s"],
+                                    steady_tolerance, stat, min_steady_s=timing["min_steady_s"])
+                if on_trial is not None:
+                    on_trial(trials[aps])
             if horizon_s is None and timing["horizon_s"] is None:
                 timing.update(_timing(trials[aps], slo_ttft_s, window_s))
             t = trials[aps]
             say(f"  APS {aps:<8g} {'meets' if t['meets_slo'] else 'FAILS'}  TTFT {stat} "
                 f"{_fmt(t[f'ttft_{stat}_s'])} s  TPOT {_fmt(t['tpot_s'], 1e3)} ms  ({t['stop_reason']}; "
-                f"{t['sim_time_s']:g} sim s, {t['wall_s']:.1f} wall s)")
+                f"{t['sim_time_s']:g} sim s, {t['wall_s']:.1f} wall s{'; finished earlier' if earlier else ''})")
         return trials[aps]
 
     note = ""
@@ -333,6 +344,14 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                 lo = mid
             else:
                 hi = mid
+    warnings = []
+    if horizon_s is not None and trials:
+        lifetime_s = _timing(next(iter(trials.values())), slo_ttft_s, window_s)["min_steady_s"]
+        if horizon_s < lifetime_s:
+            warnings.append(
+                f"the horizon ({horizon_s:g} s) is shorter than one trajectory lifetime at the SLO edge "
+                f"(~{lifetime_s:.0f} s): contexts never grow to their full length and the agent population "
+                f"is still growing, so the capacity is optimistic; drop --horizon to use the lifetime")
     passing = [t for t in trials.values() if t["meets_slo"]]
     best = max(passing, key=lambda t: t["aps"]) if passing else min(trials.values(), key=lambda t: t["aps"])
     aps = best["aps"] if passing else 0.0
@@ -340,7 +359,7 @@ def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_
                           trials=sorted(trials.values(), key=lambda t: t["aps"]), utilisations=best["utilisations"],
                           system=scenario.policy.system, scenario=scenario.name,
                           slo={"ttft_s": slo_ttft_s, "tpot_s": slo_tpot_s, "stat": stat, "window_s": window_s,
-                               "tolerance_aps": tolerance}, note=note)
+                               "tolerance_aps": tolerance}, note=note, warnings=warnings)
 
 
 def _timing(first: dict, slo_ttft_s: float, window_s: float) -> dict:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from dpsim import units
+from dpsim.cost import CostConfig
 
 
 class ScenarioError(Exception):
@@ -175,6 +176,7 @@ class Scenario(_Section):
     policy: PolicyConfig = PolicyConfig()
     slo: SloConfig = SloConfig()
     run: RunConfig = RunConfig()
+    cost: CostConfig | None = None  # prices and power (dpsim/cost.py); no cost figures without it
     calibration: dict[str, Any] | None = None
     source_path: str | None = Field(None, exclude=True)
 

@@ -8,7 +8,8 @@
 Every layout (P prefill + D decode nodes, P + D = N for each N asked) gets an SLO capacity search
 (`dpsim.capacity.find_capacity`); the layouts run as a sweep, so they go in parallel. With a target
 APS the recommendation is the smallest N with a layout that meets it (the highest-capacity one of
-that N); without one, the layout with the most APS per node.
+that N); without one, the layout with the most APS per node. With a `cost:` section the layouts are
+also priced, and with a target ranked by the price of serving it with copies of the layout.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ class Plan:
     recommended: dict | None
     target_aps: float | None = None
     notes: list[str] = field(default_factory=list)
+    cheapest: dict | None = None  # with a cost: section and a target: the lowest usd_per_hour_at_target
 
     def to_dict(self) -> dict:
         return {"pd_range": list(self.pd_range), "recommended": self.recommended, "target_aps": self.target_aps,
-                "layouts": self.table.to_dict("records"), "notes": self.notes}
+                "cheapest": self.cheapest, "layouts": self.table.to_dict("records"), "notes": self.notes}
 
 
 def plan(scenario_path: str, nodes: list[int], target_aps: float | None = None, sets: list[str] | tuple = (),
@@ -105,6 +107,8 @@ def plan(scenario_path: str, nodes: list[int], target_aps: float | None = None, 
     for col in ("capacity_aps", "binding", "note", "status", "error"):
         table[col] = frame[col] if col in frame else None
     table["aps_per_node"] = table.capacity_aps / table.nodes
+    if base.cost is not None:
+        _add_cost(table, base, target_aps)
     notes = [f"{r.prefill_nodes}P{r.decode_nodes}D failed: {r.error}" for r in table.itertuples() if r.status != "ok"]
     ok = table[table.status == "ok"]
     recommended = None
@@ -117,4 +121,27 @@ def plan(scenario_path: str, nodes: list[int], target_aps: float | None = None, 
             notes.append(f"no layout of {sorted(set(nodes))} nodes reaches {target_aps:g} APS; try more nodes")
     elif len(ok):
         recommended = ok.sort_values(["aps_per_node", "capacity_aps"], ascending=False).iloc[0].to_dict()
-    return Plan(table=table, pd_range=(lo, hi), recommended=recommended, target_aps=target_aps, notes=notes)
+    cheapest = None
+    if "usd_per_hour_at_target" in table and table.usd_per_hour_at_target.notna().any():
+        cheapest = table.loc[table.usd_per_hour_at_target.idxmin()].to_dict()
+    return Plan(table=table, pd_range=(lo, hi), recommended=recommended, target_aps=target_aps, notes=notes,
+                cheapest=cheapest)
+
+
+def _add_cost(table: pd.DataFrame, base: Scenario, target_aps: float | None) -> None:
+    """Cost columns (dpsim/cost.py): each layout's price per hour and, with a target APS, the price of
+    serving it with whole copies of the layout (ceil(target / capacity) copies, each at its capacity
+    or below), per hour and per agent trajectory (price per hour / (target APS x 3600 s))."""
+    import math
+
+    from dpsim.cost import scenario_usd_per_hour
+
+    table["usd_per_hour"] = [scenario_usd_per_hour(base, p, d) for p, d in zip(table.prefill_nodes,
+                                                                                 table.decode_nodes)]
+    if target_aps is None:
+        return
+    ok = (table.status == "ok") & (table.capacity_aps > 0)
+    copies = [math.ceil(target_aps / c - 1e-9) if good else None for c, good in zip(table.capacity_aps, ok)]
+    table["copies_for_target"] = pd.array(copies, dtype="Int64")
+    table["usd_per_hour_at_target"] = table.copies_for_target.astype(float) * table.usd_per_hour
+    table["usd_per_trajectory_at_target"] = table.usd_per_hour_at_target / (target_aps * 3600)

@@ -50,13 +50,19 @@ def _positive(option: str, value: float | None) -> float | None:
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--resume", is_flag=True, help="skip points already finished (status ok) in the table")
 @click.option("--no-progress", is_flag=True)
-def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress):
+@click.option("--seeds", "seed_count", type=int, default=1, show_default=True,
+              help="run every point with N seeds (run.seed ..); OUT/results_ci.csv gives each result's mean and "
+                   "95 % interval (Student t over seeds)")
+def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress, seed_count):
     """Run every point of SWEEP.yaml; rows go to OUT/results.{parquet,csv} as points finish."""
+    from dpsim import seeds
     from dpsim.sweep import SweepError, load_sweep, read_table, run_points
 
     try:
         points, meta = load_sweep(sweep_file)
-    except SweepError as exc:
+        if seed_count != 1:
+            points = seeds.sweep_points(points, seed_count)
+    except (SweepError, ValueError) as exc:
         _fail(str(exc))
     jobs = jobs or meta["jobs"] or 2
     if jobs < 1:
@@ -83,6 +89,9 @@ def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress
     failed = frame[frame.status != "ok"]
     click.echo(f"{len(frame) - len(failed)} ok, {len(failed)} failed, in {time.perf_counter() - t0:.1f} s; "
                f"wrote {table}")
+    if seed_count > 1:
+        seeds.sweep_intervals(frame).to_csv(out_dir / "results_ci.csv", index=False)
+        click.echo(f"wrote {out_dir / 'results_ci.csv'} (mean, low, high over {seed_count} seeds; {seeds.METHOD})")
     for row in failed.itertuples():
         click.echo(f"  failed {row.key}: {row.error}", err=True)
     if len(failed):
@@ -112,12 +121,17 @@ def _capacity_options(f):
                                               "(default: the scenario's)")
 @click.option("--aps-lo", type=float, default=None, help="lower APS bound to start the bracket (default 0.1)")
 @click.option("--aps-hi", type=float, default=None, help="upper APS bound (default: doubling from --aps-lo)")
-@click.option("--out", type=click.Path(), default=None, help="write capacity.json (and trials.csv) here")
+@click.option("--out", type=click.Path(), default=None,
+              help="write each trial to OUT/trials.jsonl as it finishes, then capacity.json and trials.csv")
+@click.option("--resume", is_flag=True, help="reuse the trials already in --out; run only the missing ones")
 @click.option("--quiet", is_flag=True, help="no per-trial lines")
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
+@click.option("--seeds", "seed_count", type=int, default=1, show_default=True,
+              help="search with N seeds (run.seed ..) and give the capacity's mean and 95 % interval "
+                   "(Student t over seeds)")
 def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, systems, aps_lo, aps_hi, out,
-             quiet, profiles):
+             resume, quiet, profiles, seed_count):
     """Highest APS whose online run meets the SLO, and the constraint that binds there."""
     from dpsim import api
     from dpsim.capacity import find_capacity
@@ -136,32 +150,91 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
     options = dict(slo_ttft_s=_seconds("--slo-ttft", slo_ttft), slo_tpot_s=_seconds("--slo-tpot", slo_tpot),
                    aps_lo=aps_lo, aps_hi=aps_hi, tolerance=tolerance, window_s=_seconds("--window", window),
                    horizon_s=_seconds("--horizon", horizon), stat=stat)
-    results = {}
-    for name in names:
-        click.echo(f"{sc.name} ({sc.model.name} {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D), {name}:")
+    if resume and not out:
+        _fail("--resume needs --out (the folder of the interrupted search)")
+    from dpsim.seeds import seed_list
+    try:
+        seeds = seed_list(sc.run.seed, seed_count)
+    except ValueError as exc:
+        _fail(str(exc))
+    several = len(seeds) > 1
+    log = None
+    if out:
+        from dpsim.capacity_log import TrialLog
         try:
-            results[name] = find_capacity(api.with_overrides(sc, policy={"system": name}), progress=not quiet,
-                                          **options)
-        except (ScenarioError, api.SimulationError) as exc:
-            _fail(f"{scenario} ({name}): {exc}")
+            log = TrialLog(out, sc, {**options, "seeds": seeds}, resume)
+        except ScenarioError as exc:
+            _fail(str(exc))
+    results: dict[str, dict] = {name: {} for name in names}  # {system: {seed: CapacityResult}}
+    for name in names:
+        for seed in seeds:
+            key = f"{name}/seed-{seed}" if several else name
+            click.echo(f"{sc.name} ({sc.model.name} {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D), {key}:")
+            logged = {} if log is None else dict(known=log.done(key), on_trial=lambda t, k=key: log.append(k, t))
+            scs = api.with_overrides(sc, policy={"system": name}, **({"run": {"seed": seed}} if several else {}))
+            try:
+                results[name][seed] = find_capacity(scs, progress=not quiet, **options, **logged)
+            except (ScenarioError, api.SimulationError) as exc:
+                _fail(f"{scenario} ({key}): {exc}")
     click.echo("")
+    for warning in dict.fromkeys(w for by_seed in results.values() for r in by_seed.values() for w in r.warnings):
+        click.echo(f"warning: {warning}", err=True)
+    if several:
+        doc = _capacity_seeds(results, seeds)
+    else:
+        from dpsim.cost import scenario_usd_per_hour
+        doc = _capacity_one({name: by_seed[seeds[0]] for name, by_seed in results.items()},
+                            scenario_usd_per_hour(sc) if sc.cost is not None else None)
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "capacity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+        import pandas as pd
+        pd.concat([r.trials_frame().assign(system=k, seed=s) for k, by_seed in results.items()
+                   for s, r in by_seed.items()]).to_csv(out_dir / "trials.csv", index=False)
+        click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
+
+
+def _capacity_one(results: dict, usd_per_hour: float | None = None) -> dict:
+    """Print one search per system (and its price per trajectory at capacity, with a cost: section);
+    return capacity.json's content."""
     for name, r in results.items():
         util = ", ".join(f"{k} {r.utilisations[k]:.2f}" for k in
                          ("storage NIC", "compute NIC", "prefill GPU", "decode HBM", "decode GPU"))
         click.echo(f"{name:>9}: capacity {r.aps:.4g} APS (SLO TTFT {r.slo['stat']} <= {r.slo['ttft_s']:g} s, "
                    f"TPOT <= {r.slo['tpot_s'] * 1e3:g} ms; +-{r.slo['tolerance_aps']:g}); binding: {r.binding}")
         click.echo(f"{'':>11}at capacity: {util}" + (f"; {r.note}" if r.note else ""))
+        if usd_per_hour is not None and r.aps:
+            click.echo(f"{'':>11}cost at capacity: cluster {usd_per_hour:.4g} USD/h = "
+                       f"{usd_per_hour / (r.aps * 3600):.3g} USD per agent trajectory")
     if "basic" in results and "dualpath" in results and results["basic"].aps:
         click.echo(f"dualpath / basic capacity: {results['dualpath'].aps / results['basic'].aps:.2f}x")
-    if out:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "capacity.json").write_text(
-            json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2, default=float) + "\n")
-        import pandas as pd
-        pd.concat([r.trials_frame().assign(system=k) for k, r in results.items()]).to_csv(
-            out_dir / "trials.csv", index=False)
-        click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
+    return {k: v.to_dict() for k, v in results.items()}
+
+
+def _capacity_seeds(results: dict[str, dict], seeds: list[int]) -> dict:
+    """Print each system's capacity as a mean and 95 % interval over the seeds; return capacity.json's content."""
+    from collections import Counter
+
+    from dpsim.seeds import METHOD, fmt, interval
+
+    doc = {}
+    for name, by_seed in results.items():
+        iv = interval(r.aps for r in by_seed.values())
+        binding = Counter(r.binding for r in by_seed.values())
+        any_r = next(iter(by_seed.values()))
+        click.echo(f"{name:>9}: capacity {fmt(iv)} APS (mean ±95 % over seeds {', '.join(map(str, seeds))}: "
+                   f"{', '.join(f'{r.aps:.4g}' for r in by_seed.values())}; search resolution "
+                   f"+-{any_r.slo['tolerance_aps']:g}); binding: "
+                   + ", ".join(f"{b} ({n} of {len(seeds)})" for b, n in binding.most_common()))
+        doc[name] = {"method": METHOD, "seeds": seeds, "capacity_aps": iv,
+                     "by_seed": {str(s): r.to_dict() for s, r in by_seed.items()}}
+    if "basic" in results and "dualpath" in results:
+        ratio = interval(results["dualpath"][s].aps / results["basic"][s].aps for s in seeds
+                         if results["basic"][s].aps)
+        click.echo(f"dualpath / basic capacity (paired by seed): {fmt(ratio)}x")
+        doc["dualpath_over_basic"] = ratio
+    return doc
 
 
 # ------------------------------------------------------------------------------------------- plan
@@ -211,12 +284,25 @@ def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, n
     click.echo(f"analytic bottleneck-free P/D range (spec section 3): {lo:.3g} .. {hi:.3g}")
     cols = ["prefill_nodes", "decode_nodes", "pd_ratio", "in_analytic_range", "capacity_aps", "aps_per_node",
             "binding"]
-    click.echo(p.table[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    if "usd_per_hour_at_target" in p.table:
+        cols += ["copies_for_target", "usd_per_hour_at_target", "usd_per_trajectory_at_target"]
+        shown = p.table.sort_values("usd_per_hour_at_target", na_position="last")  # ranked by cost at the target
+        click.echo(f"layouts ranked by the price of serving {target_aps:g} APS with copies of the layout "
+                   f"(cost: section; USD):")
+    else:
+        cols += ["usd_per_hour"] if "usd_per_hour" in p.table else []
+        shown = p.table
+    click.echo(shown[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     if p.recommended:
         r = p.recommended
         click.echo(f"recommended: {r['prefill_nodes']}P{r['decode_nodes']}D (P/D {r['pd_ratio']:.3g}, "
                    f"{'inside' if r['in_analytic_range'] else 'outside'} the analytic range): "
                    f"{r['capacity_aps']:.4g} APS, binding {r['binding']}")
+    if p.cheapest:
+        c = p.cheapest
+        click.echo(f"cheapest at {target_aps:g} APS: {c['copies_for_target']} x {c['prefill_nodes']}P{c['decode_nodes']}D, "
+                   f"{c['usd_per_hour_at_target']:.4g} USD/h, {c['usd_per_trajectory_at_target']:.3g} USD per agent "
+                   f"trajectory")
     for note in p.notes:
         click.echo(note, err=True)
     if out:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dpsim import __version__, net
+from dpsim.guidance import hardware_profile, library_versions
 from dpsim.invariants import check_invariants
 
 if TYPE_CHECKING:
@@ -37,13 +38,26 @@ class Result:
     invariant_failures: list[str] = field(default_factory=list)
 
     def write(self, out_dir: str | Path) -> Path:
+        """Write the run's files; summary.json goes last, so its presence means the folder is complete
+        (`read` and the `--resume` of compare rely on it)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
+        (out / "summary.json").unlink(missing_ok=True)
         (out / "run.json").write_text(json.dumps(self.run_info, indent=2, sort_keys=True, default=str) + "\n")
         self.turns.to_parquet(out / "turns.parquet", index=False)
         self.links.to_parquet(out / "links.parquet", index=False)
+        (out / "summary.json").write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
         return out
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Result:
+        """A run written by `write` (raises FileNotFoundError if the folder is not a complete run)."""
+        folder = Path(folder)
+        summary = json.loads((folder / "summary.json").read_text())
+        run_info = json.loads((folder / "run.json").read_text())
+        return cls(summary=summary, turns=pd.read_parquet(folder / "turns.parquet"),
+                   links=pd.read_parquet(folder / "links.parquet"), run_info=run_info,
+                   invariant_failures=list(run_info.get("invariant_failures") or []))
 
 
 def _percentiles(values) -> dict[str, float | None]:
@@ -230,6 +244,8 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "turns_per_wall_s": len(done) / wall_s if wall_s > 0 else None,
         "dpsim_version": __version__,
         "python": platform.python_version(),
+        "versions": library_versions(),
+        "hardware_profile": hardware_profile(scenario),
         "scenario_path": scenario.source_path,
         "scenario": scenario.model_dump(mode="json"),
         "invariant_failures": failures,

@@ -2,6 +2,7 @@
 
     dpsim trace stats FILE [--json]        sessions, turns, token distributions, hit rate, arrivals
     dpsim trace convert FILE -o OUT        any supported trace -> native JSONL (.jsonl[.gz]) or .parquet
+                    [--to mooncake]       ... or a Mooncake request trace (JSONL)
     dpsim trace synth --mal 64K --agents N -o OUT
     dpsim trace head FILE [-n 3]           the first trajectories, turn by turn
 
@@ -195,10 +196,12 @@ def stats_cmd(file: str, as_json: bool, skip_bad: bool, fmt: str | None) -> None
 @click.option("--max-context", type=str, default=None,
               help="Cut each session before its first turn over this many tokens (e.g. 128K).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--to", "to", type=click.Choice(["native", "mooncake"]), default="native", show_default=True,
+              help="native: dpsim's format; mooncake: a Mooncake request trace (JSONL, 512-token hash_ids)")
 @_skip_bad
 @_format
-def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, seed, skip_bad: bool, fmt) -> None:
-    """Convert FILE (any supported format) to dpsim's native format."""
+def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, seed, to, skip_bad: bool, fmt) -> None:
+    """Convert FILE (any supported format) to dpsim's native format, or to a Mooncake trace."""
     from dpsim.workload.transform import apply_workload_options
 
     result = _read(file, skip_bad, fmt)
@@ -212,6 +215,17 @@ def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, se
                                            max_context=limit)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
+    if to == "mooncake":
+        from dpsim.workload.mooncake_writer import write_mooncake
+
+        if not output.endswith(".jsonl"):
+            raise click.ClickException(f"-o {output}: a Mooncake trace is JSON Lines; expected OUT.jsonl")
+        requests, estimated = write_mooncake(trajs, output)
+        click.echo(f"wrote {requests:,} requests of {len(trajs):,} sessions to {output} (Mooncake)")
+        if estimated:
+            click.echo(f"note: {estimated:,} sessions had no turn arrival times; their turns arrive at the "
+                       f"session's arrival plus think times (service time left out)", err=True)
+        return
     n = write_trajectories(trajs, output, source=file, source_format=result.format)
     click.echo(f"wrote {n:,} trajectories ({sum(len(t.turns) for t in trajs):,} turns) to {output}")
 
