@@ -19,6 +19,7 @@ from dpsim.units import parse_bandwidth, parse_bytes, parse_time
 from . import __version__
 from .errors import CalibrateError, Unavailable, one_line
 from .measure import SampleLog, format_table, parse_size_list, provenance, read_samples, summarise
+from .testbed import DEFAULT_COMPUTE_RATE, DEFAULT_STORAGE_RATE
 
 
 SWITCH_INTERVAL_S = 0.0005
@@ -353,8 +354,8 @@ def check(profile, raw, tolerance, perftest_json, as_json):
 @main.command()
 @click.argument("action", type=click.Choice(["up", "down", "check"]))
 @click.option("--prefix", default="dpcal", show_default=True)
-@click.option("--storage-rate", default="2Gbit/s", show_default=True)
-@click.option("--compute-rate", default="8Gbit/s", show_default=True)
+@click.option("--storage-rate", default=DEFAULT_STORAGE_RATE, show_default=True)
+@click.option("--compute-rate", default=DEFAULT_COMPUTE_RATE, show_default=True)
 @click.option("--priority", is_flag=True, help="htb strict-priority classes on the compute link")
 @_guard
 def testbed(action, prefix, storage_rate, compute_rate, priority):

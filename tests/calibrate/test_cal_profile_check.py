@@ -131,6 +131,19 @@ def test_priority_simulation_strict_priority():
     assert priority_closure(samples, cap, 0.01)["max_abs_slowdown_err"] > 0.2
 
 
+def test_unequal_flows_separate_strict_priority_from_fair_sharing():
+    """Equal flows started together end at 2x alone under both disciplines; a 4:1 high:low pair
+    gives the low flow 5x under strict priority and 2x under fair sharing."""
+    cap = 5e7
+    equal = [{"bytes": 5e7, "t_start": 0.0, "priority": 1}, {"bytes": 5e7, "t_start": 0.0, "priority": 2}]
+    fair = {1: "low", 2: "low"}
+    assert simulate_flows(equal, cap, 0.01)[1] == pytest.approx(simulate_flows(equal, cap, 0.01, fair)[1], rel=1e-6)
+    unequal = [{"bytes": 4e7, "t_start": 0.0, "priority": 1}, {"bytes": 1e7, "t_start": 0.0, "priority": 2}]
+    alone = 1e7 / cap
+    assert simulate_flows(unequal, cap, 0.01)[1] / alone == pytest.approx(5.0, rel=0.01)
+    assert simulate_flows(unequal, cap, 0.01, fair)[1] / alone == pytest.approx(2.0, rel=1e-6)
+
+
 def test_scenario_includes_the_profile(profile_path, tmp_path):
     config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
     scen = tmp_path / "s.yaml"
