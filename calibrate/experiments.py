@@ -104,7 +104,8 @@ def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in
     import argparse
     import json
 
-    from .check import closure, format_closure, priority_closure
+    from .check import closure, format_closure
+    from .priority import priority_closure
     from .measure import read_samples
     from .profile import build_profile, fit_samples, write_profile
     from dpsim.units import parse_bandwidth
@@ -147,7 +148,7 @@ def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in
     summary = {"testbed": desc, "fits": {k: {kk: v.get(kk) for kk in ("latency_s", "latency_ci95_s", "bandwidth_Bps",
                                                                           "bandwidth_ci95_Bps", "mape", "holdout_mape")}
                                          for k, v in prof["calibration"]["links"].items()},
-               "loader": report.get("loader"), "closure": {k: clo[k] for k in ("makespan_rel_err", "max_config_rel_err",
+               "loader": report.get("loader"), "closure": {k: clo[k] for k in ("worst_experiment_rel_err", "max_config_rel_err",
                                                                                "mean_abs_rel_err", "experiments",
                                                                                "per_config")},
                "priority": pri}
