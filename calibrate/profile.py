@@ -81,6 +81,18 @@ def fit_samples(samples: list[dict], n_boot: int = 300, seed: int = 0) -> dict:
     return report
 
 
+def latency_text(alpha_s: float, ci_s: list[float]) -> str:
+    """The fitted latency and its 95 % interval, saying so where the bound alpha >= 0 clamps it
+    (an interval of "0-0" would claim a precision the fit does not have)."""
+    lo, hi = ci_s
+    if hi <= 0.0:
+        return ("latency 0 us (at the fit's bound alpha >= 0 in every bootstrap resample: no interval; the "
+                "size sweep cannot tell this latency from zero)")
+    if lo <= 0.0:
+        return f"latency {alpha_s * 1e6:.1f} us [at most {hi * 1e6:.1f}; the lower end is the bound 0]"
+    return f"latency {alpha_s * 1e6:.1f} us [{lo * 1e6:.1f}, {hi * 1e6:.1f}]"
+
+
 def fit_report_text(report: dict) -> str:
     """What `fit_samples` found, one line per link and fit, as `dpsim-calibrate fit` prints it."""
     lines = []
@@ -88,7 +100,7 @@ def fit_report_text(report: dict) -> str:
         ab = f.get("alpha_beta")
         if ab:
             lines.append(
-                f"{key}: latency {ab['alpha'] * 1e6:.1f} us [{ab['alpha_ci'][0] * 1e6:.1f}, {ab['alpha_ci'][1] * 1e6:.1f}], "
+                f"{key}: {latency_text(ab['alpha'], ab['alpha_ci'])}, "
                 f"bandwidth {ab['beta'] / 1e6:.2f} MB/s [{ab['beta_ci'][0] / 1e6:.2f}, {ab['beta_ci'][1] / 1e6:.2f}], "
                 f"MAPE {ab['mape'] * 100:.1f} %, max APE {ab['max_ape'] * 100:.1f} %, held-out MAPE "
                 f"{(ab['holdout_mape'] or 0) * 100:.1f} % (n={ab['n_samples']}, sizes={ab['n_sizes']})"
@@ -193,7 +205,8 @@ def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None
         if "alpha_beta" in v:
             ab = v["alpha_beta"]
             d.update(
-                latency_s=ab["alpha"], latency_ci95_s=ab["alpha_ci"], bandwidth_Bps=ab["beta"],
+                latency_s=ab["alpha"], latency_ci95_s=ab["alpha_ci"], latency_at_bound=ab["alpha_ci"][0] <= 0.0,
+                bandwidth_Bps=ab["beta"],
                 bandwidth_ci95_Bps=ab["beta_ci"], n_sizes=ab["n_sizes"], mape=ab["mape"], max_ape=ab["max_ape"],
                 r2=ab["r2"], holdout_sizes=ab["holdout_sizes"], holdout_mape=ab["holdout_mape"],
                 holdout_max_ape=ab["holdout_max_ape"], noisy_sizes=ab["noisy_sizes"],

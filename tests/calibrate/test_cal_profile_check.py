@@ -281,3 +281,20 @@ def test_profile_that_is_binary_or_missing_is_one_located_error(tmp_path):
         load_profile(binary)
     with pytest.raises(CalibrateError, match="missing.yaml: profile not found"):
         load_profile(tmp_path / "missing.yaml")
+
+
+def test_check_command_names_the_gate_that_failed(profile_path, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from calibrate.cli import main
+
+    raw = tmp_path / "loader.jsonl"
+    samples = measured_from(profile_path, {"e1": _experiment(depth=1)}, 1.08)
+    raw.write_text("".join(json.dumps(r) + "\n" for r in samples))
+    res = CliRunner().invoke(main, ["check", str(profile_path), "--raw", str(raw)])
+    assert res.exit_code == 1
+    assert "closure failed: worst experiment: -7.41 % (e1)" in res.output
+    ok = CliRunner().invoke(main, ["check", str(profile_path), "--raw", str(raw), "--tolerance", "0.08"])
+    assert ok.exit_code == 0 and "pass: worst experiment" in ok.output

@@ -91,7 +91,7 @@ def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path)
         total = next(r for r in read_samples([raw]) if r.get("kind") == "loader_total")
         p = cli("fit", links, raw, "-o", profile, "--storage-nic", "200Mbit/s", "--boot", "50")
         assert p.returncode == 0, p.stderr
-        c = cli("check", profile, "--raw", raw, "--raw", links, "--json")
+        c = cli("check", profile, "--raw", raw, "--json")  # the loader runs (link sweeps: test_fit_recovers_...)
         res = json.loads(c.stdout)
         tries.append(f"aggregate {total['aggregate_bw'] / 1e6:.2f} MB/s of {storage_sum / 1e6:.2f}; worst experiment "
                      f"{res['worst_experiment_rel_err'] * 100:+.2f} % ({res['worst_experiment']}), worst path "
@@ -102,22 +102,6 @@ def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path)
     else:
         pytest.fail("; ".join(tries))
     print(tries[-1])
-
-
-@pytest.mark.slow
-def test_full_experiment_driver(require_netns, tmp_path):
-    """`python -m calibrate.experiments` end to end (about 30 s): sweeps, loader at depth 1 and 2,
-    priority runs, profile, closure."""
-    from calibrate.experiments import main
-
-    assert main([str(tmp_path), "--requests", "16", "--reps", "4"]) == 0
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    storage_sum = 2 * summary["testbed"]["links"]["storage_pe"]["expected_goodput"]
-    assert max(r["aggregate_bw"] for r in summary["loader"]) >= 0.9 * storage_sum
-    assert abs(summary["closure"]["worst_experiment_rel_err"]) <= 0.05
-    assert summary["priority"]["max_abs_slowdown_err"] <= 0.10
-    prof = (tmp_path / "profile.yaml").read_text()
-    assert "compute_nic" in prof and "storage_nic" in prof
 
 
 def test_unavailable_namespaces_give_a_reason(monkeypatch):
@@ -141,3 +125,34 @@ def test_testbed_description_and_expected_goodput():
     assert d["links"]["compute"]["expected_goodput"] == pytest.approx(1e8 * 1448 / 1514)
     assert d["links"]["compute"]["priority"] and d["low_share"] == 0.01
     assert all(len(bed._dev(link, "a")) <= 15 for link in bed.links.values())
+
+
+def test_testbed_defaults_agree_in_code_and_docs(monkeypatch):
+    """One pair of default rates: the Testbed, `dpsim-calibrate testbed`, `python -m calibrate.testbed`,
+    `python -m calibrate.experiments` and docs/calibration.md all say the same."""
+    import argparse
+
+    from calibrate import experiments, testbed
+    from calibrate.cli import main as cli_main
+    from dpsim.units import parse_bandwidth
+
+    bed = testbed.Testbed(prefix="dpdef")
+    assert bed.links["storage_pe"].rate == parse_bandwidth(testbed.DEFAULT_STORAGE_RATE) == 25e6
+    assert bed.links["compute"].rate == parse_bandwidth(testbed.DEFAULT_COMPUTE_RATE) == 1e8
+    opts = {o.name: o.default for o in cli_main.commands["testbed"].params}
+    assert (opts["storage_rate"], opts["compute_rate"]) == (testbed.DEFAULT_STORAGE_RATE, testbed.DEFAULT_COMPUTE_RATE)
+    seen = {}
+
+    def capture(self, args=None, namespace=None):
+        seen.update({a.dest: a.default for a in self._actions})
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)  # read the defaults, run nothing
+    for entry in (testbed.main, experiments.main):
+        seen.clear()
+        with pytest.raises(SystemExit):
+            entry(["up"])
+        assert (seen["storage_rate"], seen["compute_rate"]) == (testbed.DEFAULT_STORAGE_RATE,
+                                                                testbed.DEFAULT_COMPUTE_RATE)
+    docs = (ROOT / "docs" / "calibration.md").read_text()
+    assert "the defaults are 200 Mbit/s storage links and an 800 Mbit/s compute link" in " ".join(docs.split())
