@@ -85,7 +85,7 @@ def _sigterm(*_):
 @click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]))
 @click.option("--buffer", "buffer_size", default="64MiB", show_default=True, help="size of the 'mem' region")
 @click.option("--files", type=click.Path(exists=True, file_okay=False), help="serve every file of DIR as a region")
-@click.option("--delay", default="0s", show_default=True, help="delay injected before each READ (latency ground truth)")
+@click.option("--delay", default="0s", show_default=True, help="delay injected into each READ and WRITE (latency ground truth)")
 @click.option("--duration", default=None, help="exit after this long (default: until killed)")
 @click.option("--device", default=None, help="RDMA device (e.g. mlx5_0)")
 @click.option("--gid-index", default=None, type=int, help="RoCE GID index")

@@ -26,16 +26,19 @@ def cli(*args):
     return p
 
 
-@pytest.mark.parametrize("rate,delay", [("400Mbit/s", 2e-3), ("200Mbit/s", 5e-3),
-                                        pytest.param("1Gbit/s", 0.5e-3, marks=pytest.mark.slow)])
-def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, rate, delay):
-    bed = make_testbed(rate, "800Mbit/s")
+@pytest.mark.parametrize("link,rate,delay", [("storage_pe", "400Mbit/s", 2e-3), ("storage_pe", "200Mbit/s", 5e-3),
+                                             pytest.param("storage_pe", "1Gbit/s", 0.5e-3, marks=pytest.mark.slow),
+                                             pytest.param("compute", "400Mbit/s", 2e-3, marks=pytest.mark.slow)])
+def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, link, rate, delay):
+    """Storage links are measured with READs, the compute link with WRITEs (the DE path's layer
+    blocks); the server injects the delay into both."""
+    bed = make_testbed(rate, "800Mbit/s") if link == "storage_pe" else make_testbed("200Mbit/s", rate)
     blocks = block_dir(1 << 20, 4, 1, str(tmp_path / "blocks"))
-    goodput = bed.links["storage_pe"].goodput
+    goodput = bed.links[link].goodput
     tries = []
     for attempt in range(ATTEMPTS):
         raw = str(tmp_path / f"links{attempt}.jsonl")
-        link_sweeps(bed, raw, blocks, sizes="16KiB..2MiB", reps=5, delay=f"{delay}s", links=("storage_pe",))
+        link_sweeps(bed, raw, blocks, sizes="16KiB..2MiB", reps=5, delay=f"{delay}s", links=(link,))
         sizes, times = per_message_times([r for r in read_samples([raw]) if r.get("kind") == "transport"])
         f = fit_alpha_beta(sizes, times, n_boot=100)
         bw_err = f.beta / goodput - 1

@@ -97,6 +97,10 @@ def test_injected_delay_is_seen():
             ep.post_read(local, 0, ep.remote("mem"), 0, 16)
             ep.wait(1)
             assert time.perf_counter() - t0 >= 0.02
+            t0 = time.perf_counter()  # writes too: the compute link is measured with WRITEs
+            ep.post_write(local, 0, ep.remote("mem"), 0, 16)
+            ep.wait(1)
+            assert time.perf_counter() - t0 >= 0.02
     finally:
         srv.close()
 
