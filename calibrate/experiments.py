@@ -4,8 +4,8 @@ the namespaces as a user would on three hosts. Used by the tests and by
 docs/calibration.md; :mod:`calibrate.sessions` turns them into distributions).
 
 OUT is never cleaned: a non-empty OUT is refused unless ``--resume`` (continue the sessions in it)
-or ``--force`` (move its earlier sessions aside into OUT/previous-TIME/); files committed to git are
-never moved or overwritten.
+or ``--force`` (move its earlier sessions aside into OUT/previous-TIME/); a folder holding files
+committed to git is refused whatever the flags.
 """
 
 from __future__ import annotations
@@ -129,13 +129,13 @@ def prepare_out(out: Path, force: bool, resume: bool) -> None:
     if not out.exists() or not any(out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)
         return
-    if resume:
-        return
     committed = committed_files(out)
-    if committed:
+    if committed:  # whatever the flags: --resume would append to them, --force move them
         raise CalibrateError(f"{out} holds files committed to git ({committed[0]}"
                              f"{f' and {len(committed) - 1} more' if len(committed) > 1 else ''}): the run never "
                              "overwrites committed data; choose another OUT")
+    if resume:
+        return
     if not force:
         raise CalibrateError(f"{out} is not empty: pass --resume to continue its sessions, --force to move them "
                              "aside (nothing is deleted), or choose an empty OUT")

@@ -52,8 +52,9 @@ def test_committed_data_is_never_overwritten_even_with_force(tmp_path, capsys):
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(git + ["add", "."], check=True)
     subprocess.run(git + ["commit", "-qm", "data"], check=True)
-    with pytest.raises(CalibrateError, match="committed to git .*loader.jsonl.*never overwrites"):
-        experiments.prepare_out(out, force=True, resume=False)
+    for force, resume in ((True, False), (False, True)):
+        with pytest.raises(CalibrateError, match="committed to git .*loader.jsonl.*never overwrites"):
+            experiments.prepare_out(out, force=force, resume=resume)
     assert experiments.main([str(out), "--force"]) == 2  # one line, no traceback, nothing moved
     assert "committed to git" in capsys.readouterr().err
     assert (out / "loader.jsonl").read_text() == '{"kind": "meta"}\n' and not list(out.glob("previous-*"))
