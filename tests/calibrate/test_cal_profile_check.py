@@ -298,3 +298,15 @@ def test_check_command_names_the_gate_that_failed(profile_path, tmp_path):
     assert "closure failed: worst experiment: -7.41 % (e1)" in res.output
     ok = CliRunner().invoke(main, ["check", str(profile_path), "--raw", str(raw), "--tolerance", "0.08"])
     assert ok.exit_code == 0 and "pass: worst experiment" in ok.output
+
+
+def test_a_gpu_profile_is_a_scenario_dpsim_accepts():
+    """H2D copies fitted: the profile keeps the bandwidth in calibration.links.h2d (dpsim has no such
+    hardware key: an H2D crosses the compute NIC loopback) and validates as a scenario."""
+    config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
+    s = link_samples("h2d", 10e-6, 2e10, 7, kind="gpu", op="h2d")
+    prof = build_profile(fit_samples(s, n_boot=20), s)
+    assert set(prof["hardware"]["gpu"]) == {"copy_submit_overhead"}
+    assert prof["calibration"]["links"]["h2d"]["bandwidth_Bps"] == pytest.approx(2e10, rel=0.02)
+    data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1}, "model": {"name": "ds27b"}, **prof}
+    assert config.validate_scenario(data).hardware.gpu.copy_submit_overhead == pytest.approx(10e-6, rel=0.1)
