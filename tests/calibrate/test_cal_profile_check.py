@@ -1,6 +1,5 @@
 """Profile building and the closure check, on synthetic samples whose truth is known."""
 
-
 import numpy as np
 import pytest
 import yaml
