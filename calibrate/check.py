@@ -1,86 +1,118 @@
-"""Closure: rebuild the measured experiment in dpsim's fluid network with the profile's parameters,
-simulate it, and compare predicted with measured completion times.
+"""Closure: predict each measured experiment with dpsim's own hardware model, loaded from the profile
+exactly as ``include:`` gives it to a scenario, and compare per experiment (never summed, so errors
+of opposite sign cannot cancel). The gate is the worst experiment.
 
-The loader experiment is mirrored step for step: the same requests (same blocks, same path, same
-per-path worker count), each Full Block one storage read (``io_overhead`` then a flow of the block
-over the path's storage link at ``storage_nic.bandwidth x read_efficiency``); on the PE path the
-local -> target copy (the profile's host-copy fit, else ``gpu.h2d_bandwidth``); on the DE path each
-block is forwarded over the compute link (``compute_nic``) by a forwarder with the same buffer pool
-as the real decode agent, and a request completes when its last block has arrived.
+The hardware is :class:`dpsim.hardware.Cluster` built from a one-prefill-node, one-decode-node
+scenario: each node's storage read link runs at dpsim's storage service rate
+(:func:`dpsim.hardware.storage_client_rate`: line rate x read_efficiency, io_overhead and
+queue_depth), storage reads go over ``storage_read_path`` (storage NIC and host DRAM), a DE-path
+block goes over ``remote_dram_to_gpu_path`` (decode DRAM, decode compute NIC tx, prefill compute NIC
+rx) and pays ``compute_nic.latency``; ``storage.request_latency`` is paid once per request, as in
+the simulator's storage read.
 
-The priority experiment (htb classes on the compute link) is mirrored with flows of the two traffic
-classes on one link whose capacity is the link's goodput.
+The workload is the loader experiment itself, request by request (same requests, same path, same
+number in flight per path), block by block as the loader moves them: on the PE path each Full Block
+is read then copied to the target (the profile's host-copy fit: the loader's copy is a memcpy, not
+the GPU loopback dpsim models for an H2D); on the DE path the decode agent forwards each block while
+it reads the next, out of the agent's pool of buffers.
+
+Link sweeps (depth 1, one message at a time) are experiments too: per size, the median measured
+time against dpsim's time for one message on that link, so a profile whose compute or storage rate
+is wrong fails the gate even where the loader experiment does not load that link.
+
+Beside each loader prediction the check reports the naive estimate (each path's bytes over its
+bottleneck bandwidth, the slower path ending the run) to show what the model adds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import CalibrateError, Unavailable
-from .profile import hardware_values, load_profile
+from .profile import load_profile
+
+DE_BUFFERS = 3  # the decode agent's Full Block buffers per worker (calibrate.decode_agent.DE_BUFFERS)
+STORAGE_LINKS = ("storage", "storage_pe", "storage_de")
 
 
-def _net():
+def _dpsim():
     try:
         import simpy
 
-        from dpsim.net import Network, TrafficClass
+        from dpsim.config import ScenarioError, validate_scenario
+        from dpsim.hardware import Cluster, storage_client_rate
+        from dpsim.net import TrafficClass
     except ImportError as e:
-        raise Unavailable(f"dpsim.net is not importable: {e}") from None
-    return simpy, Network, TrafficClass
+        raise Unavailable(f"dpsim is not importable: {e}") from None
+    return simpy, validate_scenario, ScenarioError, Cluster, storage_client_rate, TrafficClass
 
 
-def _copy_params(profile: dict, hw: dict) -> tuple[float, float | None]:
-    link = profile.get("calibration", {}).get("links", {}).get("host_copy")
-    if link and link.get("bandwidth_Bps"):
-        return float(link.get("latency_s", 0.0) or 0.0), float(link["bandwidth_Bps"])
-    return hw["copy_overhead"], hw["h2d_bw"]
+def profile_scenario(profile: dict):
+    """The profile's hardware as a dpsim scenario (1 prefill node, 1 decode node, 1 GPU each)."""
+    _, validate_scenario, ScenarioError, *_ = _dpsim()
+    hw = profile.get("hardware") or {}
+    for key in ("storage_nic", "compute_nic"):
+        if "bandwidth" not in (hw.get(key) or {}):
+            raise CalibrateError(f"profile has no hardware.{key}.bandwidth: the closure cannot predict that link")
+    data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1, "gpus_per_node": 1}, "model": {"name": "ds27b"},
+            "hardware": hw, "calibration": profile.get("calibration")}
+    try:
+        return validate_scenario(data, default_source="<profile>")
+    except ScenarioError as e:
+        raise CalibrateError(f"dpsim rejects the profile: {e}") from None
 
 
-def simulate_loader(cfg: dict, requests: list[dict], hw: dict, copy: tuple[float, float | None],
-                    de_buffers: int = 3) -> dict[int, tuple[float, float]]:
-    """Predicted (t_submit, t_done) per request id."""
-    simpy, Network, TrafficClass = _net()
-    if hw["storage_bw"] is None:
-        raise CalibrateError("profile has no storage_nic.bandwidth: cannot simulate storage reads")
+def host_copy(profile: dict) -> tuple[float, float | None]:
+    """(latency s, bandwidth B/s) of the PE path's local copy: the profile's host-copy fit, else its
+    GPU H2D fit; (0, None) = free (the profile measured neither; dpsim itself has no memcpy cost)."""
+    links = profile.get("calibration", {}).get("links", {})
+    for name in ("host_copy", "h2d"):
+        link = links.get(name)
+        if link and link.get("bandwidth_Bps"):
+            return float(link.get("latency_s", 0.0) or 0.0), float(link["bandwidth_Bps"])
+    return 0.0, None
+
+
+def simulate_loader(cfg: dict, requests: list[dict], scenario, copy: tuple[float, float | None]) -> dict[int, tuple[float, float]]:
+    """Predicted (t_submit, t_done) per request id of one loader experiment, on dpsim's Cluster."""
+    simpy, _, _, Cluster, _, TrafficClass = _dpsim()
     env = simpy.Environment()
-    net = Network(env)
-    s_pe = net.add_link("storage_pe", hw["storage_bw"])
-    s_de = net.add_link("storage_de", hw["storage_bw"])
-    comp = net.add_link("compute", hw["compute_bw"]) if hw["compute_bw"] else None
     block, nblk, depth = cfg["block_size"], cfg["blocks_per_request"], cfg["depth"]
-    io = hw["io_overhead"]
-    c_alpha, c_beta = copy
-    queues = {"pe": [], "de": []}
+    cluster = Cluster(env, scenario, block_bytes=block)
+    net, pe, de = cluster.net, cluster.prefill_nodes[0], cluster.decode_nodes[0]
+    forward_path = cluster.remote_dram_to_gpu_path(de, 0, pe, 0)
+    copy_s = copy[0] + (block / copy[1] if copy[1] else 0.0)
+    queues: dict[str, list[int]] = {"pe": [], "de": []}
     for r in sorted(requests, key=lambda r: r["request"]):
         queues[r["path"]].append(r["request"])
     out: dict[int, tuple[float, float]] = {}
+
+    def read(node):
+        return net.transfer(cluster.storage_read_path(node), block, TrafficClass.LOW, tag="storage_read")
 
     def pe_worker():
         while queues["pe"]:
             i = queues["pe"].pop(0)
             t0 = env.now
+            yield env.timeout(cluster.request_latency_s)
             for _ in range(nblk):
-                yield env.timeout(io)
-                yield net.transfer([s_pe], block, TrafficClass.LOW)
-                yield env.timeout(c_alpha + (block / c_beta if c_beta else 0.0))
+                yield read(pe)
+                yield env.timeout(copy_s)
             out[i] = (t0, env.now)
 
     def de_worker():
-        if comp is None:
-            raise CalibrateError("profile has no compute_nic.bandwidth: cannot simulate the DE path")
-        free = simpy.Store(env)
-        for b in range(de_buffers):
+        free, to_send = simpy.Store(env), simpy.Store(env)
+        for b in range(DE_BUFFERS):
             free.put(b)
-        fwd = simpy.Store(env)
 
         def forwarder():
             while True:
-                b, last = yield fwd.get()
-                yield net.transfer([comp], block, TrafficClass.LOW)
-                yield env.timeout(hw["compute_latency"])  # completion of the last write
+                b, last = yield to_send.get()
+                yield net.transfer(forward_path, block, TrafficClass.LOW, tag="kv_de_to_pe")
+                yield env.timeout(cluster.nic_latency_s)  # completion of the last write
                 yield free.put(b)
                 if last is not None:
                     last.succeed()
@@ -90,192 +122,184 @@ def simulate_loader(cfg: dict, requests: list[dict], hw: dict, copy: tuple[float
             i = queues["de"].pop(0)
             t0 = env.now
             done = env.event()
+            yield env.timeout(cluster.request_latency_s)
             for j in range(nblk):
                 b = yield free.get()
-                yield env.timeout(io)
-                yield net.transfer([s_de], block, TrafficClass.LOW)
-                yield fwd.put((b, done if j == nblk - 1 else None))
+                yield read(de)
+                yield to_send.put((b, done if j == nblk - 1 else None))
             yield done
-            yield env.timeout(hw["compute_latency"])  # the completion notice to the prefill host
+            yield env.timeout(cluster.nic_latency_s)  # the completion notice to the prefill host
             out[i] = (t0, env.now)
 
-    for _ in range(depth):
-        if queues["pe"]:
-            env.process(pe_worker())
-    for _ in range(depth):
-        if queues["de"]:
-            env.process(de_worker())
-    # every worker of a path pops from the same queue; start them all before running
+    for path, worker in (("pe", pe_worker), ("de", de_worker)):
+        for _ in range(depth if queues[path] else 0):
+            env.process(worker())
     env.run()
     return out
 
 
-def scenario_hardware(profile: dict) -> tuple[dict, str]:
-    """The hardware numbers as dpsim itself loads them: the profile's ``hardware`` section validated
-    into a scenario by ``dpsim.config`` (so the closure simulates exactly what ``include:`` gives a
-    scenario). Falls back to reading the profile directly when dpsim.config is not importable."""
-    hw = hardware_values(profile)
-    try:
-        from dpsim.config import ScenarioError, validate_scenario
-    except ImportError:
-        return hw, "profile (dpsim.config not importable)"
-    data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1}, "model": {"name": "ds27b"},
-            "hardware": profile["hardware"], "calibration": profile.get("calibration")}
-    try:
-        h = validate_scenario(data, default_source="<profile>").hardware
-    except ScenarioError as e:
-        raise CalibrateError(f"dpsim rejects the profile: {e}") from None
-    given = profile["hardware"]
-    if "storage_nic" in given:
-        hw["storage_bw"] = h.storage_nic.bandwidth * h.storage.read_efficiency
-    if "storage" in given:
-        hw["io_overhead"] = h.storage.io_overhead
-    if "compute_nic" in given:
-        hw["compute_bw"], hw["compute_latency"] = h.compute_nic.bandwidth, h.compute_nic.latency
-    return hw, "dpsim.config scenario"
+def naive_makespan(cfg: dict, requests: list[dict], scenario) -> float:
+    """Bytes over bandwidth: each path's bytes over its bottleneck rate, the slower path ending."""
+    hw = scenario.hardware
+    storage = hw.storage_nic.count * hw.storage_nic.bandwidth * hw.storage.read_efficiency
+    rates = {"pe": storage, "de": min(storage, hw.compute_nic.bandwidth)}
+    return max(sum(r["bytes"] for r in requests if r["path"] == p) / rates[p] for p in rates)
 
 
-def closure(profile_path: str, samples: list[dict]) -> dict:
-    profile = load_profile(profile_path)
-    hw, source = scenario_hardware(profile)
-    copy = _copy_params(profile, hw)
+def message_time(link: str, size: int, scenario) -> float | None:
+    """dpsim's time for one message of ``size`` bytes alone on a link (None: not a modelled link)."""
+    _, _, _, _, storage_client_rate, _ = _dpsim()
+    hw = scenario.hardware
+    if link in STORAGE_LINKS:  # one read in flight: queue depth 1
+        rate = storage_client_rate(hw.storage_nic.count * hw.storage_nic.bandwidth, hw.storage.read_efficiency,
+                                   hw.storage.io_overhead, 1, size)
+        return hw.storage.request_latency + size / rate
+    if link == "compute":
+        return hw.compute_nic.latency + size / hw.compute_nic.bandwidth
+    return None
+
+
+def naive_message_time(link: str, size: int, scenario) -> float:
+    """Bytes over the link's bandwidth, no latency or per-read overhead."""
+    hw = scenario.hardware
+    if link in STORAGE_LINKS:
+        return size / (hw.storage_nic.count * hw.storage_nic.bandwidth * hw.storage.read_efficiency)
+    return size / hw.compute_nic.bandwidth
+
+
+def _loader_experiments(samples: list[dict], scenario, copy) -> tuple[list[dict], list[dict]]:
     finished = {r["experiment"] for r in samples if r.get("kind") == "loader_total"}
     exps = {r["experiment"]: r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"
             and r["experiment"] in finished}  # an interrupted run has no total: its requests are partial
-    if not exps:
-        raise CalibrateError("no loader experiment in the raw samples (run `dpsim-calibrate loader --raw ...`)")
     by_exp: dict[str, list[dict]] = defaultdict(list)
     for r in samples:
         if r.get("kind") == "loader":
             by_exp[r["experiment"]].append(r)
-    rows, all_rel, meas_span, pred_span = [], [], 0.0, 0.0
-    per_config: dict[tuple, list] = defaultdict(list)
+    rows, per_config = [], defaultdict(list)
     for eid, exp in exps.items():
-        reqs = by_exp.get(eid, [])
+        reqs, cfg = by_exp.get(eid, []), exp["config"]
         if not reqs:
             continue
-        cfg = exp["config"]
-        pred = simulate_loader(cfg, reqs, hw, copy)
-        m_end = max(r["t_done"] for r in reqs)
-        p_end = max(t for _, t in pred.values())
-        meas_span += m_end
-        pred_span += p_end
+        pred = simulate_loader(cfg, reqs, scenario, copy)
+        m_end, p_end = max(r["t_done"] for r in reqs), max(t for _, t in pred.values())
+        naive = naive_makespan(cfg, reqs, scenario)
         for r in reqs:
-            p0, p1 = pred[r["request"]]
-            m_c, p_c = r["t_done"], p1
-            rel = (p_c - m_c) / m_c
-            all_rel.append(rel)
-            key = (cfg["block_size"], cfg["depth"], cfg["paths"], r["path"])
-            per_config[key].append((m_c, p_c, r["bytes"]))
-        rows.append({"experiment": eid, "block_size": cfg["block_size"], "depth": cfg["depth"], "paths": cfg["paths"],
-                     "requests": len(reqs), "measured_makespan_s": m_end, "predicted_makespan_s": p_end,
-                     "rel_err": (p_end - m_end) / m_end,
-                     "measured_bw": sum(r["bytes"] for r in reqs) / m_end,
-                     "predicted_bw": sum(r["bytes"] for r in reqs) / p_end})
-    if not rows:
-        raise CalibrateError("loader experiments have no request records")
+            per_config[(cfg["block_size"], cfg["depth"], cfg["paths"], r["path"])].append(
+                (r["t_done"], pred[r["request"]][1]))
+        nbytes = sum(r["bytes"] for r in reqs)
+        rows.append({"kind": "loader", "experiment": eid, "what": f"loader {cfg['paths']} depth {cfg['depth']}",
+                     "block_size": cfg["block_size"], "depth": cfg["depth"], "paths": cfg["paths"],
+                     "requests": len(reqs), "measured_s": m_end, "predicted_s": p_end, "rel_err": (p_end - m_end) / m_end,
+                     "naive_s": naive, "naive_rel_err": (naive - m_end) / m_end,
+                     "measured_bw": nbytes / m_end, "predicted_bw": nbytes / p_end})
     table = []
     for (bs, depth, paths, path), v in sorted(per_config.items()):
-        m = np.array([x[0] for x in v])
-        p = np.array([x[1] for x in v])
+        m, p = np.array([x[0] for x in v]), np.array([x[1] for x in v])
         table.append({"block_size": bs, "depth": depth, "paths": paths, "path": path, "requests": len(v),
                       "measured_mean_completion_s": float(m.mean()), "predicted_mean_completion_s": float(p.mean()),
                       "mean_rel_err": float(((p - m) / m).mean()), "max_abs_rel_err": float(np.abs((p - m) / m).max()),
-                      "measured_end_s": float(m.max()), "predicted_end_s": float(p.max())})
+                      "mean_abs_rel_err": float(np.abs((p - m) / m).mean())})
+    return rows, table
+
+
+def _link_experiments(samples: list[dict], scenario) -> list[dict]:
+    groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in samples:
+        if (r.get("kind") in ("transport", "storage") and r.get("count", 1) == 1 and r.get("depth", 1) == 1
+                and r.get("concurrency", 1) == 1 and "elapsed_s" in r):
+            groups[str(r.get("link"))][int(r["size"])].append(float(r["elapsed_s"]))
+    rows = []
+    for link, by_size in sorted(groups.items()):
+        sizes = sorted(by_size)
+        if message_time(link, sizes[0], scenario) is None:
+            continue
+        m = np.array([np.median(by_size[s]) for s in sizes])
+        p = np.array([message_time(link, s, scenario) for s in sizes])
+        naive = np.array([naive_message_time(link, s, scenario) for s in sizes])
+        rows.append({"kind": "link", "experiment": f"sweep {link}", "what": f"{link} sweep, {len(sizes)} sizes",
+                     "measured_s": float(m.sum()), "predicted_s": float(p.sum()),
+                     "rel_err": float((p.sum() - m.sum()) / m.sum()),
+                     "naive_s": float(naive.sum()), "naive_rel_err": float((naive.sum() - m.sum()) / m.sum()),
+                     "worst_size_rel_err": float(np.abs((p - m) / m).max())})
+    return rows
+
+
+def closure(profile_path: str, samples: list[dict]) -> dict:
+    """Per-experiment comparison of measured and dpsim-predicted times (see the module docstring)."""
+    profile = load_profile(profile_path)
+    scenario = profile_scenario(profile)
+    copy = host_copy(profile)
+    loader_rows, table = _loader_experiments(samples, scenario, copy)
+    if not loader_rows:
+        raise CalibrateError("no finished loader experiment in the raw samples (run `dpsim-calibrate loader --raw ...`)")
+    rows = loader_rows + _link_experiments(samples, scenario)
+    worst = max(rows, key=lambda r: abs(r["rel_err"]))
+    hw = scenario.hardware
     return {
-        "max_config_rel_err": max(abs(t["mean_rel_err"]) for t in table),
         "profile": str(profile_path),
-        "parameters_from": source,
-        "parameters": {**hw, "copy_overhead_used": copy[0], "copy_bw_used": copy[1]},
+        "parameters_from": "dpsim scenario (dpsim.config + dpsim.hardware)",
+        "parameters": {"storage_bw": hw.storage_nic.count * hw.storage_nic.bandwidth * hw.storage.read_efficiency,
+                       "io_overhead": hw.storage.io_overhead, "queue_depth": hw.storage.queue_depth,
+                       "compute_bw": hw.compute_nic.bandwidth, "compute_latency": hw.compute_nic.latency,
+                       "copy_latency_s": copy[0], "copy_bw": copy[1] or float("inf")},
         "experiments": rows,
         "per_config": table,
-        "makespan_rel_err": (pred_span - meas_span) / meas_span,
-        "mean_abs_rel_err": float(np.mean(np.abs(all_rel))),
-        "mean_rel_err": float(np.mean(all_rel)),
+        "worst_experiment": worst["experiment"],
+        "worst_experiment_rel_err": worst["rel_err"],
+        "max_config_rel_err": max(abs(t["mean_rel_err"]) for t in table),
+        "mean_abs_rel_err": float(np.mean([t["mean_abs_rel_err"] for t in table])),
+        "naive_worst_rel_err": max((r["naive_rel_err"] for r in loader_rows), key=abs),
+        "model_worst_loader_rel_err": max((r["rel_err"] for r in loader_rows), key=abs),
     }
 
 
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    value: float  # the signed relative error that decided it
+    limit: float
+    where: str
+
+    @property
+    def passed(self) -> bool:
+        return abs(self.value) <= self.limit
+
+    def line(self) -> str:
+        verdict = "pass" if self.passed else "FAIL"
+        return f"{verdict}: {self.name}: {self.value * 100:+.2f} % ({self.where}); limit +-{self.limit * 100:.1f} %"
+
+
+def closure_gates(res: dict, tolerance: float) -> list[Gate]:
+    """The worst experiment (loader runs and link sweeps, each on its own) and the worst path's mean
+    request-completion error."""
+    worst_cfg = max(res["per_config"], key=lambda t: abs(t["mean_rel_err"]))
+    return [
+        Gate("worst experiment", res["worst_experiment_rel_err"], tolerance, res["worst_experiment"]),
+        Gate("worst path mean completion", worst_cfg["mean_rel_err"], tolerance,
+             f"depth {worst_cfg['depth']} {worst_cfg['paths']}/{worst_cfg['path']}"),
+    ]
+
+
 def format_closure(res: dict) -> str:
-    lines = ["experiment                        paths depth  block[B]  reqs  measured[s] predicted[s]  err[%]"
-             "  meas[MB/s] pred[MB/s]"]
+    lines = [f"{'experiment':<36}{'what':<30}{'measured[s]':>12}{'predicted[s]':>13}{'err[%]':>8}{'naive err[%]':>13}"]
     for r in res["experiments"]:
-        lines.append(f"{r['experiment']:<34}{r['paths']:>5}{r['depth']:>6}{r['block_size']:>10}{r['requests']:>6}"
-                     f"{r['measured_makespan_s']:>13.4f}{r['predicted_makespan_s']:>13.4f}{r['rel_err'] * 100:>8.2f}"
-                     f"{r['measured_bw'] / 1e6:>12.2f}{r['predicted_bw'] / 1e6:>11.2f}")
-    lines.append(f"parameters from the {res.get('parameters_from', 'profile')}: storage "
-                 f"{(res['parameters']['storage_bw'] or 0) / 1e6:.3f} MB/s per link, io_overhead "
-                 f"{res['parameters']['io_overhead'] * 1e6:.1f} us, compute {(res['parameters']['compute_bw'] or 0) / 1e6:.3f} MB/s")
-    lines.append("per size / concurrency / path (request completion times):")
+        lines.append(f"{r['experiment']:<36}{r['what']:<30}{r['measured_s']:>12.4f}{r['predicted_s']:>13.4f}"
+                     f"{r['rel_err'] * 100:>8.2f}{r['naive_rel_err'] * 100:>13.2f}")
+    p = res["parameters"]
+    lines.append(f"parameters from the {res['parameters_from']}: storage {p['storage_bw'] / 1e6:.3f} MB/s per node, "
+                 f"io_overhead {p['io_overhead'] * 1e6:.1f} us, queue depth {p['queue_depth']}, compute "
+                 f"{p['compute_bw'] / 1e6:.3f} MB/s, latency {p['compute_latency'] * 1e6:.1f} us")
+    lines.append("per depth / path (request completion times):")
     for t in res["per_config"]:
         lines.append(f"  block {t['block_size']} B depth {t['depth']} {t['paths']}/{t['path']}: {t['requests']} requests, "
                      f"mean completion measured {t['measured_mean_completion_s']:.4f} s predicted "
                      f"{t['predicted_mean_completion_s']:.4f} s ({t['mean_rel_err'] * 100:+.2f} %), "
                      f"max |err| {t['max_abs_rel_err'] * 100:.2f} %")
-    lines.append(f"makespan error {res['makespan_rel_err'] * 100:+.2f} %, worst per-configuration mean error "
-                 f"{res['max_config_rel_err'] * 100:.2f} %, mean |error| per request {res['mean_abs_rel_err'] * 100:.2f} %"
-                 " (single requests also carry TCP's short-term unfairness between streams, which a fluid model"
-                 " does not reproduce)")
+    lines.append(f"worst loader experiment: dpsim {res['model_worst_loader_rel_err'] * 100:+.2f} %, naive bytes over "
+                 f"bandwidth {res['naive_worst_rel_err'] * 100:+.2f} %; mean |error| per request "
+                 f"{res['mean_abs_rel_err'] * 100:.2f} % (single requests also carry TCP's short-term unfairness "
+                 "between streams, which a fluid model does not reproduce)")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------ priority
-def simulate_flows(flows: list[dict], capacity: float, low_share: float, classes: dict | None = None) -> list[float]:
-    """Predicted end times of flows [{bytes, t_start, priority}] sharing one link; the flow(s) with
-    the highest SO_PRIORITY class id ... ``classes`` maps priority -> "high"/"low" (default: the
-    lowest htb minor id = high)."""
-    simpy, Network, TrafficClass = _net()
-    env = simpy.Environment()
-    net = Network(env, low_class_share=low_share)
-    link = net.add_link("compute", capacity)
-    prios = sorted({f["priority"] for f in flows if f["priority"] is not None})
-    classes = classes or {p: ("high" if p == prios[0] and len(prios) > 1 else "low") for p in prios}
-    ends = [0.0] * len(flows)
-
-    def run(i, f):
-        yield env.timeout(f["t_start"])
-        cls = TrafficClass.HIGH if classes.get(f["priority"]) == "high" else TrafficClass.LOW
-        yield net.transfer([link], f["bytes"], cls)
-        ends[i] = env.now
-
-    for i, f in enumerate(flows):
-        env.process(run(i, f))
-    env.run()
-    return ends
-
-
-def priority_closure(samples: list[dict], capacity: float, low_share: float = 0.01) -> dict:
-    """Measured versus predicted slowdown of the low-priority flow beside a high-priority one."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in samples:
-        if r.get("kind") == "priority":
-            groups[r["group"]].append(r)
-    alone = [g for g in groups.values() if len(g) == 1]
-    mixed = [g for g in groups.values() if len(g) == 2 and len({r["priority"] for r in g}) == 2]
-    if not alone or not mixed:
-        raise CalibrateError("priority closure needs a low-priority flow alone and beside a high-priority flow")
-    out = []
-    for g in mixed:
-        g = sorted(g, key=lambda r: r["flow"])
-        lo_p = max(r["priority"] for r in g)
-        low = next(r for r in g if r["priority"] == lo_p)
-        high = next(r for r in g if r["priority"] != lo_p)
-        solo = next((a[0] for a in alone if a[0]["priority"] == lo_p), alone[0][0])
-        flows = [{"bytes": r["bytes"], "t_start": r["t_start"], "priority": r["priority"]} for r in g]
-        ends = simulate_flows(flows, capacity, low_share)
-        p_low = ends[g.index(low)] - low["t_start"]
-        p_high = ends[g.index(high)] - high["t_start"]
-        p_solo = simulate_flows([{"bytes": solo["bytes"], "t_start": 0.0, "priority": lo_p}], capacity, low_share)[0]
-        m_slow = low["elapsed_s"] / solo["elapsed_s"]
-        p_slow = p_low / p_solo
-        out.append({
-            "group": low["group"], "capacity_Bps": capacity, "low_share": low_share,
-            "low_alone_measured_s": solo["elapsed_s"], "low_alone_predicted_s": p_solo,
-            "low_mixed_measured_s": low["elapsed_s"], "low_mixed_predicted_s": p_low,
-            "high_measured_s": high["elapsed_s"], "high_predicted_s": p_high,
-            "slowdown_measured": m_slow, "slowdown_predicted": p_slow,
-            "slowdown_rel_err": (p_slow - m_slow) / m_slow,
-        })
-    return {"runs": out, "max_abs_slowdown_err": max(abs(r["slowdown_rel_err"]) for r in out)}
 
 
 def perftest_compare(path: str, samples: list[dict]) -> str:

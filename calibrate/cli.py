@@ -19,6 +19,7 @@ from dpsim.units import parse_bandwidth, parse_bytes, parse_time
 from . import __version__
 from .errors import CalibrateError, Unavailable, one_line
 from .measure import SampleLog, format_table, parse_size_list, provenance, read_samples, summarise
+from .testbed import DEFAULT_COMPUTE_RATE, DEFAULT_STORAGE_RATE
 
 
 SWITCH_INTERVAL_S = 0.0005
@@ -84,7 +85,7 @@ def _sigterm(*_):
 @click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]))
 @click.option("--buffer", "buffer_size", default="64MiB", show_default=True, help="size of the 'mem' region")
 @click.option("--files", type=click.Path(exists=True, file_okay=False), help="serve every file of DIR as a region")
-@click.option("--delay", default="0s", show_default=True, help="delay injected before each READ (latency ground truth)")
+@click.option("--delay", default="0s", show_default=True, help="delay injected into each READ and WRITE (latency ground truth)")
 @click.option("--duration", default=None, help="exit after this long (default: until killed)")
 @click.option("--device", default=None, help="RDMA device (e.g. mlx5_0)")
 @click.option("--gid-index", default=None, type=int, help="RoCE GID index")
@@ -332,20 +333,28 @@ def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json
 @click.option("--json", "as_json", is_flag=True)
 @_guard
 def check(profile, raw, tolerance, perftest_json, as_json):
-    """Simulate the measured loader experiment with the profile and print predicted versus measured
-    completion times (error per size and concurrency). Exit 1 when the makespan error or a
-    configuration's mean completion-time error exceeds --tolerance."""
-    from .check import closure, format_closure, perftest_compare
+    """Predict every measured experiment (loader runs; link sweeps when their raw files are given)
+    with dpsim's hardware model loaded from the profile, and print predicted versus measured times
+    per experiment and per path. Exit 1, naming the gate, when the worst experiment or the worst
+    path's mean completion-time error exceeds --tolerance."""
+    from .check import closure, closure_gates, format_closure, perftest_compare
 
     samples = read_samples(raw)
     res = closure(profile, samples)
+    gates = closure_gates(res, tolerance)
     if as_json:
+        res["gates"] = [{"name": g.name, "value": g.value, "limit": g.limit, "where": g.where, "passed": g.passed}
+                        for g in gates]
         click.echo(json.dumps(res, indent=2, default=float))
     else:
         click.echo(format_closure(res))
+        for g in gates:
+            click.echo(g.line())
     if perftest_json:
         click.echo(perftest_compare(perftest_json, samples))
-    if abs(res["makespan_rel_err"]) > tolerance or res["max_config_rel_err"] > tolerance:
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        click.echo("dpsim-calibrate: closure failed: " + "; ".join(g.line()[len("FAIL: "):] for g in failed), err=True)
         sys.exit(1)
 
 
@@ -353,8 +362,8 @@ def check(profile, raw, tolerance, perftest_json, as_json):
 @main.command()
 @click.argument("action", type=click.Choice(["up", "down", "check"]))
 @click.option("--prefix", default="dpcal", show_default=True)
-@click.option("--storage-rate", default="2Gbit/s", show_default=True)
-@click.option("--compute-rate", default="8Gbit/s", show_default=True)
+@click.option("--storage-rate", default=DEFAULT_STORAGE_RATE, show_default=True)
+@click.option("--compute-rate", default=DEFAULT_COMPUTE_RATE, show_default=True)
 @click.option("--priority", is_flag=True, help="htb strict-priority classes on the compute link")
 @_guard
 def testbed(action, prefix, storage_rate, compute_rate, priority):

@@ -1,18 +1,28 @@
 """Experiments on the namespace test bed (:mod:`calibrate.testbed`), driving the real commands in
 the namespaces as a user would on three hosts. Used by the tests and by
-``python -m calibrate.experiments`` (the full ground-truth run written up in docs/calibration.md).
+``python -m calibrate.experiments OUT`` (N sessions of the full ground-truth run, written up in
+docs/calibration.md; :mod:`calibrate.sessions` turns them into distributions).
+
+OUT is never cleaned: a non-empty OUT is refused unless ``--resume`` (continue the sessions in it)
+or ``--force`` (move its earlier sessions aside into OUT/previous-TIME/); a folder holding files
+committed to git is refused whatever the flags.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+from .errors import CalibrateError
 from .storage import BlockLayout, ensure_block_files
-from .testbed import HIGH_PRIORITY, LOW_PRIORITY, Testbed, start_server
+from .testbed import DEFAULT_COMPUTE_RATE, DEFAULT_STORAGE_RATE, HIGH_PRIORITY, LOW_PRIORITY, Testbed, start_server
 
 
 @contextlib.contextmanager
@@ -98,63 +108,196 @@ def priority_run(bed: Testbed, raw: str, high_bytes: str = "16MiB", low_bytes: s
                        "--flow", f"{low_bytes}:{LOW_PRIORITY}:{low_start}", "--raw", raw, "--resume"])
 
 
-def main(argv=None) -> int:  # pragma: no cover - manual full run, written up in docs/calibration.md
-    """Full ground-truth run: link sweeps, loader (depth 1 and 2, both paths), htb priority runs,
-    fit -> profile, closure. Prints a JSON summary and leaves raw files and the profile in OUT."""
-    import argparse
-    import json
+# ------------------------------------------------------------------------------ sessions
+PRIORITY_CASE = ("16MiB", "4MiB")  # high, low: strict priority gives the low flow ~5x, fair sharing ~2x
+PRIORITY_STARTS_S = (0.0, 0.02)  # the high flow starts together with the low one, or just after
+LOADER_DEPTHS = (1, 2)
 
-    from .check import closure, format_closure, priority_closure
+
+def committed_files(folder: Path) -> list[str]:
+    """Files under ``folder`` that git tracks (empty when git or a repository is absent)."""
+    try:
+        p = subprocess.run(["git", "-C", str(folder), "ls-files", "--full-name", "."], capture_output=True,
+                           text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return p.stdout.split() if p.returncode == 0 else []
+
+
+def prepare_out(out: Path, force: bool, resume: bool) -> None:
+    """Refuse to write into a non-empty OUT unless told how; never touch committed files."""
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    committed = committed_files(out)
+    if committed:  # whatever the flags: --resume would append to them, --force move them
+        raise CalibrateError(f"{out} holds files committed to git ({committed[0]}"
+                             f"{f' and {len(committed) - 1} more' if len(committed) > 1 else ''}): the run never "
+                             "overwrites committed data; choose another OUT")
+    if resume:
+        return
+    if not force:
+        raise CalibrateError(f"{out} is not empty: pass --resume to continue its sessions, --force to move them "
+                             "aside (nothing is deleted), or choose an empty OUT")
+    aside = out / f"previous-{time.strftime('%Y%m%dT%H%M%S')}"
+    aside.mkdir()
+    for entry in out.iterdir():
+        if entry != aside and not entry.name.startswith("previous-"):
+            entry.rename(aside / entry.name)
+
+
+def _priority_done(raw: Path) -> bool:
+    from .measure import read_samples
+
+    if not raw.exists():
+        return False
+    groups = {r.get("group") for r in read_samples([raw]) if r.get("kind") == "priority"}
+    return len(groups) >= 2 * len(PRIORITY_STARTS_S)
+
+
+def measure_session(d: Path, a: argparse.Namespace, blocks: Path, prefix: str) -> dict:
+    """Measure one session into folder d (each stage resumable). Returns the test bed's description
+    with the priority link's goodput and low-class share."""
+    d.mkdir(parents=True, exist_ok=True)
+    links, loader, prio = d / "links.jsonl", d / "loader.jsonl", d / "priority.jsonl"
+    with Testbed(a.storage_rate, None, a.compute_rate, prefix=prefix) as bed:
+        link_sweeps(bed, str(links), blocks, sizes=a.sizes, reps=a.reps)
+        for depth in LOADER_DEPTHS:
+            loader_run(bed, str(loader), blocks, requests=a.requests, depth=depth, blocks_per_request=4)
+        desc = bed.describe()
+    with Testbed(a.storage_rate, None, a.compute_rate, priority=True, prefix=prefix) as bed:
+        if not _priority_done(prio):
+            prio.unlink(missing_ok=True)  # a partial priority file: its groups would pair up wrongly
+            for start in PRIORITY_STARTS_S:  # each: the low flow alone, then beside the high one
+                priority_run(bed, str(prio), PRIORITY_CASE[0], PRIORITY_CASE[1], high_start=f"{start}s")
+        desc["priority_link"] = {"goodput": bed.links["compute"].goodput, "low_share": bed.low_share}
+    return desc
+
+
+def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
+    """Fit and close one measured session; writes d/profile.yaml and d/summary.json."""
+    from .check import closure
+    from .measure import read_samples
+    from .priority import priority_closure
+    from .profile import load_profile
+
+    raws = [d / "links.jsonl", d / "loader.jsonl"]
+    fit_profile(raws, d / "profile.yaml", a, f"session {d.name}", testbed=desc)
+    prof = load_profile(d / "profile.yaml")
+    samples = read_samples(raws)
+    clo = closure(str(d / "profile.yaml"), samples)
+    pri = priority_closure(read_samples([d / "priority.jsonl"]), desc["priority_link"]["goodput"],
+                           desc["priority_link"]["low_share"])
+    for run, start in zip(pri["runs"], PRIORITY_STARTS_S):
+        run["high_start_s"] = start
+    totals = {r["experiment"]: r for r in samples if r.get("kind") == "loader_total"}
+    exps = [r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"
+            and r["experiment"] in totals]
+    summary = {"testbed": desc, "loader": [totals[e["experiment"]] for e in exps],
+               "loader_configs": [e["config"] for e in exps],
+               "fits": {k: {kk: v.get(kk) for kk in ("latency_s", "latency_ci95_s", "latency_at_bound", "bandwidth_Bps",
+                                                      "bandwidth_ci95_Bps", "mape", "holdout_mape")}
+                        for k, v in prof["calibration"]["links"].items()},
+               "closure": {k: clo[k] for k in ("experiments", "per_config", "worst_experiment",
+                                               "worst_experiment_rel_err", "max_config_rel_err", "mean_abs_rel_err")},
+               "priority": pri}
+    (d / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def fit_profile(raws: list[Path], path: Path, a: argparse.Namespace, note: str, testbed: dict | None = None) -> None:
     from .measure import read_samples
     from .profile import build_profile, fit_samples, write_profile
     from dpsim.units import parse_bandwidth
 
-    ap = argparse.ArgumentParser(prog="python -m calibrate.experiments")
-    ap.add_argument("out", help="output directory")
-    ap.add_argument("--storage-rate", default="200Mbit/s", help="tbf rate of each storage link")
-    ap.add_argument("--compute-rate", default="800Mbit/s", help="tbf (or htb) rate of the compute link")
-    ap.add_argument("--requests", type=int, default=32)
-    ap.add_argument("--reps", type=int, default=8)
-    ap.add_argument("--profile", default=None, help="where to write the profile (default OUT/profile.yaml)")
+    samples = read_samples(raws)
+    prof = build_profile(fit_samples(samples, n_boot=a.boot), samples, [str(r) for r in raws],
+                         storage_nic=parse_bandwidth(a.storage_rate), compute_nic=parse_bandwidth(a.compute_rate))
+    prof["calibration"]["notes"].append(note)
+    if testbed:
+        prof["calibration"]["testbed"] = testbed
+    write_profile(prof, path)
+
+
+def heldout_closures(out: Path, sessions: list[Path], a: argparse.Namespace) -> list[list[dict]]:
+    """Per session: the closure of its experiments under a profile fitted on the *other* sessions
+    only (a whole session held out, not only interleaved sizes)."""
+    from .check import closure
+    from .measure import read_samples
+
+    rows = []
+    for k, d in enumerate(sessions):
+        others = [s for j, s in enumerate(sessions) if j != k]
+        path = out / "heldout" / f"profile-without-{d.name}.yaml"
+        fit_profile([f for s in others for f in (s / "links.jsonl", s / "loader.jsonl")], path, a,
+                    f"fitted without {d.name}, to check it")
+        rows.append(closure(str(path), read_samples([d / "links.jsonl", d / "loader.jsonl"]))["experiments"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """N sessions of the ground-truth run (link sweeps, loader at depth 1 and 2 on both paths, htb
+    priority runs, fit, closure), then every figure's median and worst over the sessions with its
+    goal. Exit 1 when a gated figure misses its goal, 2 when the run cannot be made."""
+    from .errors import Unavailable, one_line
+    from .sessions import (distribution, failed, format_distribution, format_spread, heldout_figures, link_spread,
+                           session_figures)
+
+    ap = argparse.ArgumentParser(prog="python -m calibrate.experiments", description=main.__doc__)
+    ap.add_argument("out", help="output folder (one session-K/ folder per session)")
+    ap.add_argument("--sessions", type=int, default=5, help="complete sessions to run (default 5)")
+    ap.add_argument("--resume", action="store_true", help="continue the sessions already in OUT")
+    ap.add_argument("--force", action="store_true", help="OUT is not empty: move its sessions aside, then start")
+    ap.add_argument("--storage-rate", default=DEFAULT_STORAGE_RATE, help="tbf rate of each storage link")
+    ap.add_argument("--compute-rate", default=DEFAULT_COMPUTE_RATE, help="tbf (or htb) rate of the compute link")
+    ap.add_argument("--requests", type=int, default=32, help="loader requests per run (4 Full Blocks each)")
+    ap.add_argument("--reps", type=int, default=8, help="repetitions per size in the link sweeps")
+    ap.add_argument("--sizes", default="64KiB..4MiB",
+                    help="link sweep sizes (from 64 KiB: below, a message rides mostly on the token bucket's burst)")
+    ap.add_argument("--boot", type=int, default=300, help="bootstrap resamples per fit")
+    ap.add_argument("--profile", default=None, help="where to write the profile fitted on all sessions "
+                                                     "(default OUT/profile.yaml)")
     a = ap.parse_args(argv)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in ("links.jsonl", "loader.jsonl", "priority.jsonl"):
-        (out / f).unlink(missing_ok=True)
-    tmp = tempfile.TemporaryDirectory(prefix="dpsim-cal-blocks-")  # removed when main returns
-    blocks = block_dir(1 << 20, 32, 2, tmp.name)
-    with Testbed(a.storage_rate, None, a.compute_rate, prefix=f"dpx{os.getpid() % 10000}") as bed:
-        # from 64 KiB: below that a message rides mostly on the token bucket's free burst
-        link_sweeps(bed, str(out / "links.jsonl"), blocks, sizes="64KiB..4MiB", reps=a.reps)
-        for depth in (1, 2):
-            loader_run(bed, str(out / "loader.jsonl"), blocks, requests=a.requests, depth=depth, blocks_per_request=4)
-        desc = bed.describe()
-    with Testbed(a.storage_rate, None, a.compute_rate, priority=True, prefix=f"dpx{os.getpid() % 10000}") as bed:
-        for hs in ("0s", "0.1s"):
-            priority_run(bed, str(out / "priority.jsonl"), "16MiB", "16MiB", high_start=hs)
-        comp_goodput, low_share = bed.links["compute"].goodput, bed.low_share
-    raws = [str(out / "links.jsonl"), str(out / "loader.jsonl")]
-    samples = read_samples(raws)
-    report = fit_samples(samples)
-    prof = build_profile(report, samples, raws, storage_nic=parse_bandwidth(a.storage_rate),
-                         compute_nic=parse_bandwidth(a.compute_rate))
-    prof["calibration"]["testbed"] = desc
-    prof_path = Path(a.profile) if a.profile else out / "profile.yaml"
-    write_profile(prof, prof_path)
-    clo = closure(str(prof_path), samples)
-    pri = priority_closure(read_samples([out / "priority.jsonl"]), comp_goodput, low_share)
-    print(format_closure(clo))
-    summary = {"testbed": desc, "fits": {k: {kk: v.get(kk) for kk in ("latency_s", "latency_ci95_s", "bandwidth_Bps",
-                                                                          "bandwidth_ci95_Bps", "mape", "holdout_mape")}
-                                         for k, v in prof["calibration"]["links"].items()},
-               "loader": report.get("loader"), "closure": {k: clo[k] for k in ("makespan_rel_err", "max_config_rel_err",
-                                                                               "mean_abs_rel_err", "experiments",
-                                                                               "per_config")},
-               "priority": pri}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    print(json.dumps(summary["priority"], indent=1, default=float))
+    try:
+        if a.sessions < 1:
+            raise CalibrateError(f"--sessions must be at least 1, not {a.sessions}")
+        prepare_out(out, a.force, a.resume)
+        tmp = tempfile.TemporaryDirectory(prefix="dpsim-cal-blocks-")  # removed when main returns
+        blocks = block_dir(1 << 20, 32, 2, tmp.name)
+        dirs = [out / f"session-{k + 1}" for k in range(a.sessions)]
+        summaries = []
+        for d in dirs:
+            done = d / "summary.json"
+            if done.exists():  # only with --resume: prepare_out refused a non-empty OUT otherwise
+                summaries.append(json.loads(done.read_text()))
+                continue
+            print(f"{d.name}: measuring", file=sys.stderr, flush=True)
+            desc = measure_session(d, a, blocks, prefix=f"dpx{os.getpid() % 10000}")
+            summaries.append(analyse_session(d, a, desc))
+        fit_profile([f for d in dirs for f in (d / "links.jsonl", d / "loader.jsonl")],
+                    Path(a.profile) if a.profile else out / "profile.yaml", a, f"fitted on {len(dirs)} sessions")
+        heldout = heldout_closures(out, dirs, a) if len(dirs) > 1 else [[] for _ in dirs]
+    except (CalibrateError, Unavailable) as e:
+        print(f"python -m calibrate.experiments: {one_line(e)}", file=sys.stderr)
+        return 2
+    figures = [{**session_figures(s), **heldout_figures(rows)} for s, rows in zip(summaries, heldout)]
+    rows = distribution(figures)
+    text = (f"{len(dirs)} sessions, storage links {a.storage_rate}, compute link {a.compute_rate}\n\n"
+            f"{format_distribution(rows)}\n\n{format_spread(link_spread(summaries))}\n")
+    (out / "distribution.md").write_text(text)
+    (out / "distribution.json").write_text(json.dumps(
+        {"sessions": len(dirs), "args": vars(a), "per_session": figures,
+         "rows": [{**r, "goal": vars(r["goal"])} for r in rows], "link_spread": link_spread(summaries)},
+        indent=2, default=float))
+    print(text)
+    missed = failed(rows)
+    if missed:
+        print(f"python -m calibrate.experiments: {len(missed)} figure(s) missed their goal: {'; '.join(missed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     raise SystemExit(main())

@@ -118,11 +118,29 @@ def run_prefill_side(cfg: LoaderConfig, storage_pe: str, storage_de: str | None,
     probe = connect_storage(storage_pe, tr)
     regions = dict(probe.remote_regions)
     probe.close()
+    finished = finished_runs(log.samples, cfg)
     results = []
     for rep in range(repeat):
+        if rep in finished:  # --resume: this repetition of this configuration is already in the file
+            results.append(finished[rep])
+            continue
         results.append(_one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority,
                                 on_request))
     return results[-1] if len(results) == 1 else {"runs": results}
+
+
+def finished_runs(samples: list[dict], cfg: LoaderConfig) -> dict[int, dict]:
+    """The ``loader_total`` record per repetition of this configuration that already completed in
+    ``samples`` (what ``--resume`` skips). A repetition interrupted part-way has no total: it is run
+    again from its start, since its requests' timing depends on every request in flight beside them."""
+    totals = {r["experiment"]: r for r in samples if r.get("kind") == "loader_total"}
+    want = asdict(cfg)
+    out = {}
+    for r in samples:
+        if r.get("kind") == "experiment" and r.get("what") == "loader" and r.get("config") == want \
+                and r["experiment"] in totals:
+            out[r.get("rep", 0)] = totals[r["experiment"]]
+    return out
 
 
 def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, rep, priority, on_request) -> dict:

@@ -29,7 +29,9 @@ class TransportSweep:
     transport_opts: dict | None = None
 
     def config(self) -> str:
-        return f"transport:{self.transport}:{self.link}:{self.op}:{self.address}"
+        """What ``--resume`` matches on: the experiment (transport, link, operation, region,
+        priority), not the peer's address, whose port changes each time a server is restarted."""
+        return f"transport:{self.transport}:{self.link}:{self.op}:{self.region}:{self.priority}"
 
     def run(self, log: SampleLog, progress: bool = False) -> list[dict]:
         tr = get_transport(self.transport, **(self.transport_opts or {}))

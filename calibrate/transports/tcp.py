@@ -11,7 +11,8 @@ response ``!BBHIQQ``   op, status (0 ok, 1 bad key/range), 0, 0, wr_id, length
 
 The server handles the requests of one connection in order, so completions arrive in posting
 order. Server regions are memory buffers or files (served with ``os.sendfile``); a server can inject
-a fixed delay before each request (a known latency, the ground truth for fitting on test beds) and
+a fixed delay into each request (before a READ's response, before a WRITE's completion: a known
+latency on both directions, the ground truth for fitting on test beds) and
 marks its sending socket with the SO_PRIORITY the client asked for (selects an htb class).
 """
 
@@ -187,6 +188,8 @@ class TcpServer:
                             pos += k
                     else:
                         recv_discard(conn, length, scratch)
+                    if self.delay_s:
+                        time.sleep(self.delay_s)
                     conn.sendall(RSP.pack(op, 0 if ok else 1, 0, 0, wr_id, length))
                     continue
                 if self.delay_s:

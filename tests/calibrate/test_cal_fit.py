@@ -44,6 +44,14 @@ def test_alpha_bounded_at_zero():
     f = fit_alpha_beta(sizes, t, n_boot=20)
     assert f.alpha == 0.0
     assert f.beta > 0
+    # reported as at the bound, never as an interval "0-0"
+    from calibrate.profile import latency_text
+
+    assert f.alpha_ci[1] == 0.0
+    text = latency_text(f.alpha, list(f.alpha_ci))
+    assert "bound" in text and "[0.0, 0.0]" not in text and "no interval" in text
+    assert latency_text(0.0, [0.0, 20e-6]) == "latency 0.0 us [at most 20.0; the lower end is the bound 0]"
+    assert latency_text(5e-6, [2e-6, 9e-6]) == "latency 5.0 us [2.0, 9.0]"
 
 
 def test_relative_weighting_keeps_small_sizes_accurate():

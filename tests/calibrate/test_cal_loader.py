@@ -92,3 +92,37 @@ def test_file_storage_endpoints(storage, tmp_path):
     with SampleLog(None) as log:
         res = run_prefill_side(cfg, addr, None, agent.address, "127.0.0.1:0", None, log, on_request=verify)
     assert not bad and res["pe_bytes"] == res["de_bytes"] == 2 * 2 * cfg.block_size
+
+
+def test_resume_continues_the_run_instead_of_starting_a_new_experiment(storage, tmp_path):
+    """--resume skips the repetitions already complete in the raw file and runs only the rest; an
+    interrupted repetition (no total) is run again from its start."""
+    layout, _, srv = storage
+    cfg = LoaderConfig(block_size=layout.full_block, layers=layout.layers, blocks_per_request=1, requests=2,
+                       paths="pe", depth=1)
+    raw = tmp_path / "l.jsonl"
+
+    def experiments():
+        return [r for r in read_samples([raw]) if r["kind"] == "experiment"]
+
+    with SampleLog(raw) as log:
+        run_prefill_side(cfg, srv.address, None, None, "127.0.0.1:0", None, log, repeat=1)
+    with SampleLog(raw, resume=True) as log:
+        res = run_prefill_side(cfg, srv.address, None, None, "127.0.0.1:0", None, log, repeat=2)
+    assert [e["rep"] for e in experiments()] == [0, 1] and len(res["runs"]) == 2
+    with SampleLog(raw, resume=True) as log:  # everything done: nothing new
+        run_prefill_side(cfg, srv.address, None, None, "127.0.0.1:0", None, log, repeat=2)
+    assert len(experiments()) == 2
+    # an interrupted repetition 2 (experiment record, no total) is measured again
+    interrupted = {**experiments()[-1], "experiment": "loader-interrupted", "rep": 2}
+    with SampleLog(raw, resume=True) as log:
+        log.write(interrupted)
+    with SampleLog(raw, resume=True) as log:
+        run_prefill_side(cfg, srv.address, None, None, "127.0.0.1:0", None, log, repeat=3)
+    reps = [e["rep"] for e in experiments()]
+    assert reps == [0, 1, 2, 2] and len([r for r in read_samples([raw]) if r["kind"] == "loader_total"]) == 3
+    # a different configuration in the same file is a new experiment
+    with SampleLog(raw, resume=True) as log:
+        run_prefill_side(LoaderConfig(**{**cfg.__dict__, "depth": 2}), srv.address, None, None, "127.0.0.1:0",
+                         None, log, repeat=1)
+    assert len(experiments()) == 5

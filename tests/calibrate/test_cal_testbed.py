@@ -26,16 +26,19 @@ def cli(*args):
     return p
 
 
-@pytest.mark.parametrize("rate,delay", [("400Mbit/s", 2e-3), ("200Mbit/s", 5e-3),
-                                        pytest.param("1Gbit/s", 0.5e-3, marks=pytest.mark.slow)])
-def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, rate, delay):
-    bed = make_testbed(rate, "800Mbit/s")
+@pytest.mark.parametrize("link,rate,delay", [("storage_pe", "400Mbit/s", 2e-3), ("storage_pe", "200Mbit/s", 5e-3),
+                                             pytest.param("storage_pe", "1Gbit/s", 0.5e-3, marks=pytest.mark.slow),
+                                             pytest.param("compute", "400Mbit/s", 2e-3, marks=pytest.mark.slow)])
+def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, link, rate, delay):
+    """Storage links are measured with READs, the compute link with WRITEs (the DE path's layer
+    blocks); the server injects the delay into both."""
+    bed = make_testbed(rate, "800Mbit/s") if link == "storage_pe" else make_testbed("200Mbit/s", rate)
     blocks = block_dir(1 << 20, 4, 1, str(tmp_path / "blocks"))
-    goodput = bed.links["storage_pe"].goodput
+    goodput = bed.links[link].goodput
     tries = []
     for attempt in range(ATTEMPTS):
         raw = str(tmp_path / f"links{attempt}.jsonl")
-        link_sweeps(bed, raw, blocks, sizes="16KiB..2MiB", reps=5, delay=f"{delay}s", links=("storage_pe",))
+        link_sweeps(bed, raw, blocks, sizes="16KiB..2MiB", reps=5, delay=f"{delay}s", links=(link,))
         sizes, times = per_message_times([r for r in read_samples([raw]) if r.get("kind") == "transport"])
         f = fit_alpha_beta(sizes, times, n_boot=100)
         bw_err = f.beta / goodput - 1
@@ -49,21 +52,28 @@ def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, rate, d
     print(tries[-1])
 
 
-@pytest.mark.parametrize("high_start", ["0s", "0.1s"])
+@pytest.mark.parametrize("high_start", ["0s", "0.02s"])
 def test_htb_priority_slowdown_matches_dpsim(make_testbed, tmp_path, high_start):
-    from calibrate.check import priority_closure
+    """A 4 MiB low-priority (KV) flow beside a 16 MiB high-priority one: strict priority makes the
+    low flow wait for the whole high flow (slowdown ~5), fair sharing would give ~2. (With equal
+    sizes started together both give 2.0, so such a case cannot tell them apart.)"""
+    from calibrate.priority import priority_closure, simulate_flows
 
     bed = make_testbed("200Mbit/s", "400Mbit/s", priority=True)
     goodput = bed.links["compute"].goodput
     tries = []
     for attempt in range(ATTEMPTS):
         raw = str(tmp_path / f"prio{attempt}.jsonl")
-        priority_run(bed, raw, high_bytes="12MiB", low_bytes="12MiB", high_start=high_start)
+        priority_run(bed, raw, high_bytes="16MiB", low_bytes="4MiB", high_start=high_start)
         res = priority_closure(read_samples([raw]), goodput, bed.low_share)
         run = res["runs"][0]
-        tries.append(f"slowdown measured {run['slowdown_measured']:.3f} predicted {run['slowdown_predicted']:.3f}")
-        # strict priority really happened (fair sharing would give ~1.5 at most for equal sizes started together)
-        if run["slowdown_measured"] > 1.4 and res["max_abs_slowdown_err"] <= 0.10:
+        flows = [{"bytes": 16 << 20, "t_start": float(high_start[:-1]), "priority": 1},
+                 {"bytes": 4 << 20, "t_start": 0.0, "priority": 2}]
+        fair_end = simulate_flows(flows, goodput, bed.low_share, classes={1: "low", 2: "low"})[1]
+        fair = fair_end / simulate_flows(flows[1:], goodput, bed.low_share)[0]
+        m, p = run["slowdown_measured"], run["slowdown_predicted"]
+        tries.append(f"slowdown measured {m:.3f}, strict priority predicts {p:.3f}, fair sharing {fair:.3f}")
+        if abs(m - p) < abs(m - fair) and res["max_abs_slowdown_err"] <= 0.10:
             break
     else:
         pytest.fail("; ".join(tries))
@@ -84,33 +94,17 @@ def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path)
         total = next(r for r in read_samples([raw]) if r.get("kind") == "loader_total")
         p = cli("fit", links, raw, "-o", profile, "--storage-nic", "200Mbit/s", "--boot", "50")
         assert p.returncode == 0, p.stderr
-        c = cli("check", profile, "--raw", raw, "--json")
+        c = cli("check", profile, "--raw", raw, "--json")  # the loader runs (link sweeps: test_fit_recovers_...)
         res = json.loads(c.stdout)
-        tries.append(f"aggregate {total['aggregate_bw'] / 1e6:.2f} MB/s of {storage_sum / 1e6:.2f}; makespan error "
-                     f"{res['makespan_rel_err'] * 100:+.2f} %, worst configuration {res['max_config_rel_err'] * 100:.2f} %, "
-                     f"mean |error| per request {res['mean_abs_rel_err'] * 100:.2f} %")
-        if (total["aggregate_bw"] >= 0.9 * storage_sum and abs(res["makespan_rel_err"]) <= 0.05
+        tries.append(f"aggregate {total['aggregate_bw'] / 1e6:.2f} MB/s of {storage_sum / 1e6:.2f}; worst experiment "
+                     f"{res['worst_experiment_rel_err'] * 100:+.2f} % ({res['worst_experiment']}), worst path "
+                     f"{res['max_config_rel_err'] * 100:.2f} %, mean |error| per request {res['mean_abs_rel_err'] * 100:.2f} %")
+        if (total["aggregate_bw"] >= 0.9 * storage_sum and abs(res["worst_experiment_rel_err"]) <= 0.05
                 and res["max_config_rel_err"] <= 0.05 and res["mean_abs_rel_err"] <= 0.10 and c.returncode == 0):
             break
     else:
         pytest.fail("; ".join(tries))
     print(tries[-1])
-
-
-@pytest.mark.slow
-def test_full_experiment_driver(require_netns, tmp_path):
-    """`python -m calibrate.experiments` end to end (about 30 s): sweeps, loader at depth 1 and 2,
-    priority runs, profile, closure."""
-    from calibrate.experiments import main
-
-    assert main([str(tmp_path), "--requests", "16", "--reps", "4"]) == 0
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    storage_sum = 2 * summary["testbed"]["links"]["storage_pe"]["expected_goodput"]
-    assert max(r["aggregate_bw"] for r in summary["loader"]) >= 0.9 * storage_sum
-    assert abs(summary["closure"]["makespan_rel_err"]) <= 0.05
-    assert summary["priority"]["max_abs_slowdown_err"] <= 0.10
-    prof = (tmp_path / "profile.yaml").read_text()
-    assert "compute_nic" in prof and "storage_nic" in prof
 
 
 def test_unavailable_namespaces_give_a_reason(monkeypatch):
@@ -134,3 +128,34 @@ def test_testbed_description_and_expected_goodput():
     assert d["links"]["compute"]["expected_goodput"] == pytest.approx(1e8 * 1448 / 1514)
     assert d["links"]["compute"]["priority"] and d["low_share"] == 0.01
     assert all(len(bed._dev(link, "a")) <= 15 for link in bed.links.values())
+
+
+def test_testbed_defaults_agree_in_code_and_docs(monkeypatch):
+    """One pair of default rates: the Testbed, `dpsim-calibrate testbed`, `python -m calibrate.testbed`,
+    `python -m calibrate.experiments` and docs/calibration.md all say the same."""
+    import argparse
+
+    from calibrate import experiments, testbed
+    from calibrate.cli import main as cli_main
+    from dpsim.units import parse_bandwidth
+
+    bed = testbed.Testbed(prefix="dpdef")
+    assert bed.links["storage_pe"].rate == parse_bandwidth(testbed.DEFAULT_STORAGE_RATE) == 25e6
+    assert bed.links["compute"].rate == parse_bandwidth(testbed.DEFAULT_COMPUTE_RATE) == 1e8
+    opts = {o.name: o.default for o in cli_main.commands["testbed"].params}
+    assert (opts["storage_rate"], opts["compute_rate"]) == (testbed.DEFAULT_STORAGE_RATE, testbed.DEFAULT_COMPUTE_RATE)
+    seen = {}
+
+    def capture(self, args=None, namespace=None):
+        seen.update({a.dest: a.default for a in self._actions})
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)  # read the defaults, run nothing
+    for entry in (testbed.main, experiments.main):
+        seen.clear()
+        with pytest.raises(SystemExit):
+            entry(["up"])
+        assert (seen["storage_rate"], seen["compute_rate"]) == (testbed.DEFAULT_STORAGE_RATE,
+                                                                testbed.DEFAULT_COMPUTE_RATE)
+    docs = (ROOT / "docs" / "calibration.md").read_text()
+    assert "the defaults are 200 Mbit/s storage links and an 800 Mbit/s compute link" in " ".join(docs.split())

@@ -97,6 +97,10 @@ def test_injected_delay_is_seen():
             ep.post_read(local, 0, ep.remote("mem"), 0, 16)
             ep.wait(1)
             assert time.perf_counter() - t0 >= 0.02
+            t0 = time.perf_counter()  # writes too: the compute link is measured with WRITEs
+            ep.post_write(local, 0, ep.remote("mem"), 0, 16)
+            ep.wait(1)
+            assert time.perf_counter() - t0 >= 0.02
     finally:
         srv.close()
 
@@ -110,6 +114,28 @@ def test_sweep_writes_samples(server, tmp_path):
     assert len(recs) == 2 * 3 * 2
     assert {r["depth"] for r in recs} == {1, 4}
     assert all(r["elapsed_s"] > 0 and r["bytes"] == r["size"] * r["count"] for r in recs)
+
+
+def test_resume_keys_on_the_experiment_not_the_servers_port(server, tmp_path):
+    """A server restarted on another port: --resume continues the plan instead of starting over,
+    and a different experiment (another link) in the same file is not mistaken for it."""
+    srv, mem = server
+    raw = tmp_path / "t.jsonl"
+    with SampleLog(raw) as log:
+        TransportSweep(srv.address, sizes=(4096, 65536), reps=2, warmup=0, link="storage_pe").run(log)
+    other = TcpServer("127.0.0.1:0")
+    other.add_buffer("mem", mem)
+    other.start()
+    try:
+        assert other.address != srv.address
+        with SampleLog(raw, resume=True) as log:
+            again = TransportSweep(other.address, sizes=(4096, 65536, 262144), reps=2, warmup=0,
+                                   link="storage_pe").run(log)
+            assert sorted(r["size"] for r in again) == [262144, 262144]  # only what was not measured
+            fresh = TransportSweep(other.address, sizes=(4096,), reps=2, warmup=0, link="compute").run(log)
+            assert len(fresh) == 2
+    finally:
+        other.close()
 
 
 def test_contend_records_flows(server, tmp_path):

@@ -1,0 +1,79 @@
+"""The priority closure: flows of the two traffic classes (htb classes on the test bed's compute
+link, virtual lanes on a cluster) on one link of dpsim's fluid network whose capacity is the link's
+goodput, against the measured slowdown of the low-priority (KV) flow (paper §4: KV traffic yields to
+the collectives' traffic on the compute network)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .errors import CalibrateError, Unavailable
+
+
+def _net():
+    try:
+        import simpy
+
+        from dpsim.net import Network, TrafficClass
+    except ImportError as e:
+        raise Unavailable(f"dpsim.net is not importable: {e}") from None
+    return simpy, Network, TrafficClass
+
+
+def simulate_flows(flows: list[dict], capacity: float, low_share: float, classes: dict | None = None) -> list[float]:
+    """Predicted end times of flows [{bytes, t_start, priority}] sharing one link. ``classes`` maps
+    each priority to "high" or "low"; by default the lowest SO_PRIORITY value (the lowest htb minor
+    id, class 1:10) is high and the others low. Flows of one class share fairly."""
+    simpy, Network, TrafficClass = _net()
+    env = simpy.Environment()
+    net = Network(env, low_class_share=low_share)
+    link = net.add_link("compute", capacity)
+    prios = sorted({f["priority"] for f in flows if f["priority"] is not None})
+    classes = classes or {p: ("high" if p == prios[0] and len(prios) > 1 else "low") for p in prios}
+    ends = [0.0] * len(flows)
+
+    def run(i, f):
+        yield env.timeout(f["t_start"])
+        cls = TrafficClass.HIGH if classes.get(f["priority"]) == "high" else TrafficClass.LOW
+        yield net.transfer([link], f["bytes"], cls)
+        ends[i] = env.now
+
+    for i, f in enumerate(flows):
+        env.process(run(i, f))
+    env.run()
+    return ends
+
+
+def priority_closure(samples: list[dict], capacity: float, low_share: float = 0.01) -> dict:
+    """Measured versus predicted slowdown of the low-priority flow beside a high-priority one."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in samples:
+        if r.get("kind") == "priority":
+            groups[r["group"]].append(r)
+    alone = [g for g in groups.values() if len(g) == 1]
+    mixed = [g for g in groups.values() if len(g) == 2 and len({r["priority"] for r in g}) == 2]
+    if not alone or not mixed:
+        raise CalibrateError("priority closure needs a low-priority flow alone and beside a high-priority flow")
+    out = []
+    for g in mixed:
+        g = sorted(g, key=lambda r: r["flow"])
+        lo_p = max(r["priority"] for r in g)
+        low = next(r for r in g if r["priority"] == lo_p)
+        high = next(r for r in g if r["priority"] != lo_p)
+        solo = next((a[0] for a in alone if a[0]["priority"] == lo_p), alone[0][0])
+        flows = [{"bytes": r["bytes"], "t_start": r["t_start"], "priority": r["priority"]} for r in g]
+        ends = simulate_flows(flows, capacity, low_share)
+        p_low = ends[g.index(low)] - low["t_start"]
+        p_high = ends[g.index(high)] - high["t_start"]
+        p_solo = simulate_flows([{"bytes": solo["bytes"], "t_start": 0.0, "priority": lo_p}], capacity, low_share)[0]
+        m_slow = low["elapsed_s"] / solo["elapsed_s"]
+        p_slow = p_low / p_solo
+        out.append({
+            "group": low["group"], "capacity_Bps": capacity, "low_share": low_share,
+            "low_alone_measured_s": solo["elapsed_s"], "low_alone_predicted_s": p_solo,
+            "low_mixed_measured_s": low["elapsed_s"], "low_mixed_predicted_s": p_low,
+            "high_measured_s": high["elapsed_s"], "high_predicted_s": p_high,
+            "slowdown_measured": m_slow, "slowdown_predicted": p_slow,
+            "slowdown_rel_err": (p_slow - m_slow) / m_slow,
+        })
+    return {"runs": out, "max_abs_slowdown_err": max(abs(r["slowdown_rel_err"]) for r in out)}
