@@ -18,7 +18,7 @@ from dpsim.workload.synthetic import generate_trajectories
 from dpsim.workload.trajectory import Trajectory, Turn
 
 __all__ = ["Scenario", "ScenarioError", "SimulationError", "load_scenario", "build_workload", "arrival_times",
-           "run", "compare", "with_overrides"]
+           "run", "compare", "with_overrides", "check_trace_file"]
 
 
 def build_workload(scenario: Scenario) -> list[Trajectory]:
@@ -52,6 +52,21 @@ def _resolve_trace(scenario: Scenario) -> str:
     if not path.exists():
         raise ScenarioError(f"{scenario.source_path or '<scenario>'}: workload.trace = '{path}': file not found")
     return str(path)
+
+
+def check_trace_file(scenario: Scenario) -> str | None:
+    """The detected format of the scenario's trace file (None without one); a ScenarioError naming
+    the scenario, the field and the file if it is missing, not a file, or in no known format."""
+    if not scenario.workload.trace:
+        return None
+    from dpsim.workload.readers import TraceError, detect_format
+
+    path = _resolve_trace(scenario)
+    try:
+        return detect_format(path)
+    except TraceError as exc:
+        raise ScenarioError(f"{scenario.source_path or '<scenario>'}: workload.trace = "
+                            f"'{scenario.workload.trace}': {exc}") from None
 
 
 def arrival_times(scenario: Scenario, trajectories: list[Trajectory]) -> list[float]:

@@ -16,24 +16,36 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = ()):
+def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = (), strict: bool = False):
+    """The validated scenario; its plausibility warnings go to stderr (errors with `strict`)."""
     from dpsim.api import load_scenario
     try:
-        return load_scenario(path, list(sets), list(profiles))
+        scenario = load_scenario(path, list(sets), list(profiles))
     except ScenarioError as exc:
         _fail(str(exc))
+    for warning in scenario.warnings:
+        if strict:
+            _fail(f"{warning} (--strict)")
+        click.echo(f"warning: {warning}", err=True)
+    return scenario
+
+
+_strict = click.option("--strict", is_flag=True, help="treat plausibility warnings (e.g. a NIC under 1 Gbps) as errors")
 
 
 def _run(scenario, progress=None):
     from dpsim import api
+    from dpsim.workload.format import TraceError
     try:
-        return api.run(scenario, progress=progress)
+        result = api.run(scenario, progress=progress)
     except (api.SimulationError, ScenarioError) as exc:
         _fail(f"{scenario.source_path}: {exc}")
-    except Exception as exc:  # trace readers raise their own located errors
-        if type(exc).__name__ == "TraceError":
-            _fail(str(exc))
-        raise
+    except TraceError as exc:  # trace readers raise their own located errors
+        _fail(str(exc))
+    if result.summary["turns"] == 0 and scenario.run.max_sim_time is not None:
+        _fail(f"{scenario.source_path}: run.max_sim_time = {scenario.run.max_sim_time:g} s ended the run before "
+              "any turn finished; give it more time or leave it unset")
+    return result
 
 
 def _fmt(value, digits=4) -> str:
@@ -83,9 +95,10 @@ def main() -> None:
               help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None, help="output folder (default runs/<name>)")
 @click.option("--no-plots", is_flag=True, help="skip the PNG figures")
-def run(scenario, sets, profiles, out, no_plots):
+@_strict
+def run(scenario, sets, profiles, out, no_plots, strict):
     """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots."""
-    sc = _load(scenario, sets, profiles)
+    sc = _load(scenario, sets, profiles, strict)
     result = _run(sc)
     out_dir = Path(out or Path("runs") / sc.name)
     result.write(out_dir)
@@ -109,15 +122,24 @@ def run(scenario, sets, profiles, out, no_plots):
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
 @click.option("--out", type=click.Path(), default=None, help="write each run under OUT/<policy>/")
-def compare(scenario, policies, sets, profiles, out):
+@_strict
+def compare(scenario, policies, sets, profiles, out, strict):
     """Run SCENARIO under each policy.system and print them side by side with speed-ups."""
     from dpsim import api
-    sc = _load(scenario, sets, profiles)
+    sc = _load(scenario, sets, profiles, strict)
     names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        _fail(f"--policies {policies!r}: no system given; expected a comma-separated list of basic, dualpath, oracle")
     bad = [p for p in names if p not in ("basic", "dualpath", "oracle")]
     if bad:
         _fail(f"--policies: unknown system {bad[0]!r}; expected basic, dualpath or oracle")
-    trajectories = api.build_workload(sc)
+    from dpsim.workload.format import TraceError
+    try:
+        trajectories = api.build_workload(sc)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except TraceError as exc:
+        _fail(str(exc))
     results = {}
     for name in names:
         scp = api.with_overrides(sc, policy={"system": name})
@@ -146,9 +168,15 @@ def compare(scenario, policies, sets, profiles, out):
 @click.option("--set", "sets", multiple=True)
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
-def validate(scenario, sets, profiles):
-    """Check SCENARIO (includes, overrides, units, ranges) without running it."""
-    sc = _load(scenario, sets, profiles)
+@_strict
+def validate(scenario, sets, profiles, strict):
+    """Check SCENARIO (includes, overrides, units, ranges, the trace file) without running it."""
+    from dpsim.api import check_trace_file
+    sc = _load(scenario, sets, profiles, strict)
+    try:
+        check_trace_file(sc)
+    except ScenarioError as exc:
+        _fail(str(exc))
     click.echo(f"{scenario}: ok ({sc.model.name}, {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D, "
                f"{sc.policy.system})")
 
