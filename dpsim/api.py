@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dpsim import guard
 from dpsim.config import Scenario, ScenarioError, load_scenario
 from dpsim.results import Result
 from dpsim.simulator import Simulation, SimulationError
@@ -90,7 +91,10 @@ def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progre
     seconds, may end the run early (its reason lands in summary["stop_reason"])."""
     trajectories = build_workload(scenario) if trajectories is None else trajectories
     sim = Simulation(scenario, trajectories, progress=progress)
-    return sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
+    arrivals_s = arrival_times(scenario, trajectories)
+    guard.install(sim, arrivals_s)
+    return sim.run(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
+
 
 
 def with_overrides(scenario: Scenario, **sections) -> Scenario:
