@@ -14,6 +14,7 @@ classes on one link whose capacity is the link's goodput.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -32,10 +33,17 @@ def _net():
     return simpy, Network, TrafficClass
 
 
-def _copy_params(profile: dict, hw: dict) -> tuple[float, float | None]:
-    link = profile.get("calibration", {}).get("links", {}).get("host_copy")
-    if link and link.get("bandwidth_Bps"):
-        return float(link.get("latency_s", 0.0) or 0.0), float(link["bandwidth_Bps"])
+def _copy_params(profile: dict, hw: dict, source: str = "<profile>") -> tuple[float, float | None]:
+    calibration = profile.get("calibration")
+    links = calibration.get("links") if isinstance(calibration, dict) else None
+    link = links.get("host_copy") if isinstance(links, dict) else None
+    if isinstance(link, dict) and link.get("bandwidth_Bps"):
+        latency_s, bandwidth = link.get("latency_s", 0.0) or 0.0, link["bandwidth_Bps"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                   for v in (latency_s, bandwidth)) or bandwidth <= 0:
+            raise CalibrateError(f"{source}: calibration.links.host_copy: latency_s and bandwidth_Bps must be "
+                                 f"finite numbers (bandwidth > 0), got {latency_s!r} and {bandwidth!r}")
+        return float(latency_s), float(bandwidth)
     return hw["copy_overhead"], hw["h2d_bw"]
 
 
@@ -110,21 +118,23 @@ def simulate_loader(cfg: dict, requests: list[dict], hw: dict, copy: tuple[float
     return out
 
 
-def scenario_hardware(profile: dict) -> tuple[dict, str]:
+def scenario_hardware(profile: dict, source: str = "<profile>") -> tuple[dict, str]:
     """The hardware numbers as dpsim itself loads them: the profile's ``hardware`` section validated
     into a scenario by ``dpsim.config`` (so the closure simulates exactly what ``include:`` gives a
-    scenario). Falls back to reading the profile directly when dpsim.config is not importable."""
-    hw = hardware_values(profile)
+    scenario). Falls back to reading the profile directly when dpsim.config is not importable.
+    `source` (the profile's file) names it in errors."""
     try:
         from dpsim.config import ScenarioError, validate_scenario
     except ImportError:
-        return hw, "profile (dpsim.config not importable)"
+        return hardware_values(profile, source), "profile (dpsim.config not importable)"
+    calibration = profile.get("calibration")
     data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1}, "model": {"name": "ds27b"},
-            "hardware": profile["hardware"], "calibration": profile.get("calibration")}
+            "hardware": profile["hardware"], "calibration": calibration if isinstance(calibration, dict) else None}
     try:
-        h = validate_scenario(data, default_source="<profile>").hardware
+        h = validate_scenario(data, default_source=source).hardware
     except ScenarioError as e:
         raise CalibrateError(f"dpsim rejects the profile: {e}") from None
+    hw = hardware_values(profile, source)
     given = profile["hardware"]
     if "storage_nic" in given:
         hw["storage_bw"] = h.storage_nic.bandwidth * h.storage.read_efficiency
@@ -137,8 +147,8 @@ def scenario_hardware(profile: dict) -> tuple[dict, str]:
 
 def closure(profile_path: str, samples: list[dict]) -> dict:
     profile = load_profile(profile_path)
-    hw, source = scenario_hardware(profile)
-    copy = _copy_params(profile, hw)
+    hw, source = scenario_hardware(profile, str(profile_path))
+    copy = _copy_params(profile, hw, str(profile_path))
     finished = {r["experiment"] for r in samples if r.get("kind") == "loader_total"}
     exps = {r["experiment"]: r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"
             and r["experiment"] in finished}  # an interrupted run has no total: its requests are partial
