@@ -165,7 +165,10 @@ def closure(profile_path: str, samples: list[dict]) -> dict:
         if not reqs:
             continue
         cfg = exp["config"]
-        pred = simulate_loader(cfg, reqs, hw, copy)
+        try:
+            pred = simulate_loader(cfg, reqs, hw, copy)
+        except CalibrateError as e:  # a profile without the links the experiment used
+            raise CalibrateError(f"{profile_path}: {e}") from None
         m_end = max(r["t_done"] for r in reqs)
         p_end = max(t for _, t in pred.values())
         meas_span += m_end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import click
 from dpsim.config import ScenarioError, scenario_json_schema
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
 def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = (), strict: bool = False):
@@ -82,7 +83,27 @@ def _table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-@click.group()
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE of sysexits.h
+
+
+class _Commands(click.Group):
+    """The command group, with a last resort: an exception no command turned into a located error
+    is a dpsim bug, reported in one line (DPSIM_TRACEBACK=1 shows the traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("DPSIM_TRACEBACK"):
+                raise
+            text = str(exc).strip().splitlines()
+            _fail(f"internal error ({type(exc).__name__}{': ' + text[0] if text else ''}); please report it "
+                  f"with the command line (DPSIM_TRACEBACK=1 shows where)", INTERNAL_ERROR_EXIT)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="dpsim")
 def main() -> None:
     """dpsim: simulate PD-disaggregated LLM serving with DualPath KV loading."""
