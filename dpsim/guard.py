@@ -25,6 +25,7 @@ import math
 from dpsim.simulator import Simulation, SimulationError
 
 SLACK = 100.0
+MARGIN_S = 60.0  # added to the time bound: a start-up allowance for tiny workloads
 COPIES = 6  # storage read, host-to-GPU, GPU-to-GPU transfer, GPU-to-host, storage write, one spare
 EVENTS_PER_TURN = 1_000
 EVENTS_PER_TOKEN = 20
@@ -69,7 +70,7 @@ def bounds(sim: Simulation, arrivals_s: list[float]) -> tuple[float, int]:
     """(simulated seconds, events) a run of `sim` may take before the guard stops it."""
     output_tokens = sum(t.output_tokens for tr in sim.trajectories for t in tr.turns)
     max_events = EVENTS_MIN + EVENTS_PER_TURN * sim.turns_total + EVENTS_PER_TOKEN * output_tokens
-    return max(arrivals_s, default=0.0) + SLACK * serial_time_s(sim) + 60.0, max_events
+    return max(arrivals_s, default=0.0) + SLACK * serial_time_s(sim) + MARGIN_S, max_events
 
 
 def install(sim: Simulation, arrivals_s: list[float]) -> None:

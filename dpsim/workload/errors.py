@@ -34,13 +34,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def numbered_lines(path, open_text: Callable[[], IO[str]]) -> Iterator[tuple[int, str]]:
-    """(line number from 1, line) of a text file; an undecodable or unreadable stretch raises a
-    TraceError naming the file and the line where it starts."""
+def numbered_lines(path, open_binary: Callable[[], IO[bytes]]) -> Iterator[tuple[int, str]]:
+    """(line number from 1, line) of a UTF-8 text file, each line decoded on its own so that a byte
+    that is not UTF-8, or a file that cannot be read, raises a TraceError naming the exact line."""
     lineno = 0
     try:
-        with open_text() as f:
-            for lineno, line in enumerate(f, 1):
-                yield lineno, line
+        with open_binary() as f:
+            for lineno, raw in enumerate(f, 1):
+                yield lineno, raw.decode("utf-8")
     except FILE_ERRORS as exc:
-        raise TraceError(f"{path}:{lineno + 1}: {describe(exc)}") from None
+        line = lineno if isinstance(exc, UnicodeDecodeError) else lineno + 1
+        raise TraceError(f"{path}:{line}: {describe(exc)}") from None

@@ -268,12 +268,12 @@ def obj_to_trajectory(obj, where: str, hdr: dict, global_seen: set | None = None
     return Trajectory(str(traj_id), turns, arrival, dict(meta))
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_binary(path: Path) -> IO[bytes]:
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def iter_jsonl(path: str | Path, ctx=None) -> Iterator[Trajectory]:
@@ -282,7 +282,7 @@ def iter_jsonl(path: str | Path, ctx=None) -> Iterator[Trajectory]:
     path = Path(path)
     hdr = None
     global_seen = None
-    for lineno, line in numbered_lines(path, lambda: _open_text(path)):
+    for lineno, line in numbered_lines(path, lambda: _open_binary(path)):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"

@@ -62,7 +62,7 @@ def iter_mooncake(path: str | Path, ctx: ReadContext | None = None, block: int =
     ctx = ctx or ReadContext()
     path = Path(path)
     records = []  # (timestamp_ms, lineno, input, output, hashes)
-    numbered = numbered_lines(path, lambda: open(path, encoding="utf-8")) if lines is None else enumerate(lines, 1)
+    numbered = numbered_lines(path, lambda: open(path, "rb")) if lines is None else enumerate(lines, 1)
     for lineno, line in numbered:
         if not line.strip():
             continue
