@@ -218,12 +218,15 @@ def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, se
 
         try:
             limit = None if max_context is None else int(parse_count(max_context))
-            if limit is not None and limit < 1:
-                raise ValueError(f"--max-context {max_context}: expected a positive token count, e.g. 128K")
+        except ValueError as e:  # a UnitError
+            raise click.ClickException(f"--max-context {max_context}: {e}; expected a token count, e.g. 128K") from None
+        if limit is not None and limit < 1:
+            raise click.ClickException(f"--max-context {max_context}: expected a positive token count, e.g. 128K")
+        try:
             trajs = apply_workload_options(trajs, agents=agents, aps=aps, time_scale=time_scale, seed=seed,
                                            max_context=limit)
         except ValueError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(f"{file}: {e}") from None
     n = _write(trajs, output, source=file, source_format=result.format)
     click.echo(f"wrote {n:,} trajectories ({sum(len(t.turns) for t in trajs):,} turns) to {output}")
 

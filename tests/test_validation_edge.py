@@ -173,7 +173,8 @@ def test_compare_with_no_policy(tiny):
     (["trace", "synth", "--mal", "100", "-o", "x.jsonl"], "--mal"),
     (["capacity", QUICK, "--aps-lo", "1e300"], "--aps-lo"),
     (["capacity", QUICK, "--window", "1e300h"], "--window"),
-    (["plan", QUICK, "--nodes", f"2..{10**20}"], "--nodes")])
+    (["plan", QUICK, "--nodes", f"2..{10**20}"], "--nodes"),
+    (["trace", "convert", "traces/native/claude_code_sample.dpsim.jsonl", "-o", "x.jsonl", "--max-context", ".inf"], "--max-context")])
 def test_huge_counts_are_clean_errors(args, expected):
     assert expected in _error(args)
 
