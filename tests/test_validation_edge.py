@@ -224,3 +224,25 @@ def test_the_guard_trips_on_a_run_longer_than_its_bound(monkeypatch, tight, expe
         monkeypatch.setattr(guard, name, value)
     with pytest.raises(guard.GuardTripped, match=expected):
         api.run(scenario, progress=False)
+
+
+# ------------------------------------------------------------------------------- the last resort
+def test_an_escaped_exception_is_one_internal_error_line(monkeypatch, tiny, tmp_path):
+    import calibrate.cli
+    import dpsim.cli
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dpsim.cli, "_load", boom)
+    result = RUNNER.invoke(main, ["validate", str(tiny)])
+    assert result.exit_code == dpsim.cli.INTERNAL_ERROR_EXIT
+    assert result.stderr.strip() == ("error: internal error (RuntimeError: boom); please report it with the command "
+                                     "line (DPSIM_TRACEBACK=1 shows where)")
+    assert isinstance(RUNNER.invoke(main, ["validate", str(tiny)], env={"DPSIM_TRACEBACK": "1"}).exception,
+                      RuntimeError)
+    monkeypatch.setattr(calibrate.cli, "read_samples", boom)
+    raw = tmp_path / "r.jsonl"
+    raw.write_text("{}\n")
+    result = RUNNER.invoke(calibrate_main, ["table", str(raw)])
+    assert result.exit_code == calibrate.cli.INTERNAL_ERROR_EXIT and "internal error (RuntimeError: boom)" in result.stderr
