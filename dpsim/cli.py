@@ -122,10 +122,13 @@ def run(scenario, sets, profiles, out, no_plots, strict):
     sc = _load(scenario, sets, profiles, strict)
     result = _run(sc)
     out_dir = Path(out or Path("runs") / sc.name)
-    result.write(out_dir)
-    if not no_plots:
-        from dpsim.plots import write_run_plots
-        write_run_plots(result, out_dir, sc.slo.ttft)
+    try:
+        result.write(out_dir)
+        if not no_plots:
+            from dpsim.plots import write_run_plots
+            write_run_plots(result, out_dir, sc.slo.ttft)
+    except OSError as exc:
+        _fail(f"--out {out_dir}: cannot write ({exc.strerror or exc})")
     click.echo(f"{sc.name}: {sc.model.name} {result.summary['layout']}, {result.summary['agents']} agents, "
                f"{sc.policy.system}")
     click.echo(_table({sc.policy.system: result.summary}))
@@ -169,7 +172,10 @@ def compare(scenario, policies, sets, profiles, out, strict):
         except api.SimulationError as exc:
             _fail(f"{scenario} ({name}): {exc}")
         if out:
-            results[name].write(Path(out) / name)
+            try:
+                results[name].write(Path(out) / name)
+            except OSError as exc:
+                _fail(f"--out {out}: cannot write ({exc.strerror or exc})")
     summaries = {n: r.summary for n, r in results.items()}
     click.echo(f"{sc.name}: {sc.model.name} {next(iter(summaries.values()))['layout']}, "
                f"{len(trajectories)} agents")

@@ -246,3 +246,8 @@ def test_an_escaped_exception_is_one_internal_error_line(monkeypatch, tiny, tmp_
     raw.write_text("{}\n")
     result = RUNNER.invoke(calibrate_main, ["table", str(raw)])
     assert result.exit_code == calibrate.cli.INTERNAL_ERROR_EXIT and "internal error (RuntimeError: boom)" in result.stderr
+
+
+def test_an_unwritable_output_folder_is_one_line(tiny, tmp_path):
+    (tmp_path / "file").write_text("")
+    assert "--out" in _error(["run", str(tiny), "--no-plots", "--out", str(tmp_path / "file" / "x")])
