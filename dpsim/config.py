@@ -325,7 +325,8 @@ def _format_validation_error(exc: ValidationError, data: dict, origins: dict, de
     else:
         value = first.get("input")
         msg = first["msg"].removeprefix("Value error, ")
-        line = f"{source}: {field} = {value!r}: {msg}"
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        line = f"{source}: {field} = {shown}: {msg}"
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return line

@@ -32,6 +32,8 @@ def read_yaml(path: Path, error: type[Exception] = ScenarioError) -> Any:
         raise error(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     except RecursionError:
         raise error(f"{path}: YAML nested too deeply to read") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4,300 digits
+        raise error(f"{path}: a YAML value cannot be read ({str(exc).splitlines()[0][:120]})") from None
     problem = _shape_problem(document)
     if problem:
         raise error(f"{path}: {problem}")
@@ -117,8 +119,11 @@ def apply_overrides(data: dict, overrides: list[str], origins: dict[tuple, str])
             raise ScenarioError(f"--set {item!r}: empty key")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
+            value = raw  # not a YAML scalar: validation says what was expected
+        problem = _shape_problem(value)
+        if problem:
+            raise ScenarioError(f"--set {key.strip()}: {problem}")
         node = data
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):

@@ -49,7 +49,8 @@ SPECIAL = [".inf", "-.inf", ".nan", "nan", "inf", "NaN", "1e400", "-0", "true", 
            "null", "~", "", " ", "[]", "{}", "[1, 2]", "{a: 1}", "'400Gbps'", "0x10", "1_000", "0o7",
            "!!binary aGk=", "&a x", "*a", "'", '"', "[", "{", ": :", "- x", "a: b: c", "1e-300Gbps",
            "1e300h", "1e400Gbps", "400", "400GB/s", "1ns", "100", "1M", "64K", "32K", "50", "-1", "0",
-           "1e-300", "99999999999999999999999999", "ds27b", "dualpath", "online", "basic", "round_robin"]
+           "1e-300", "99999999999999999999999999", "ds27b", "dualpath", "online", "basic", "round_robin",
+           "9" * 5000, "&a [*a]", "[" * 100 + "]" * 100, "!!python/object:os.system x", "<<: {a: 1}"]
 NUMBER = st.one_of(st.integers(-10, 10**6), st.integers(-10**40, 10**40),
                    st.floats(allow_nan=True, allow_infinity=True),
                    st.sampled_from([0, 1, -1, 1e-300, 1e300, 0.5, 1e-3, 1e9, 2**63]))

@@ -251,3 +251,17 @@ def test_an_escaped_exception_is_one_internal_error_line(monkeypatch, tiny, tmp_
 def test_an_unwritable_output_folder_is_one_line(tiny, tmp_path):
     (tmp_path / "file").write_text("")
     assert "--out" in _error(["run", str(tiny), "--no-plots", "--out", str(tmp_path / "file" / "x")])
+
+
+@pytest.mark.parametrize("text,expected", [("cluster: {prefill_nodes: " + "9" * 5000 + ", decode_nodes: 1}\n",
+                                            "cannot be read")])
+def test_a_yaml_integer_too_long_for_python_is_one_line(tmp_path, text, expected):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    assert expected in _error(["validate", str(path)])
+
+
+@pytest.mark.parametrize("override,expected", [("cluster.prefill_nodes=" + "9" * 5000, "cluster.prefill_nodes"),
+                                               ("calibration.x=&a [*a]", "alias that contains itself")])
+def test_set_values_python_cannot_hold_are_one_line(tiny, override, expected):
+    assert expected in _error(["validate", str(tiny), "--set", override])
