@@ -26,6 +26,7 @@ bottleneck bandwidth, the slower path ending the run) to show what the model add
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 

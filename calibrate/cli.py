@@ -7,6 +7,7 @@ printed as one line on stderr with a non-zero exit status; no traceback.
 from __future__ import annotations
 
 import functools
+import os
 import json
 import signal
 import sys
@@ -14,7 +15,7 @@ import time
 
 import click
 
-from dpsim.units import parse_bandwidth, parse_bytes, parse_time
+from dpsim.units import UnitError, parse_bandwidth, parse_bytes, parse_time
 
 from . import __version__
 from .errors import CalibrateError, Unavailable, one_line
@@ -23,6 +24,7 @@ from .testbed import DEFAULT_COMPUTE_RATE, DEFAULT_STORAGE_RATE
 
 
 SWITCH_INTERVAL_S = 0.0005
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE of sysexits.h
 
 
 def _guard(fn):
@@ -41,8 +43,34 @@ def _guard(fn):
         except KeyboardInterrupt:
             click.echo("dpsim-calibrate: interrupted; samples taken so far are in the raw file (use --resume)", err=True)
             sys.exit(130)
+        except click.ClickException:
+            raise
+        except Exception as e:  # a bug, not bad input: still one line (DPSIM_TRACEBACK=1 shows the traceback)
+            if os.environ.get("DPSIM_TRACEBACK"):
+                raise
+            click.echo(f"dpsim-calibrate: internal error ({type(e).__name__}: {one_line(e)}); please report it "
+                       "with the command line (DPSIM_TRACEBACK=1 shows where)", err=True)
+            sys.exit(INTERNAL_ERROR_EXIT)
 
     return wrapper
+
+
+def _quantity(parse):
+    """A click callback that checks an option is a positive finite quantity of `parse`'s kind (e.g.
+    parse_bandwidth) and passes the text on unchanged; a bad one is a usage error naming the option."""
+
+    def check(ctx, param, value):
+        if value is None:
+            return value
+        try:
+            number = parse(value)
+        except UnitError as e:
+            raise click.BadParameter(str(e)) from None
+        if not number > 0:
+            raise click.BadParameter(f"{value!r}: expected a positive quantity")
+        return value
+
+    return check
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -83,7 +111,7 @@ def _sigterm(*_):
 @main.command()
 @click.option("--listen", default="0.0.0.0:18515", show_default=True, help="HOST:PORT (port 0 = any)")
 @click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]))
-@click.option("--buffer", "buffer_size", default="64MiB", show_default=True, help="size of the 'mem' region")
+@click.option("--buffer", "buffer_size", default="64MiB", callback=_quantity(parse_bytes), show_default=True, help="size of the 'mem' region")
 @click.option("--files", type=click.Path(exists=True, file_okay=False), help="serve every file of DIR as a region")
 @click.option("--delay", default="0s", show_default=True, help="delay injected into each READ and WRITE (latency ground truth)")
 @click.option("--duration", default=None, help="exit after this long (default: until killed)")
@@ -297,11 +325,11 @@ def decode_agent(listen, storage_addr, duration):
 @main.command()
 @click.argument("raw", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="profile YAML to write")
-@click.option("--storage-nic", default=None, help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
-@click.option("--compute-nic", default=None, help="compute NIC line rate (recorded beside the fitted goodput)")
-@click.option("--boot", default=300, show_default=True, help="bootstrap resamples")
-@click.option("--min-size", default=None, help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
-@click.option("--max-size", default=None, help="leave out messages larger than this")
+@click.option("--storage-nic", default=None, callback=_quantity(parse_bandwidth), help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
+@click.option("--compute-nic", default=None, callback=_quantity(parse_bandwidth), help="compute NIC line rate (recorded beside the fitted goodput)")
+@click.option("--boot", default=300, show_default=True, type=click.IntRange(10, 100_000), help="bootstrap resamples")
+@click.option("--min-size", default=None, callback=_quantity(parse_bytes), help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
+@click.option("--max-size", default=None, callback=_quantity(parse_bytes), help="leave out messages larger than this")
 @click.option("--json", "as_json", is_flag=True, help="also print the fit report as JSON")
 @_guard
 def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json):
@@ -313,6 +341,9 @@ def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json
     lo = parse_bytes(min_size) if min_size else 0
     hi = parse_bytes(max_size) if max_size else float("inf")
     samples = [s for s in samples if s.get("kind") not in FIT_KINDS or lo <= s.get("size", 0) <= hi]
+    if not any(s.get("kind") in FIT_KINDS and "elapsed_s" in s for s in samples):
+        raise CalibrateError(f"{', '.join(raw)}: no {'/'.join(FIT_KINDS)} samples to fit"
+                             + (" between --min-size and --max-size" if min_size or max_size else ""))
     report = fit_samples(samples, n_boot=boot)
     prof = build_profile(report, samples, raw_files=list(raw),
                          storage_nic=parse_bandwidth(storage_nic) if storage_nic else None,
@@ -328,7 +359,7 @@ def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json
 @main.command()
 @click.argument("profile", type=click.Path(exists=True, dir_okay=False))
 @click.option("--raw", "raw", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--tolerance", default=0.05, show_default=True, help="relative error that counts as agreement")
+@click.option("--tolerance", default=0.05, show_default=True, type=click.FloatRange(0, 1e6), help="relative error that counts as agreement")
 @click.option("--perftest-json", default=None, type=click.Path(exists=True), help="ib_*_bw --out_json file to compare with")
 @click.option("--json", "as_json", is_flag=True)
 @_guard
@@ -362,8 +393,8 @@ def check(profile, raw, tolerance, perftest_json, as_json):
 @main.command()
 @click.argument("action", type=click.Choice(["up", "down", "check"]))
 @click.option("--prefix", default="dpcal", show_default=True)
-@click.option("--storage-rate", default=DEFAULT_STORAGE_RATE, show_default=True)
-@click.option("--compute-rate", default=DEFAULT_COMPUTE_RATE, show_default=True)
+@click.option("--storage-rate", default=DEFAULT_STORAGE_RATE, show_default=True, callback=_quantity(parse_bandwidth))
+@click.option("--compute-rate", default=DEFAULT_COMPUTE_RATE, show_default=True, callback=_quantity(parse_bandwidth))
 @click.option("--priority", is_flag=True, help="htb strict-priority classes on the compute link")
 @_guard
 def testbed(action, prefix, storage_rate, compute_rate, priority):

@@ -38,6 +38,7 @@ import numpy as np
 from dpsim.units import parse_bytes
 
 from .errors import CalibrateError
+from .samples import check_record
 
 
 # ----------------------------------------------------------------------------------------- plans
@@ -167,24 +168,46 @@ class SampleLog:
 
 
 def read_samples(paths: Iterable[str | Path]) -> list[dict]:
-    """All records of one or more JSONL files; a truncated last line (interrupted write) is skipped."""
+    """All records of one or more JSONL files; a truncated last line (interrupted write) is skipped.
+    Every record is checked against the raw-sample schema (``calibrate.samples``); anything unreadable
+    raises one located CalibrateError (file, line, field)."""
     out: list[dict] = []
     for path in paths:
         path = Path(path)
         if not path.exists():
             raise CalibrateError(f"raw sample file {path} not found")
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        if not path.is_file():
+            raise CalibrateError(f"{path}: not a file (expected a JSON Lines raw sample file)")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise CalibrateError(f"{path}: cannot read ({e.strerror or e})") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad_line = data[:e.start].count(b"\n") + 1
+            raise CalibrateError(f"{path}:{bad_line}: not UTF-8 text (expected JSON Lines raw samples)") from None
+        lines = text.splitlines()
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
+            where = f"{path}:{i + 1}"
             try:
-                out.append(json.loads(line))
+                record = json.loads(line, parse_constant=_no_constant)
             except json.JSONDecodeError:
                 if i == len(lines) - 1:
                     continue  # interrupted mid-line
-                raise CalibrateError(f"{path}:{i + 1}: not a JSON record")
+                raise CalibrateError(f"{where}: not a JSON record") from None
+            except RecursionError:
+                raise CalibrateError(f"{where}: JSON nested too deeply") from None
+            except ValueError as e:  # NaN / Infinity
+                raise CalibrateError(f"{where}: {e}") from None
+            out.append(check_record(record, where))
     return out
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a measured value (JSON has no NaN or Infinity)")
 
 
 def run_plan(

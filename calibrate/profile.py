@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dpsim.units import parse_bandwidth, parse_time
+from dpsim.units import UnitError, parse_bandwidth, parse_time
 
 from .errors import CalibrateError
 from .fit import fit_alpha_beta, fit_concurrency, per_message_times
+from .samples import FIT_KINDS
 
-FIT_KINDS = ("transport", "storage", "copy", "gpu")
 
 
 def fmt_bw(bps: float) -> str:
@@ -260,18 +260,40 @@ def load_profile(path: str | Path) -> dict:
     data = read_yaml(Path(path), CalibrateError)
     if not isinstance(data, dict) or "hardware" not in data:
         raise CalibrateError(f"{path} is not a calibration profile (no hardware: section)")
+    if not isinstance(data["hardware"], dict):
+        raise CalibrateError(f"{path}: hardware: expected a mapping of sections, got {data['hardware']!r}")
     return data
 
 
-def hardware_values(profile: dict) -> dict:
-    """SI floats of the profile's storage and compute keys (missing ones are None)."""
+def hardware_values(profile: dict, source: str = "<profile>") -> dict:
+    """SI floats of the hardware keys the closure needs (missing ones are None); a located
+    CalibrateError (`source`, field, value) for a value that is not a quantity."""
     hw = profile.get("hardware", {})
+    sections = {name: hw.get(name, {}) for name in ("storage_nic", "storage", "compute_nic", "gpu")}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise CalibrateError(f"{source}: hardware.{name}: expected a mapping, got {section!r}")
+    sn, st, cn, g = (sections[name] for name in ("storage_nic", "storage", "compute_nic", "gpu"))
+
+    def quantity(parse, section: dict, key: str, where: str, default=None):
+        if key not in section:
+            return default
+        try:
+            return parse(section[key])
+        except UnitError as e:
+            raise CalibrateError(f"{source}: hardware.{where}.{key} = {section[key]!r}: {e}") from None
+
     out: dict = {}
-    sn, st, cn = hw.get("storage_nic", {}), hw.get("storage", {}), hw.get("compute_nic", {})
-    out["storage_bw"] = (parse_bandwidth(sn["bandwidth"]) * float(st.get("read_efficiency", 1.0))
-                         if "bandwidth" in sn else None)
-    out["io_overhead"] = parse_time(st["io_overhead"]) if "io_overhead" in st else 0.0
+    efficiency = st.get("read_efficiency", 1.0)
+    if isinstance(efficiency, bool) or not isinstance(efficiency, (int, float)) or not 0 < efficiency <= 1:
+        raise CalibrateError(f"{source}: hardware.storage.read_efficiency = {efficiency!r}: expected a fraction "
+                             "in (0, 1]")
+    storage_bw = quantity(parse_bandwidth, sn, "bandwidth", "storage_nic")
+    out["storage_bw"] = None if storage_bw is None else storage_bw * float(efficiency)
+    out["io_overhead"] = quantity(parse_time, st, "io_overhead", "storage", 0.0)
     out["queue_depth"] = st.get("queue_depth")
-    out["compute_bw"] = parse_bandwidth(cn["bandwidth"]) if "bandwidth" in cn else None
-    out["compute_latency"] = parse_time(cn["latency"]) if "latency" in cn else 0.0
+    out["compute_bw"] = quantity(parse_bandwidth, cn, "bandwidth", "compute_nic")
+    out["compute_latency"] = quantity(parse_time, cn, "latency", "compute_nic", 0.0)
+    out["h2d_bw"] = quantity(parse_bandwidth, g, "h2d_bandwidth", "gpu")
+    out["copy_overhead"] = quantity(parse_time, g, "copy_submit_overhead", "gpu", 0.0)
     return out

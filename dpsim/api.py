@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dpsim import guard
 from dpsim.config import Scenario, ScenarioError, load_scenario
 from dpsim.cost import run_cost
 from dpsim.results import Result
@@ -19,7 +20,7 @@ from dpsim.workload.synthetic import generate_trajectories
 from dpsim.workload.trajectory import Trajectory, Turn
 
 __all__ = ["Scenario", "ScenarioError", "SimulationError", "load_scenario", "build_workload", "arrival_times",
-           "run", "compare", "with_overrides"]
+           "run", "compare", "with_overrides", "check_trace_file"]
 
 
 def build_workload(scenario: Scenario) -> list[Trajectory]:
@@ -55,6 +56,21 @@ def _resolve_trace(scenario: Scenario) -> str:
     return str(path)
 
 
+def check_trace_file(scenario: Scenario) -> str | None:
+    """The detected format of the scenario's trace file (None without one); a ScenarioError naming
+    the scenario, the field and the file if it is missing, not a file, or in no known format."""
+    if not scenario.workload.trace:
+        return None
+    from dpsim.workload.readers import TraceError, detect_format
+
+    path = _resolve_trace(scenario)
+    try:
+        return detect_format(path)
+    except TraceError as exc:
+        raise ScenarioError(f"{scenario.source_path or '<scenario>'}: workload.trace = "
+                            f"'{scenario.workload.trace}': {exc}") from None
+
+
 def arrival_times(scenario: Scenario, trajectories: list[Trajectory]) -> list[float]:
     """Offline: everyone at t=0. Online: Poisson at workload.aps, or the trace's own arrival times."""
     w = scenario.workload
@@ -82,11 +98,14 @@ def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progre
     sim = Simulation(scenario, trajectories, progress=False)
     if bar.wanted(progress, scenario):
         bar.attach(sim, label or scenario.policy.system)
-    result = sim.run(arrival_times(scenario, trajectories), stop_rule=stop_rule, check_every_s=check_every_s)
+    arrivals_s = arrival_times(scenario, trajectories)
+    guard.install(sim, arrivals_s)
+    result = sim.run(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
     cost = run_cost(scenario, result.turns, result.summary["agents"])
     if cost is not None:  # only with a cost: section, so summaries without one are unchanged
         result.summary["cost"] = cost
     return result
+
 
 
 def with_overrides(scenario: Scenario, **sections) -> Scenario:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,29 +12,41 @@ import click
 from dpsim.config import ScenarioError, scenario_json_schema
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
-def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = ()):
+def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = (), strict: bool = False):
+    """The validated scenario; its plausibility warnings go to stderr (errors with `strict`)."""
     from dpsim.api import load_scenario
     try:
-        return load_scenario(path, list(sets), list(profiles))
+        scenario = load_scenario(path, list(sets), list(profiles))
     except ScenarioError as exc:
         _fail(str(exc))
+    for warning in scenario.warnings:
+        if strict:
+            _fail(f"{warning} (--strict)")
+        click.echo(f"warning: {warning}", err=True)
+    return scenario
+
+
+_strict = click.option("--strict", is_flag=True, help="treat plausibility warnings (e.g. a NIC under 1 Gbps) as errors")
 
 
 def _run(scenario, progress=None):
     from dpsim import api
+    from dpsim.workload.format import TraceError
     try:
-        return api.run(scenario, progress=progress)
+        result = api.run(scenario, progress=progress)
     except (api.SimulationError, ScenarioError) as exc:
         _fail(f"{scenario.source_path}: {exc}")
-    except Exception as exc:  # trace readers raise their own located errors
-        if type(exc).__name__ == "TraceError":
-            _fail(str(exc))
-        raise
+    except TraceError as exc:  # trace readers raise their own located errors
+        _fail(str(exc))
+    if result.summary["turns"] == 0 and scenario.run.max_sim_time is not None:
+        _fail(f"{scenario.source_path}: run.max_sim_time = {scenario.run.max_sim_time:g} s ended the run before "
+              "any turn finished; give it more time or leave it unset")
+    return result
 
 
 from dpsim.tables import fmt as _fmt, summary_table as _table  # noqa: E402
@@ -44,7 +57,27 @@ PROGRESS = click.option("--progress/--no-progress", default=None,
                              "else when stderr is a terminal)")
 
 
-@click.group()
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE of sysexits.h
+
+
+class _Commands(click.Group):
+    """The command group, with a last resort: an exception no command turned into a located error
+    is a dpsim bug, reported in one line (DPSIM_TRACEBACK=1 shows the traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("DPSIM_TRACEBACK"):
+                raise
+            text = str(exc).strip().splitlines()
+            _fail(f"internal error ({type(exc).__name__}{': ' + text[0] if text else ''}); please report it "
+                  f"with the command line (DPSIM_TRACEBACK=1 shows where)", INTERNAL_ERROR_EXIT)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="dpsim")
 def main() -> None:
     """dpsim: simulate PD-disaggregated LLM serving with DualPath KV loading."""
@@ -87,11 +120,12 @@ SEEDS = click.option("--seeds", "seed_count", type=int, default=1, show_default=
                                                   "utilisation as a Chrome/Perfetto trace")
 @PROGRESS
 @SEEDS
-def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count):
+@_strict
+def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count, strict):
     """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots
     (with --seeds N: one folder OUT/seed-S/ per seed and OUT/seeds.json with the intervals)."""
     from dpsim import api
-    sc = _load(scenario, sets, profiles)
+    sc = _load(scenario, sets, profiles, strict)
     seeds = _seeds(sc, seed_count)
     out_dir = Path(out or Path("runs") / sc.name)
     results = {}
@@ -99,13 +133,16 @@ def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count)
         several = len(seeds) > 1
         result = _run(api.with_overrides(sc, run={"seed": seed}) if several else sc, progress)
         folder = out_dir / f"seed-{seed}" if several else out_dir
-        result.write(folder)
-        if timeline:
-            from dpsim.timeline import write_timeline
-            write_timeline(result, folder / "timeline.json")
-        if not no_plots:
-            from dpsim.plots import write_run_plots
-            write_run_plots(result, folder, sc.slo.ttft)
+        try:
+            result.write(folder)
+            if timeline:
+                from dpsim.timeline import write_timeline
+                write_timeline(result, folder / "timeline.json")
+            if not no_plots:
+                from dpsim.plots import write_run_plots
+                write_run_plots(result, folder, sc.slo.ttft)
+        except OSError as exc:
+            _fail(f"--out {folder}: cannot write ({exc.strerror or exc})")
         results[seed] = result
     first = next(iter(results.values()))
     click.echo(f"{sc.name}: {sc.model.name} {first.summary['layout']}, {first.summary['agents']} agents, "
@@ -140,12 +177,16 @@ def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count)
 @click.option("--resume", is_flag=True, help="reuse the finished runs in --out; simulate only the missing ones")
 @PROGRESS
 @SEEDS
-def compare(scenario, policies, sets, profiles, out, resume, progress, seed_count):
+@_strict
+def compare(scenario, policies, sets, profiles, out, resume, progress, seed_count, strict):
     """Run SCENARIO under each policy.system and print them side by side with speed-ups."""
     from dpsim import api
     from dpsim.runs import stored_run
-    sc = _load(scenario, sets, profiles)
+    from dpsim.workload.format import TraceError
+    sc = _load(scenario, sets, profiles, strict)
     names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        _fail(f"--policies {policies!r}: no system given; expected a comma-separated list of basic, dualpath, oracle")
     bad = [p for p in names if p not in ("basic", "dualpath", "oracle")]
     if bad:
         _fail(f"--policies: unknown system {bad[0]!r}; expected basic, dualpath or oracle")
@@ -159,7 +200,10 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
         for seed in seeds:
             scs = api.with_overrides(sc, run={"seed": seed}) if several else sc
             if seed not in workloads:
-                workloads[seed] = api.build_workload(scs)
+                try:
+                    workloads[seed] = api.build_workload(scs)
+                except (ScenarioError, TraceError) as exc:
+                    _fail(str(exc))
             scp = api.with_overrides(scs, policy={"system": name})
             folder = (Path(out) / name / (f"seed-{seed}" if several else "")) if out else None
             label = f"{name} seed {seed}" if several else name
@@ -176,7 +220,10 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
             except api.SimulationError as exc:
                 _fail(f"{scenario} ({label}): {exc}")
             if folder:
-                runs[name][seed].write(folder)
+                try:
+                    runs[name][seed].write(folder)
+                except OSError as exc:
+                    _fail(f"--out {out}: cannot write ({exc.strerror or exc})")
     first = runs[names[0]][seeds[0]].summary
     click.echo(f"{sc.name}: {sc.model.name} {first['layout']}, {len(workloads[seeds[0]])} agents")
     click.echo(f"hardware: {runs[names[0]][seeds[0]].run_info['hardware_profile']}")
@@ -245,9 +292,15 @@ def _compare_seeds(runs: dict[str, dict], seeds: list[int], out: Path | None) ->
 @click.option("--set", "sets", multiple=True)
 @click.option("--profile", "profiles", multiple=True, type=click.Path(),
               help="merge a calibration/testbed profile over the scenario (before --set)")
-def validate(scenario, sets, profiles):
-    """Check SCENARIO (includes, overrides, units, ranges) without running it."""
-    sc = _load(scenario, sets, profiles)
+@_strict
+def validate(scenario, sets, profiles, strict):
+    """Check SCENARIO (includes, overrides, units, ranges, the trace file) without running it."""
+    from dpsim.api import check_trace_file
+    sc = _load(scenario, sets, profiles, strict)
+    try:
+        check_trace_file(sc)
+    except ScenarioError as exc:
+        _fail(str(exc))
     click.echo(f"{scenario}: ok ({sc.model.name}, {sc.cluster.prefill_nodes}P{sc.cluster.decode_nodes}D, "
                f"{sc.policy.system})")
 

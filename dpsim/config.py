@@ -5,58 +5,101 @@ A scenario has seven sections: cluster, hardware, model, workload, policy, slo, 
 `dpsim.units`. `include:` lists other YAML files (paths relative to the including file) merged first,
 in order; the including file's own keys win, and `--set a.b=value` wins over everything. Every error
 names the file that set the offending field, the field, the value and what was expected.
+Validation at the edge (finite values, physical ranges, units where a bare number is ambiguous, no
+booleans for numbers) is listed in docs/validation-of-inputs.md.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, field_validator)
 
 from dpsim import units
 from dpsim.cost import CostConfig
+from dpsim.plausibility import plausibility_warnings
+# Reading the files lives in dpsim.scenario_files; these names stay importable from here.
+from dpsim.scenario_files import (ScenarioError, apply_overrides, deep_merge, load_yaml_with_includes,  # noqa: F401
+                                  read_yaml)
 
 
-class ScenarioError(Exception):
-    """A scenario that cannot be loaded; the message is one readable line."""
+# Physical ranges: a value outside is an error, never a silent run (docs/validation-of-inputs.md).
+# They are wide on purpose (a thought experiment may make GPUs 100x faster); plausibility warnings
+# for ordinary hardware live in `dpsim.plausibility`.
+BANDWIDTH_RANGE = (1e3, 1e18)  # bytes/s: 1 kB/s .. 1 EB/s
+BYTES_RANGE = (1e3, 1e16)  # bytes: 1 kB .. 10 PB
+SECONDS_RANGE = (1e-9, 1e7)  # s: 1 ns .. ~116 days
+FLOPS_RANGE = (1e6, 1e21)  # FLOP/s
+TOKENS_RANGE = (1, 2**30)  # tokens
+MAX_NODES = 100_000  # nodes per role or EP group
+MAX_COUNT = 1_000_000  # queue depths, turns, block sizes
+MAX_AGENTS = 10_000_000  # trajectories
+MIN_SIM_TIME_S = 1e-3  # run.max_sim_time below this cannot finish one forward pass
+EDGE = {"edge": True}  # validation context of user input: ambiguous bare numbers need a unit
 
 
-def _quantity(parser, example: str, allow_zero: bool = False):
-    def parse(value: Any) -> float:
+def _quantity(parser, example: str, allow_zero: bool = False, unit_required: bool = False,
+              bounds: tuple[float, float] = (0.0, float("inf"))):
+    """A unit-string field: parsed, finite, inside `bounds` (or 0 when `allow_zero`). In user input
+    (context EDGE), a bare non-zero number is refused where `unit_required` (400 what? Gbps? GB/s?)."""
+    def parse(value: Any, info: ValidationInfo) -> float:
         try:
             number = parser(value)
         except units.UnitError as exc:
             raise ValueError(f"{exc}; expected e.g. '{example}'") from None
+        if unit_required and number != 0 and (info.context or {}).get("edge") and not units.has_unit(value):
+            raise ValueError(f"a bare number is ambiguous here; give a unit, e.g. '{example}'")
+        if number == 0 and allow_zero:
+            return number
         if number < 0 or (number == 0 and not allow_zero):
             raise ValueError(f"expected a {'non-negative' if allow_zero else 'positive'} quantity like '{example}'")
+        low, high = bounds
+        if not low <= number <= high:
+            raise ValueError(f"{number:.4g} (SI units) is outside the physical range [{low:g}, {high:g}]; "
+                             f"expected e.g. '{example}'")
         return number
     return BeforeValidator(parse)
 
 
-Bandwidth = Annotated[float, _quantity(units.parse_bandwidth, "400Gbps")]
-Bytes = Annotated[float, _quantity(units.parse_bytes, "80GiB")]
-BytesOrZero = Annotated[float, _quantity(units.parse_bytes, "8GB", allow_zero=True)]
-Seconds = Annotated[float, _quantity(units.parse_time, "300ms")]
-SecondsOrZero = Annotated[float, _quantity(units.parse_time, "2us", allow_zero=True)]
-Flops = Annotated[float, _quantity(units.parse_flops, "990TFLOPS")]
-Tokens = Annotated[float, _quantity(units.parse_count, "64K")]
-Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+Bandwidth = Annotated[float, _quantity(units.parse_bandwidth, "400Gbps", unit_required=True, bounds=BANDWIDTH_RANGE)]
+Bytes = Annotated[float, _quantity(units.parse_bytes, "80GiB", unit_required=True, bounds=BYTES_RANGE)]
+BytesOrZero = Annotated[float, _quantity(units.parse_bytes, "8GB", allow_zero=True, unit_required=True,
+                                         bounds=BYTES_RANGE)]
+Seconds = Annotated[float, _quantity(units.parse_time, "300ms", bounds=SECONDS_RANGE)]
+SecondsOrZero = Annotated[float, _quantity(units.parse_time, "2us", allow_zero=True, bounds=SECONDS_RANGE)]
+Flops = Annotated[float, _quantity(units.parse_flops, "990TFLOPS", unit_required=True, bounds=FLOPS_RANGE)]
+Tokens = Annotated[float, _quantity(units.parse_count, "64K", bounds=TOKENS_RANGE)]
+# An efficiency: below 0.1 % no hardware runs (1e-300 would make every transfer last forever).
+Fraction = Annotated[float, Field(ge=1e-3, le=1.0)]
+Scale = Annotated[float, Field(ge=1e-6, le=1e6)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """Strict types: `True` is not a count, a fraction or a name (pydantic would read it as 1)."""
+        if isinstance(value, bool) and not _accepts_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number or a string, got a boolean")
+        return value
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    return annotation is bool or bool in get_args(annotation)
 
 
 class ClusterConfig(_Section):
-    prefill_nodes: int = Field(ge=1, description="P: nodes whose engines prefill")
-    decode_nodes: int = Field(ge=1, description="D: nodes whose engines decode")
-    gpus_per_node: int = Field(8, ge=1, description="g: GPUs (one engine each) per node")
+    prefill_nodes: int = Field(ge=1, le=MAX_NODES, description="P: nodes whose engines prefill")
+    decode_nodes: int = Field(ge=1, le=MAX_NODES, description="D: nodes whose engines decode")
+    gpus_per_node: int = Field(8, ge=1, le=64, description="g: GPUs (one engine each) per node")
     # DeepSeek's V3/R1 inference system runs EP32 prefill (4 nodes) and EP144 decode (18 nodes).
-    prefill_ep_nodes: int = Field(4, ge=1, description="nodes per prefill EP group (MoE models)")
-    decode_ep_nodes: int = Field(18, ge=1, description="nodes per decode EP group (MoE models)")
+    prefill_ep_nodes: int = Field(4, ge=1, le=MAX_NODES, description="nodes per prefill EP group (MoE models)")
+    decode_ep_nodes: int = Field(18, ge=1, le=MAX_NODES, description="nodes per decode EP group (MoE models)")
 
 
 class GpuConfig(_Section):
@@ -80,7 +123,7 @@ class NicConfig(_Section):
 
 class StorageNicConfig(_Section):
     bandwidth: Bandwidth = "400Gbps"
-    count: int = Field(1, ge=1, description="s: storage NICs per node")
+    count: int = Field(1, ge=1, le=64, description="s: storage NICs per node")
 
 
 class HostConfig(_Section):
@@ -91,14 +134,14 @@ class HostConfig(_Section):
 class StorageConfig(_Section):
     read_efficiency: Fraction = 0.86
     io_overhead: SecondsOrZero = "0us"
-    queue_depth: int = Field(64, ge=1)
+    queue_depth: int = Field(64, ge=1, le=MAX_COUNT)
     request_latency: SecondsOrZero = "0us"
-    inflight_requests: int = Field(2, ge=1, description="requests a node reads at once (FIFO beyond)")
+    inflight_requests: int = Field(2, ge=1, le=MAX_COUNT, description="requests a node reads at once (FIFO beyond)")
     aggregate_bandwidth: Bandwidth | None = None
 
 
 class NetworkConfig(_Section):
-    low_class_share: float = Field(0.01, gt=0.0, lt=1.0)
+    low_class_share: float = Field(0.01, ge=1e-4, le=0.9999)
 
 
 class HardwareConfig(_Section):
@@ -115,17 +158,28 @@ class ModelConfig(_Section):
 
 
 class WorkloadConfig(_Section):
+    trace: str | None = Field(None, min_length=1, description="trace file (format detected); relative to the scenario file")
     mal: Tokens = Field("64K", description="maximum context length of the synthetic set: 32K, 48K or 64K")
-    agents: int | None = Field(None, ge=1, description="number of trajectories (None: all of a trace)")
+    agents: int | None = Field(None, ge=1, le=MAX_AGENTS, description="number of trajectories (None: all of a trace)")
     mode: Literal["offline", "online"] = "offline"
-    aps: float | None = Field(None, gt=0, description="online: agent arrivals per second (Poisson)")
+    aps: float | None = Field(None, gt=0, le=1e6, description="online: agent arrivals per second (Poisson)")
     tool_latency: SecondsOrZero = "0s"
-    trace: str | None = Field(None, description="trace file (format detected); relative to the scenario file")
     max_context: Tokens | None = Field(None, description="cut trace sessions whose context exceeds this")
-    time_scale: float = Field(1.0, gt=0)
-    max_turns: int | None = Field(None, ge=1, description="truncate trajectories to this many turns")
-    append_scale: float = Field(1.0, gt=0, description="multiply every append (synthetic sets)")
-    gen_scale: float = Field(1.0, gt=0, description="multiply every generation (synthetic sets)")
+    time_scale: Scale = 1.0
+    max_turns: int | None = Field(None, ge=1, le=MAX_COUNT, description="truncate trajectories to this many turns")
+    append_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every append (synthetic sets)")
+    gen_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every generation (synthetic sets)")
+
+    @field_validator("mal")
+    @classmethod
+    def _published_set(cls, mal: float, info: ValidationInfo) -> float:
+        """Without a trace the workload is a synthetic set, and only three exist (paper §6)."""
+        from dpsim.workload.synthetic import PAPER_SET_STATS
+
+        if info.data.get("trace") is None and int(mal) not in PAPER_SET_STATS:
+            raise ValueError(f"no synthetic set with a maximum context of {int(mal):,} tokens; expected 32K, 48K or "
+                             "64K (or give workload.trace)")
+        return mal
 
 
 class WholePromptKvRead(str, Enum):
@@ -148,9 +202,9 @@ class PolicyConfig(_Section):
                     "(as soon as it is placed); layerwise prefill always reads ahead")
     alpha: Seconds = "3s"  # read-queue threshold: tokens readable in this time (spec section 5)
     beta: Seconds = "5s"  # PE overload threshold: tokens one GPU prefills in this time (spec section 5)
-    z_slack: float = Field(1.05, ge=1.0)  # DE balance target multiplier (spec section 5)
+    z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (spec section 5)
     attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
-    block_tokens: int = Field(64, ge=1)  # tokens per KV block [assumed, spec section 3]
+    block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, spec section 3]
 
 
 class SloConfig(_Section):
@@ -159,10 +213,18 @@ class SloConfig(_Section):
 
 
 class RunConfig(_Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     max_sim_time: Seconds | None = None
     bin: Seconds = "1s"
     progress: bool | None = None
+
+    @field_validator("max_sim_time")
+    @classmethod
+    def _long_enough(cls, max_sim_time: float | None) -> float | None:
+        if max_sim_time is not None and max_sim_time < MIN_SIM_TIME_S:
+            raise ValueError(f"{max_sim_time:g} s simulates nothing (not one forward pass); expected at least "
+                             f"{MIN_SIM_TIME_S * 1e3:g} ms, e.g. '600s', or leave it unset to run every turn")
+        return max_sim_time
 
 
 class Scenario(_Section):
@@ -179,6 +241,13 @@ class Scenario(_Section):
     cost: CostConfig | None = None  # prices and power (dpsim/cost.py); no cost figures without it
     calibration: dict[str, Any] | None = None
     source_path: str | None = Field(None, exclude=True)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Plausibility warnings found when the scenario was loaded (`dpsim.plausibility`), one
+        located line each; empty for a scenario built in Python."""
+        return list(self._warnings)
 
     def effective_policy(self) -> dict[str, Any]:
         """The ablation switches after `policy.system` defaults are applied (spec section 8)."""
@@ -194,88 +263,6 @@ class Scenario(_Section):
             "kv_read_at_pass": not layerwise and p.whole_prompt_kv_read is WholePromptKvRead.AT_PASS,
             "free_io": p.system == "oracle",
         }
-
-
-# ----------------------------------------------------------------------------------- YAML loading
-def read_yaml(path: Path, error: type[Exception] = ScenarioError) -> Any:
-    """The YAML document in the file `path`. A file that is not UTF-8 text or not valid YAML raises
-    one located `error` (file, line, problem) instead of a traceback; every YAML input of dpsim (scenario,
-    sweep, experiment, published numbers) is read here."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected YAML") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise error(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-
-
-def load_yaml_with_includes(path: Path, origins: dict[tuple, str], _stack: tuple = ()) -> dict:
-    """Read `path`, merging its `include:` files first; record which file set each leaf key."""
-    path = Path(path)
-    if not path.is_file():
-        where = f" (included from {_stack[-1]})" if _stack else ""
-        raise ScenarioError(f"{path}: file not found{where}")
-    if path.resolve() in _stack:
-        raise ScenarioError(f"{path}: include cycle through {' -> '.join(str(s) for s in _stack)}")
-    data = read_yaml(path, ScenarioError) or {}
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
-    includes = data.pop("include", []) or []
-    if isinstance(includes, str):
-        includes = [includes]
-    merged: dict = {}
-    for inc in includes:
-        sub = load_yaml_with_includes(path.parent / inc, origins, _stack + (path.resolve(),))
-        deep_merge(merged, sub)
-    _record_origins(data, str(path), origins)
-    deep_merge(merged, data)
-    return merged
-
-
-def _record_origins(data: dict, source: str, origins: dict[tuple, str], prefix: tuple = ()) -> None:
-    for key, value in data.items():
-        if isinstance(value, dict):
-            _record_origins(value, source, origins, prefix + (key,))
-        else:
-            origins[prefix + (key,)] = source
-
-
-def deep_merge(base: dict, top: dict) -> dict:
-    """Merge `top` into `base` in place; mappings merge recursively, anything else is replaced."""
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def apply_overrides(data: dict, overrides: list[str], origins: dict[tuple, str]) -> None:
-    """Apply `a.b.c=value` strings; the value is read as a YAML scalar ("64K" stays a string)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ScenarioError(f"--set {item!r}: expected KEY=VALUE, e.g. --set workload.agents=1024")
-        key, raw = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ScenarioError(f"--set {item!r}: empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        node = data
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-        origins[tuple(parts)] = "--set"
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
@@ -294,7 +281,15 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     apply_overrides(data, list(overrides), origins)
     scenario = validate_scenario(data, origins, default_source=str(path))
     scenario.source_path = str(path)
+    scenario._warnings = [f"{origins.get(loc, str(path))}: {'.'.join(loc)} = {_written(data, loc)!r}: {message}"
+                          for loc, message in plausibility_warnings(scenario, data)]
     return scenario
+
+
+def _written(data: dict, loc: tuple[str, ...]) -> Any:
+    for part in loc:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def _apply_by_model(data: dict, by_model, overrides: list[str], origins: dict[tuple, str], path: str) -> None:
@@ -325,7 +320,7 @@ def _apply_by_model(data: dict, by_model, overrides: list[str], origins: dict[tu
 
 def validate_scenario(data: dict, origins: dict[tuple, str] | None = None, default_source: str = "<scenario>") -> Scenario:
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context=EDGE)
     except ValidationError as exc:
         raise ScenarioError(_format_validation_error(exc, data, origins or {}, default_source)) from None
 
@@ -347,7 +342,8 @@ def _format_validation_error(exc: ValidationError, data: dict, origins: dict, de
     else:
         value = first.get("input")
         msg = first["msg"].removeprefix("Value error, ")
-        line = f"{source}: {field} = {value!r}: {msg}"
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        line = f"{source}: {field} = {shown}: {msg}"
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return line

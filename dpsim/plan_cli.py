@@ -9,7 +9,11 @@ from pathlib import Path
 
 import click
 
-from dpsim.config import ScenarioError
+from dpsim.config import MAX_NODES, SECONDS_RANGE, ScenarioError
+
+
+MAX_LAYOUT_COUNTS = 1000  # node counts one plan may try
+MAX_APS = 1e6  # agent arrivals per second: the scenario's own bound on workload.aps (dpsim.config)
 
 
 def _fail(message: str) -> None:
@@ -26,21 +30,21 @@ def _seconds(option: str, text: str | None) -> float | None:
         value = units.parse_time(text)
     except units.UnitError as exc:
         _fail(f"{option} = {text!r}: {exc}; expected e.g. 4s or 50ms")
-    if not value > 0:
-        _fail(f"{option} = {text!r}: expected a positive time, e.g. 4s")
+    if not 0 < value <= SECONDS_RANGE[1]:
+        _fail(f"{option} = {text!r}: expected a positive time up to {SECONDS_RANGE[1]:g} s, e.g. 4s")
     return value
 
 
 def _positive(option: str, value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        _fail(f"{option} = {value!r}: expected a positive number")
+    if value is not None and not 0 < value <= MAX_APS:
+        _fail(f"{option} = {value!r}: expected a positive number up to {MAX_APS:g}")
     return value
 
 
 # ------------------------------------------------------------------------------------------ sweep
 @click.command()
 @click.argument("sweep_file", metavar="SWEEP.yaml", type=click.Path())
-@click.option("--jobs", "-j", type=int, default=None, help="parallel workers (default: the file's jobs, else 2)")
+@click.option("--jobs", "-j", type=click.IntRange(1, 1024), default=None, help="parallel workers (default: the file's jobs, else 2)")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
               help="local worker processes (default) or Ray tasks")
 @click.option("--ray-address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001); "
@@ -243,10 +247,16 @@ def _nodes(text: str) -> list[int]:
     try:
         if ".." in text:
             a, b = text.split("..", 1)
-            return list(range(int(a), int(b) + 1))
-        return [int(x) for x in text.split(",") if x.strip()]
+            if int(b) - int(a) > MAX_LAYOUT_COUNTS:
+                _fail(f"--nodes = {text!r}: more than {MAX_LAYOUT_COUNTS} node counts to try")
+            counts = list(range(int(a), int(b) + 1))
+        else:
+            counts = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         _fail(f"--nodes = {text!r}: expected a count, a list (4,6,8) or a range (3..6)")
+    if not counts or not all(2 <= n <= 2 * MAX_NODES for n in counts):
+        _fail(f"--nodes = {text!r}: expected total node counts from 2 (1P1D) to {2 * MAX_NODES:,}")
+    return counts
 
 
 @click.command()
@@ -256,7 +266,7 @@ def _nodes(text: str) -> list[int]:
 @click.option("--target-aps", type=float, default=None, help="agents per second the cluster must sustain")
 @click.option("--aps-lo", type=float, default=None, help="lower APS bound of each layout's search (default 0.1)")
 @click.option("--aps-hi", type=float, default=None, help="upper APS bound of each layout's search")
-@click.option("--jobs", "-j", type=int, default=2, show_default=True, help="layouts searched in parallel")
+@click.option("--jobs", "-j", type=click.IntRange(1, 1024), default=2, show_default=True, help="layouts searched in parallel")
 @click.option("--out", type=click.Path(), default=None, help="write plan.json and layouts.csv here")
 def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, nodes, target_aps, aps_lo, aps_hi,
          jobs, out):

@@ -19,6 +19,7 @@ import sys
 import click
 import numpy as np
 
+from dpsim.config import MAX_AGENTS
 from dpsim.workload.format import trajectory_to_obj, write_trajectories
 from dpsim.workload.readers import FORMATS, TraceError, TraceRead, load_trace
 from dpsim.workload.trajectory import Trajectory
@@ -160,6 +161,13 @@ def _read(path: str, skip_bad: bool, fmt: str | None, limit: int | None = None) 
     return result
 
 
+def _write(trajs: list[Trajectory], output: str, **header) -> int:
+    try:
+        return write_trajectories(trajs, output, **header)
+    except OSError as e:
+        raise click.ClickException(f"{output}: cannot write ({e.strerror or e})") from None
+
+
 _skip_bad = click.option("--skip-bad", is_flag=True, help="Skip malformed records (counted on stderr) instead of stopping.")
 _format = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                        help="Force a reader instead of detecting the format from the content.")
@@ -190,12 +198,14 @@ def stats_cmd(file: str, as_json: bool, skip_bad: bool, fmt: str | None) -> None
 @trace.command("convert")
 @click.argument("file", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(), help="OUT.jsonl, OUT.jsonl.gz or OUT.parquet.")
-@click.option("--agents", type=int, default=None, help="Resample / trim to this many sessions.")
-@click.option("--aps", type=float, default=None, help="Re-draw session arrivals as Poisson at this rate (1/s).")
-@click.option("--time-scale", type=float, default=1.0, show_default=True, help="Multiply arrival and think times.")
+@click.option("--agents", type=click.IntRange(1, MAX_AGENTS), default=None, help="Resample / trim to this many sessions.")
+@click.option("--aps", type=click.FloatRange(0, 1e6, min_open=True), default=None,
+              help="Re-draw session arrivals as Poisson at this rate (1/s).")
+@click.option("--time-scale", type=click.FloatRange(1e-6, 1e6), default=1.0, show_default=True,
+              help="Multiply arrival and think times.")
 @click.option("--max-context", type=str, default=None,
               help="Cut each session before its first turn over this many tokens (e.g. 128K).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--to", "to", type=click.Choice(["native", "mooncake"]), default="native", show_default=True,
               help="native: dpsim's format; mooncake: a Mooncake request trace (JSONL, 512-token hash_ids)")
 @_skip_bad
@@ -211,10 +221,15 @@ def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, se
 
         try:
             limit = None if max_context is None else int(parse_count(max_context))
+        except ValueError as e:  # a UnitError
+            raise click.ClickException(f"--max-context {max_context}: {e}; expected a token count, e.g. 128K") from None
+        if limit is not None and limit < 1:
+            raise click.ClickException(f"--max-context {max_context}: expected a positive token count, e.g. 128K")
+        try:
             trajs = apply_workload_options(trajs, agents=agents, aps=aps, time_scale=time_scale, seed=seed,
                                            max_context=limit)
         except ValueError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(f"{file}: {e}") from None
     if to == "mooncake":
         from dpsim.workload.mooncake_writer import write_mooncake
 
@@ -226,14 +241,14 @@ def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, se
             click.echo(f"note: {estimated:,} sessions had no turn arrival times; their turns arrive at the "
                        f"session's arrival plus think times (service time left out)", err=True)
         return
-    n = write_trajectories(trajs, output, source=file, source_format=result.format)
+    n = _write(trajs, output, source=file, source_format=result.format)
     click.echo(f"wrote {n:,} trajectories ({sum(len(t.turns) for t in trajs):,} turns) to {output}")
 
 
 @trace.command("synth")
 @click.option("--mal", default="64K", show_default=True, help="Maximum context length (tokens, e.g. 32K, 48K, 64K).")
-@click.option("--agents", type=int, default=500, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--agents", type=click.IntRange(1, MAX_AGENTS), default=500, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(), help="OUT.jsonl, OUT.jsonl.gz or OUT.parquet.")
 def synth_cmd(mal: str, agents: int, seed: int, output: str) -> None:
     """Generate synthetic agentic trajectories (spec section 6) in the native format."""
@@ -245,17 +260,17 @@ def synth_cmd(mal: str, agents: int, seed: int, output: str) -> None:
         raise click.ClickException(f"the synthetic generator is not available ({e})") from None
     try:
         mal_tokens = int(parse_count(mal))
-    except UnitError as e:
-        raise click.ClickException(str(e)) from None
-    trajs = generate_trajectories(mal_tokens=mal_tokens, agents=agents, seed=seed)
-    n = write_trajectories(trajs, output, source=f"dpsim synth --mal {mal} --agents {agents} --seed {seed}")
+        trajs = generate_trajectories(mal_tokens=mal_tokens, agents=agents, seed=seed)
+    except (UnitError, ValueError) as e:
+        raise click.ClickException(f"--mal {mal}: {e}") from None
+    n = _write(trajs, output, source=f"dpsim synth --mal {mal} --agents {agents} --seed {seed}")
     click.echo(f"wrote {n:,} trajectories ({sum(len(t.turns) for t in trajs):,} turns) to {output}")
 
 
 @trace.command("head")
 @click.argument("file", type=click.Path(exists=True))
-@click.option("-n", "count", type=int, default=3, show_default=True, help="Trajectories to show.")
-@click.option("--turns", type=int, default=8, show_default=True, help="Turns to show per trajectory.")
+@click.option("-n", "count", type=click.IntRange(1, MAX_AGENTS), default=3, show_default=True, help="Trajectories to show.")
+@click.option("--turns", type=click.IntRange(0), default=8, show_default=True, help="Turns to show per trajectory.")
 @click.option("--jsonl", is_flag=True, help="Print native JSON Lines instead of a table.")
 @_skip_bad
 @_format

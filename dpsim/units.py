@@ -6,10 +6,15 @@ seconds, FLOP/s, tokens). Internally dpsim uses SI floats: bytes, bytes per seco
 
 Decimal prefixes (k, M, G, T, P) are powers of 1000; binary prefixes (Ki, Mi, Gi, Ti) powers of 1024.
 Bits are converted to bytes (1 B = 8 b): "400Gbps" == "400Gbit/s" == 50e9 bytes/s.
+
+Every parser rejects booleans, infinities and NaN: a quantity is a finite number. Whether a bare
+number is acceptable (SI base units) is the caller's decision: scenario files require a unit where
+one is ambiguous (see `dpsim.config` and docs/validation-of-inputs.md).
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 _DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
@@ -84,7 +89,18 @@ def _parse(value, kind: str, unit_factor) -> float:
     factor = unit_factor(unit)
     if factor is None:
         raise UnitError(f"'{value}': unknown {kind} unit '{unit}'")
-    return number * factor
+    quantity = number * factor
+    if not math.isfinite(quantity):
+        raise UnitError(f"'{value}' is not a finite {kind}")
+    return quantity
+
+
+def has_unit(value: str | int | float) -> bool:
+    """Whether `value` is written with a unit ("400Gbps": True; 400, "400", "400.0": False)."""
+    if not isinstance(value, str):
+        return False
+    match = _PATTERN.match(value)
+    return bool(match and match.group("unit"))
 
 
 def _bytes_unit(unit: str) -> float | None:

@@ -46,7 +46,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from dpsim.workload.errors import TraceError, describe, numbered_lines
 from dpsim.workload.trajectory import Trajectory, Turn
+
+__all__ = ["TraceError"]  # re-exported: readers and the CLIs import it from here
 
 FORMAT_NAME = "dpsim-trajectories"
 FORMAT_VERSION = 1
@@ -56,16 +59,21 @@ _TURN_KEYS = {"append", "in", "cached", "out", "think_s", "hashes"}
 _TRAJ_KEYS = {"id", "arrival_s", "meta", "turns"}
 
 
-class TraceError(ValueError):
-    """A trace that cannot be read: the message names the file and, where there is one, the line."""
-
-
 def parse_json_line(line: str, where: str):
-    """One JSON Lines record; a located TraceError ("file:line: invalid JSON ...") if it is not JSON."""
+    """One JSON Lines record; a located TraceError ("file:line: invalid JSON ...") if it is not JSON
+    (NaN and Infinity are not JSON either; nesting deeper than Python's stack is refused)."""
     try:
-        return json.loads(line)
+        return json.loads(line, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise TraceError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise TraceError(f"{where}: JSON nested too deeply") from None
+    except ValueError as e:
+        raise TraceError(f"{where}: invalid JSON ({e})") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
 
 
 def header(**extra) -> dict:
@@ -179,14 +187,17 @@ def _number(value, key: str, where: str) -> float:
 
 
 def check_header(obj: dict, where: str) -> dict:
-    if obj.get("format") != FORMAT_NAME:
-        raise TraceError(f"{where}: not a {FORMAT_NAME} header: {obj!r}")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+        raise TraceError(f"{where}: not a {FORMAT_NAME} header: {str(obj)[:200]}")
     version = obj.get("version")
     if version not in SUPPORTED_VERSIONS:
         raise TraceError(f"{where}: {FORMAT_NAME} version {version!r} is not supported "
                          f"(this dpsim reads versions {list(SUPPORTED_VERSIONS)})")
     if obj.get("hash_scope", "trajectory") not in ("trajectory", "global"):
         raise TraceError(f"{where}: hash_scope must be 'trajectory' or 'global', got {obj['hash_scope']!r}")
+    block = obj.get("block_size")
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
+        raise TraceError(f"{where}: block_size must be a positive integer, got {block!r}")
     return obj
 
 
@@ -234,8 +245,8 @@ def obj_to_trajectory(obj, where: str, hdr: dict, global_seen: set | None = None
             inp = _int(t, "in", tw, 1)
             hashes = t.get("hashes")
             if hashes is not None:
-                if not isinstance(hashes, list):
-                    raise TraceError(f"{tw}: 'hashes' must be a list")
+                if not isinstance(hashes, list) or not all(isinstance(h, (int, str)) for h in hashes):
+                    raise TraceError(f"{tw}: 'hashes' must be a list of block ids (integers or strings)")
                 if not block:
                     raise TraceError(f"{tw}: 'hashes' needs 'block_size' in the header")
                 if len(hashes) > -(-inp // block):
@@ -257,12 +268,12 @@ def obj_to_trajectory(obj, where: str, hdr: dict, global_seen: set | None = None
     return Trajectory(str(traj_id), turns, arrival, dict(meta))
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_binary(path: Path) -> IO[bytes]:
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def iter_jsonl(path: str | Path, ctx=None) -> Iterator[Trajectory]:
@@ -271,31 +282,30 @@ def iter_jsonl(path: str | Path, ctx=None) -> Iterator[Trajectory]:
     path = Path(path)
     hdr = None
     global_seen = None
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = parse_json_line(line, where)
-                if hdr is None:
-                    if isinstance(obj, dict) and "format" in obj:
-                        hdr = check_header(obj, where)
-                        global_seen = set() if hdr.get("hash_scope") == "global" else None
-                        continue
-                    raise TraceError(f"{where}: missing the {FORMAT_NAME} header line")
-                traj = obj_to_trajectory(obj, where, hdr, global_seen)
-            except TraceError as e:
-                if hdr is None or ctx is None or not ctx.skip_bad:
-                    raise
-                ctx.skip(str(e))
-                continue
-            except ValueError as e:  # Turn's own invariants
-                if ctx is None or not ctx.skip_bad:
-                    raise TraceError(f"{where}: {e}") from None
-                ctx.skip(f"{where}: {e}")
-                continue
-            yield traj
+    for lineno, line in numbered_lines(path, lambda: _open_binary(path)):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = parse_json_line(line, where)
+            if hdr is None:
+                if isinstance(obj, dict) and "format" in obj:
+                    hdr = check_header(obj, where)
+                    global_seen = set() if hdr.get("hash_scope") == "global" else None
+                    continue
+                raise TraceError(f"{where}: missing the {FORMAT_NAME} header line")
+            traj = obj_to_trajectory(obj, where, hdr, global_seen)
+        except TraceError as e:
+            if hdr is None or ctx is None or not ctx.skip_bad:
+                raise
+            ctx.skip(str(e))
+            continue
+        except Exception as e:  # Turn's own invariants (ValueError), anything a record can break
+            if ctx is None or not ctx.skip_bad or hdr is None:
+                raise TraceError(f"{where}: {describe(e)}") from None
+            ctx.skip(f"{where}: {describe(e)}")
+            continue
+        yield traj
     if hdr is None:
         raise TraceError(f"{path}: empty file (no {FORMAT_NAME} header)")
 
@@ -312,12 +322,18 @@ def iter_parquet(path: str | Path, ctx=None) -> Iterator[Trajectory]:
     md = pf.schema_arrow.metadata or {}
     if b"dpsim" not in md:
         raise TraceError(f"{path}: Parquet file without dpsim metadata (not written by dpsim)")
-    check_header(json.loads(md[b"dpsim"]), str(path))
+    try:
+        check_header(json.loads(md[b"dpsim"]), str(path))
+    except (ValueError, RecursionError) as e:  # TraceError is a ValueError too
+        raise TraceError(f"{path}: dpsim metadata: {e if isinstance(e, TraceError) else describe(e)}") from None
     need = ["traj", "turn", "input_tokens", "cached_tokens", "output_tokens", "think_time_s", "arrival_s", "meta"]
     missing = [c for c in need if c not in pf.schema_arrow.names]
     if missing:
         raise TraceError(f"{path}: missing columns {missing}")
-    cols = pf.read(columns=need).to_pydict()
+    try:
+        cols = pf.read(columns=need).to_pydict()
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types
+        raise TraceError(f"{path}: not a readable Parquet file ({describe(e)})") from None
     nrows = len(cols["traj"])
     cur_id, turns, arrival, meta, bad, first_row = None, [], None, {}, None, 0
 
@@ -337,22 +353,34 @@ def iter_parquet(path: str | Path, ctx=None) -> Iterator[Trajectory]:
             traj = flush()
             if traj is not None:
                 yield traj
-            cur_id, turns, arrival, bad, first_row = tid, [], cols["arrival_s"][r], None, r
-            meta = json.loads(cols["meta"][r]) if cols["meta"][r] else {}
+            cur_id, turns, arrival, meta, bad, first_row = tid, [], cols["arrival_s"][r], {}, None, r
+            try:
+                meta = _parquet_meta(cols["meta"][r])
+                if arrival is not None:
+                    arrival = _number(arrival, "arrival_s", "")
+            except (TraceError, ValueError, TypeError, RecursionError) as e:
+                bad = f"{path}: row {r} (trajectory {tid}): {describe(e)}"
         if bad is not None:
             continue
         try:
             if cols["turn"][r] != r - first_row:
                 raise ValueError(f"turn index {cols['turn'][r]} out of order")
             turns.append(Turn(int(cols["input_tokens"][r]), int(cols["cached_tokens"][r]),
-                              int(cols["output_tokens"][r]), float(cols["think_time_s"][r])))
+                              int(cols["output_tokens"][r]), _number(cols["think_time_s"][r], "think_time_s", "")))
         except (TypeError, ValueError) as e:
-            bad = f"{path}: row {r} (trajectory {tid}): {e}"
+            bad = f"{path}: row {r} (trajectory {tid}): {describe(e)}"
     traj = flush()
     if traj is not None:
         yield traj
     if nrows == 0:
         raise TraceError(f"{path}: empty Parquet file (no turns)")
+
+
+def _parquet_meta(text: str | None) -> dict:
+    meta = json.loads(text, parse_constant=_no_constant) if text else {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def read_jsonl(path: str | Path) -> list[Trajectory]:

@@ -12,7 +12,9 @@ from the file's content, not its name:
 ``azure``          Azure LLM inference CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)
 =================  ==========================================================================
 
-A malformed record raises :class:`TraceError` naming the file and line (or archive member); with
+A malformed record raises :class:`TraceError` naming the file and line (or archive member), and
+so does anything else that goes wrong while reading (not UTF-8, a corrupt gzip or tar stream, a
+directory, JSON nested too deeply): no reader raises another exception. With
 ``skip_bad=True`` it is skipped and counted instead (``TraceRead.skipped``; :func:`read_trace` warns
 with the count). An empty file, a file in no known format, or a file whose every record is bad is
 always an error.
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from dpsim.workload.errors import describe
 from dpsim.workload.format import FORMAT_NAME, TraceError
 from dpsim.workload.readers import azure, claude_code, mooncake, native
 from dpsim.workload.readers._common import ReadContext, prefix_hits
@@ -69,6 +72,15 @@ def _classify_line(line: str):
 def detect_format(path: str | Path) -> str:
     """The format of a trace file, from its content (raises TraceError if none fits)."""
     path = Path(path)
+    try:
+        return _detect(path)
+    except TraceError:
+        raise
+    except Exception as exc:  # an unreadable file or a broken archive: still one located line
+        raise TraceError(f"{path}: {describe(exc)}") from None
+
+
+def _detect(path: Path) -> str:
     if not path.exists():
         raise TraceError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -140,8 +152,13 @@ def load_trace(path: str | Path, skip_bad: bool = False, format: str | None = No
     path = Path(path)
     fmt = format or detect_format(path)
     ctx = ReadContext(skip_bad=skip_bad)
-    it = _iterator(path, fmt, ctx, options)
-    trajs = list(islice(it, limit) if limit is not None else it)
+    try:
+        it = _iterator(path, fmt, ctx, options)
+        trajs = list(islice(it, limit) if limit is not None else it)
+    except TraceError:
+        raise
+    except Exception as exc:  # the readers locate what they can; this names the file for the rest
+        raise TraceError(f"{path}: cannot read as a {fmt} trace ({describe(exc)})") from None
     if not trajs:
         first = f"; first: {ctx.skipped[0]}" if ctx.skipped else ""
         raise TraceError(f"{path}: no valid trajectories ({len(ctx.skipped)} bad records skipped{first})")

@@ -32,7 +32,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dpsim.workload.format import TraceError
+from dpsim.workload.errors import FILE_ERRORS, TraceError, describe
 from dpsim.workload.readers._common import ReadContext, prefix_hits
 from dpsim.workload.trajectory import Trajectory, Turn
 
@@ -72,8 +72,8 @@ class _Session:
         if isinstance(out, bool) or not isinstance(out, int) or out < 0:
             raise TraceError(f"{where}: 'out' must be an integer >= 0, got {out!r}")
         hashes = r.get("hash_ids")
-        if not isinstance(hashes, list):
-            raise TraceError(f"{where}: 'hash_ids' must be a list")
+        if not isinstance(hashes, list) or not all(isinstance(h, (int, str)) for h in hashes):
+            raise TraceError(f"{where}: 'hash_ids' must be a list of block ids (integers or strings)")
         if len(hashes) > -(-inp // self.block):
             raise TraceError(f"{where}: {len(hashes)} hash_ids for {inp} tokens of {self.block}-token blocks")
         k = prefix_hits(hashes, self.seen)
@@ -142,11 +142,25 @@ def _load_json(data: bytes, where: str):
     if not data.strip():
         raise TraceError(f"{where}: empty session file")
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise TraceError(f"{where}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
     except UnicodeDecodeError as e:
-        raise TraceError(f"{where}: not UTF-8 text ({e.reason})") from None
+        line = data[:e.start].count(b"\n") + 1
+        raise TraceError(f"{where}:{line}: not UTF-8 text ({e.reason})") from None
+    except (ValueError, RecursionError) as e:
+        raise TraceError(f"{where}: invalid JSON ({describe(e)})") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _read(load, where: str) -> bytes:
+    try:
+        return load()
+    except FILE_ERRORS as e:
+        raise TraceError(f"{where}: {describe(e)}") from None
 
 
 def _sources(path: Path) -> Iterator[tuple[str, callable]]:
@@ -178,17 +192,17 @@ def iter_claude_code(path: str | Path, ctx: ReadContext | None = None,
     n = 0
     for where, load in _sources(path):
         try:
-            obj = _load_json(load(), where)
+            obj = _load_json(_read(load, where), where)
             traj = session_to_trajectory(obj, where, ctx, subagents, Path(where.split("!")[-1]).stem)
         except TraceError as e:
             if not ctx.skip_bad:
                 raise
             ctx.skip(str(e))
             continue
-        except ValueError as e:  # a Turn invariant
+        except Exception as e:  # a Turn invariant (ValueError), a sub-agent nested too deeply, ...
             if not ctx.skip_bad:
-                raise TraceError(f"{where}: {e}") from None
-            ctx.skip(f"{where}: {e}")
+                raise TraceError(f"{where}: {describe(e)}") from None
+            ctx.skip(f"{where}: {describe(e)}")
             continue
         n += 1
         yield traj

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from dpsim.workload.errors import numbered_lines
 from dpsim.workload.format import TraceError, parse_json_line
 from dpsim.workload.readers._common import ReadContext, prefix_hits
 from dpsim.workload.trajectory import Trajectory, Turn
@@ -61,25 +62,20 @@ def iter_mooncake(path: str | Path, ctx: ReadContext | None = None, block: int =
     ctx = ctx or ReadContext()
     path = Path(path)
     records = []  # (timestamp_ms, lineno, input, output, hashes)
-    own = lines is None
-    f = open(path, encoding="utf-8") if own else None
-    try:
-        for lineno, line in enumerate(f if own else lines, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = parse_json_line(line, where)
-                ts, inp, out, hashes = _parse(obj, where, block)
-            except TraceError as e:
-                if not ctx.skip_bad:
-                    raise
-                ctx.skip(str(e))
-                continue
-            records.append((ts, lineno, inp, out, hashes))
-    finally:
-        if own:
-            f.close()
+    numbered = numbered_lines(path, lambda: open(path, "rb")) if lines is None else enumerate(lines, 1)
+    for lineno, line in numbered:
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = parse_json_line(line, where)
+            ts, inp, out, hashes = _parse(obj, where, block)
+        except TraceError as e:
+            if not ctx.skip_bad:
+                raise
+            ctx.skip(str(e))
+            continue
+        records.append((ts, lineno, inp, out, hashes))
     if not records and not ctx.skipped:
         raise TraceError(f"{path}: empty file (no Mooncake requests)")
     unsorted = any(records[i][0] > records[i + 1][0] for i in range(len(records) - 1))
