@@ -51,19 +51,23 @@ def _dpsim():
     return simpy, validate_scenario, ScenarioError, Cluster, storage_client_rate, TrafficClass
 
 
-def profile_scenario(profile: dict):
-    """The profile's hardware as a dpsim scenario (1 prefill node, 1 decode node, 1 GPU each)."""
+def profile_scenario(profile: dict, source: str = "<profile>"):
+    """The profile's hardware as a dpsim scenario (1 prefill node, 1 decode node, 1 GPU each), validated
+    by dpsim itself, so a bad value is one located error naming `source` (the profile's file) and the field."""
     _, validate_scenario, ScenarioError, *_ = _dpsim()
     hw = profile.get("hardware") or {}
-    for key in ("storage_nic", "compute_nic"):
-        if "bandwidth" not in (hw.get(key) or {}):
-            raise CalibrateError(f"profile has no hardware.{key}.bandwidth: the closure cannot predict that link")
+    if not isinstance(hw, dict):
+        raise CalibrateError(f"{source}: hardware = {hw!r}: expected a mapping of hardware sections")
     data = {"cluster": {"prefill_nodes": 1, "decode_nodes": 1, "gpus_per_node": 1}, "model": {"name": "ds27b"},
             "hardware": hw, "calibration": profile.get("calibration")}
     try:
-        return validate_scenario(data, default_source="<profile>")
+        scenario = validate_scenario(data, default_source=source)
     except ScenarioError as e:
         raise CalibrateError(f"dpsim rejects the profile: {e}") from None
+    for key in ("storage_nic", "compute_nic"):
+        if "bandwidth" not in (hw.get(key) or {}):
+            raise CalibrateError(f"{source}: no hardware.{key}.bandwidth: the closure cannot predict that link")
+    return scenario
 
 
 def host_copy(profile: dict) -> tuple[float, float | None]:
@@ -228,7 +232,7 @@ def _link_experiments(samples: list[dict], scenario) -> list[dict]:
 def closure(profile_path: str, samples: list[dict]) -> dict:
     """Per-experiment comparison of measured and dpsim-predicted times (see the module docstring)."""
     profile = load_profile(profile_path)
-    scenario = profile_scenario(profile)
+    scenario = profile_scenario(profile, str(profile_path))
     copy = host_copy(profile)
     loader_rows, table = _loader_experiments(samples, scenario, copy)
     if not loader_rows:
