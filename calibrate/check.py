@@ -70,14 +70,24 @@ def profile_scenario(profile: dict, source: str = "<profile>"):
     return scenario
 
 
-def host_copy(profile: dict) -> tuple[float, float | None]:
+def host_copy(profile: dict, source: str = "<profile>") -> tuple[float, float | None]:
     """(latency s, bandwidth B/s) of the PE path's local copy: the profile's host-copy fit, else its
-    GPU H2D fit; (0, None) = free (the profile measured neither; dpsim itself has no memcpy cost)."""
-    links = profile.get("calibration", {}).get("links", {})
+    GPU H2D fit; (0, None) = free (the profile measured neither; dpsim itself has no memcpy cost).
+    A fit whose numbers are not finite and non-negative is one located CalibrateError."""
+    calibration = profile.get("calibration")
+    links = calibration.get("links") if isinstance(calibration, dict) else None
+    if not isinstance(links, dict):
+        return 0.0, None
     for name in ("host_copy", "h2d"):
         link = links.get(name)
-        if link and link.get("bandwidth_Bps"):
-            return float(link.get("latency_s", 0.0) or 0.0), float(link["bandwidth_Bps"])
+        if not isinstance(link, dict) or not link.get("bandwidth_Bps"):
+            continue
+        latency_s, bandwidth = link.get("latency_s", 0.0) or 0.0, link["bandwidth_Bps"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                   for v in (latency_s, bandwidth)) or bandwidth <= 0:
+            raise CalibrateError(f"{source}: calibration.links.{name}: latency_s and bandwidth_Bps must be finite "
+                                 f"numbers (bandwidth > 0), got {latency_s!r} and {bandwidth!r}")
+        return float(latency_s), float(bandwidth)
     return 0.0, None
 
 
@@ -233,7 +243,7 @@ def closure(profile_path: str, samples: list[dict]) -> dict:
     """Per-experiment comparison of measured and dpsim-predicted times (see the module docstring)."""
     profile = load_profile(profile_path)
     scenario = profile_scenario(profile, str(profile_path))
-    copy = host_copy(profile)
+    copy = host_copy(profile, str(profile_path))
     loader_rows, table = _loader_experiments(samples, scenario, copy)
     if not loader_rows:
         raise CalibrateError("no finished loader experiment in the raw samples (run `dpsim-calibrate loader --raw ...`)")
