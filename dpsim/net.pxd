@@ -51,6 +51,10 @@ cdef class Network:
     cdef public bint _split_ok
     cdef public long split_fallbacks
     cdef public long split_solves
+    cdef public bint _skip_idle
+    cdef public long skipped_solves
+    cdef public long skipped_links
+    cdef public dict _unchecked
 
     @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list, boundary=list, seeds=set)
     cpdef tuple _component(self, seed_links, bint split)
@@ -77,7 +81,8 @@ cdef class Network:
     @cython.locals(heap=list, finish=double)
     cpdef _arm_timer(self)
 
-    @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long)
+    @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long, seeds=list,
+                   idle=list, bound=bint, skip=bint)
     cpdef _on_timer(self, event)
 
 
