@@ -44,6 +44,10 @@ try:  # Cython's pure-Python mode: cython.compiled is True only inside the compi
     COMPILED = bool(cython.compiled)
 except ImportError:  # Cython not installed: pure Python
     COMPILED = False
+if COMPILED:
+    from dpsim.compiled import check_fresh
+
+    check_fresh()
 
 _TIME_TOLERANCE_S = 1e-9
 # SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
