@@ -75,7 +75,7 @@ cdef class Network:
     @cython.locals(link=Link, now=double, slack_bytes=double)
     cpdef _finish(self, Flow flow)
 
-    @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint)
+    @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint, share=double)
     cpdef _check_low_guarantee(self, list links, double now)
 
     @cython.locals(heap=list, finish=double)
@@ -86,8 +86,8 @@ cdef class Network:
     cpdef _on_timer(self, event)
 
 
-@cython.locals(other=Link)
-cpdef bint _saturated_elsewhere(Flow flow, Link link)
+@cython.locals(other=Link, peer=Flow, high=double, low=double, fastest=bint)
+cpdef bint _bottlenecked_elsewhere(Flow flow, Link link, double low_class_share)
 
 @cython.locals(flow=Flow, new=list)
 cpdef list _class_rates(Link link, dict rates, long stamp)

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 
 import simpy
 
-from dpsim.fluid import TrafficClass, solve_two_class
+from dpsim.fluid import TrafficClass, check_high_path, solve_two_class
 
 try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.compiled)
     import cython
@@ -154,7 +154,8 @@ class Network:
 
     def transfer(self, path: Sequence[Link], size_bytes: float, traffic_class: TrafficClass = TrafficClass.LOW,
                  max_rate: float | None = None, tag: str = "data") -> simpy.Event:
-        """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives."""
+        """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives.
+        A HIGH-class path must be one link (`dpsim.fluid.MultiLinkHighFlow` otherwise)."""
         event = self.env.event()
         if size_bytes < 0 or math.isnan(size_bytes):
             raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
@@ -165,8 +166,11 @@ class Network:
             return event
         if max_rate is not None and not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
-        flow = Flow(tuple(path), float(size_bytes), TrafficClass(traffic_class), max_rate, tag, event,
-                    next(self._seq), self.env.now)
+        traffic_class = TrafficClass(traffic_class)
+        if traffic_class == TrafficClass.HIGH and len(path) != 1:
+            check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
+        flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
+                    self.env.now)
         self._flows.add(flow)
         self.flows_started += 1
         for link in flow.path:
@@ -306,17 +310,18 @@ class Network:
         self._arm_timer()
 
     def _check_low_guarantee(self, links: list[Link], now: float) -> None:
-        """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited
-        elsewhere (its own cap, or another saturated link on its path)."""
+        """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited by
+        its own cap or has its bottleneck on another link of its path (`_bottlenecked_elsewhere`)."""
+        share = self.low_class_share
         for link in links:
             low_rate = link._rate_by_class[TrafficClass.LOW]
-            if low_rate >= link.capacity * self.low_class_share * (1 - 1e-6) or not link.flows:
+            if low_rate >= link.capacity * share * (1 - 1e-6) or not link.flows:
                 continue
             for flow in link.flows:
                 if flow.traffic_class != TrafficClass.LOW:
                     continue
                 capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
-                if not (capped or _saturated_elsewhere(flow, link)):
+                if not (capped or _bottlenecked_elsewhere(flow, link, share)):
                     self.violations.append(f"t={now:.9f}: low class starved on {link.name} "
                                            f"({low_rate:.6g} B/s < guarantee)")
                     return
@@ -432,10 +437,22 @@ class Network:
             b += 1
 
 
-def _saturated_elsewhere(flow: Flow, link: Link) -> bool:
-    """Whether a link of `flow`'s path other than `link` runs at its capacity."""
+def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> bool:
+    """Whether the LOW `flow` has its bottleneck on a link of its path other than `link`: that link
+    is full, LOW there has at least its guarantee (else the arbiter would give LOW more), and no
+    LOW flow there runs faster than `flow` (else max-min would give `flow` more)."""
     for other in flow.path:
-        if other is not link and other._rate_by_class[0] + other._rate_by_class[1] >= other.capacity * (1 - 1e-6):
+        if other is link:
+            continue
+        high, low = other._rate_by_class
+        if high + low < other.capacity * (1 - 1e-6) or low < other.capacity * low_class_share * (1 - 1e-6):
+            continue
+        fastest = True
+        for peer in other.flows:
+            if peer.traffic_class == TrafficClass.LOW and peer.rate > flow.rate * (1 + 1e-6):
+                fastest = False
+                break
+        if fastest:
             return True
     return False
 

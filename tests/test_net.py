@@ -207,8 +207,8 @@ def test_two_class_solver_equals_the_four_step_definition(seed):
     links = [net.add_link(f"l{i}", rng.choice([1, 5, 10]) * GB) for i in range(rng.randint(1, 8))]
     flows = []
     for i in range(rng.randint(2, 30)):
-        path = tuple(rng.sample(links, rng.randint(1, min(3, len(links)))))
         cls = rng.choice([TrafficClass.HIGH, TrafficClass.LOW])
+        path = tuple(rng.sample(links, 1 if cls == TrafficClass.HIGH else rng.randint(1, min(3, len(links)))))
         cap = rng.choice([None, rng.uniform(0.05, 3) * GB]) if cls == TrafficClass.HIGH else None
         flows.append(Flow(path, GB, cls, cap, f"f{i}", None, i, 0.0))
     share = 0.01
@@ -266,8 +266,8 @@ def _random_run(seed, split, skip_idle=True):
         finish[i] = env.now
 
     for i in range(rng.randint(40, 90)):
-        path = rng.sample(links, rng.randint(1, 3))
         cls = TrafficClass.HIGH if rng.random() < 0.2 else TrafficClass.LOW
+        path = rng.sample(links, 1 if cls == TrafficClass.HIGH else rng.randint(1, 3))  # HIGH: one link
         # capped HIGH flows well under the link rates (like the simulator's all-to-all) rarely need the
         # refill; the uncapped ones of every fourth seed do
         cap = None if cls == TrafficClass.LOW or (uncapped_high and rng.random() < 0.3) else rng.uniform(0.05, 0.3) * GB
