@@ -261,6 +261,8 @@ class Network:
         self._flush_pending = False
         if self._dirty:
             self._recompute(())
+        else:
+            self._arm_timer()
 
     def _recompute(self, seed_links: Iterable[Link]) -> None:
         """Re-rate the components of `seed_links` and of every link changed since the last solve."""
@@ -386,13 +388,14 @@ class Network:
             self._check_low_guarantee(idle, now)
         if seeds:
             # Rates of the survivors change only in the components of the links that bound; they are
-            # re-rated with the flows that start at this instant, once (`_flush`).
+            # re-rated with the flows that start at this instant, once (`_flush`, which arms the timer).
             for link in seeds:
                 self._dirty[link] = None
             self._request_flush()
         else:
             self.skipped_solves += 1
-        self._arm_timer()
+        if not self._flush_pending:
+            self._arm_timer()
 
     def _finish(self, flow: Flow) -> None:
         now = self.env.now
