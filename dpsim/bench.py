@@ -6,7 +6,8 @@
 
 The bare loop is the floor of any SimPy simulator: processes that do nothing but wait on timeouts.
 It is timed just before every run, so "turns per bare event" (turns/s over bare events/s) is
-comparable across machines and across the load of a shared one. Figures are the median and the
+comparable across machines. Both are timed in this process's CPU seconds (`time.process_time`), so
+that other work on a shared machine does not count (on an idle core they equal wall seconds). Figures are the median and the
 worst of `--repeat` runs. `--paper` runs the quickstart and small slices of the paper's DS 660B,
 DS 27B and Qwen 32B scenarios (about a minute in pure Python); `dpsim reproduce --list` turns its
 figures (`--write`) into wall-time estimates.
@@ -53,9 +54,9 @@ def bare_simpy_events_per_s(events: int = 100_000, repeats: int = 3) -> float:
 
         for _ in range(100):
             env.process(proc())
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         env.run(until=events / 100)
-        rates.append(events / (time.perf_counter() - t0))
+        rates.append(events / (time.process_time() - t0))
     return statistics.median(rates)
 
 
@@ -78,8 +79,8 @@ class Measured:
 
     def line(self) -> str:
         walls, ratios = self.walls_s, self.per_bare_event
-        return (f"{self.name:18s} {self.system:9s} {self.turns:7d} turns  wall {statistics.median(walls):7.2f} s "
-                f"(worst {max(walls):7.2f})  {self.turns / statistics.median(walls):7,.0f} turns/s  "
+        return (f"{self.name:18s} {self.system:9s} {self.turns:7d} turns  CPU {statistics.median(walls):7.2f} s "
+                f"(worst {max(walls):7.2f})   {self.turns / statistics.median(walls):7,.0f} turns/s  "
                 f"turns per bare event {statistics.median(ratios):.4f} (worst {min(ratios):.4f})  "
                 f"{self.events / self.turns:5.1f} events/turn  {self.flows / self.turns:4.1f} flows/turn")
 
@@ -90,9 +91,9 @@ def measure(name: str, scenario, system: str, repeat: int) -> Measured:
     walls, ratios = [], []
     for _ in range(repeat):
         bare = bare_simpy_events_per_s()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         result = api.run(sc, trajectories, progress=False)
-        wall = time.perf_counter() - t0
+        wall = time.process_time() - t0
         walls.append(wall)
         ratios.append(result.summary["turns"] / wall / bare)
     return Measured(name, sc.model.name, system, result.summary["turns"], result.run_info["events_processed"] or 0,
@@ -107,9 +108,9 @@ def profile_layers(scenario, system: str) -> None:
     sc = api.with_overrides(scenario, policy={"system": system})
     trajectories = api.build_workload(sc)
     bare = bare_simpy_events_per_s()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     turns = api.run(sc, trajectories, progress=False).summary["turns"]
-    wall = time.perf_counter() - t0
+    wall = time.process_time() - t0
     profiler = cProfile.Profile()
     profiler.runcall(api.run, sc, trajectories, progress=False)
     by_layer: dict[str, float] = {}
@@ -121,7 +122,7 @@ def profile_layers(scenario, system: str) -> None:
         for caller, edge in (callers or {}).items():  # builtins and others: to their callers' layers
             by_layer[_layer(caller[0]) or "other"] = by_layer.get(_layer(caller[0]) or "other", 0.0) + edge[2]
     total = sum(by_layer.values())
-    print(f"{sc.name} {system}: {turns} turns in {wall:.2f} s unprofiled = {turns / wall / bare:.4f} turns per bare "
+    print(f"{sc.name} {system}: {turns} turns in {wall:.2f} CPU s unprofiled = {turns / wall / bare:.4f} turns per bare "
           f"event ({bare:,.0f} bare events/s); bare-event times per turn, by layer (cProfile shares):")
     for layer, seconds in sorted(by_layer.items(), key=lambda item: -item[1]):
         share = seconds / total
