@@ -1,20 +1,23 @@
-"""Optional compiled build of the fluid network (`dpsim.net`, `dpsim.fluid`), with Cython.
+"""The compiled build of the fluid network (`dpsim.net`, `dpsim.fluid`), with Cython.
 
-    pip install -e '.[fast]'           # Cython; a C compiler must be on the machine
-    python -m dpsim.compiled build     # compile both modules in place
+    pip install -e .                   # builds it when a C compiler is there (setup.py), else pure Python
     python -m dpsim.compiled status    # which one is imported: compiled or pure Python
+    python -m dpsim.compiled build     # (re)compile both modules in place, e.g. after editing them
     python -m dpsim.compiled clean     # remove the compiled modules (back to pure Python)
 
 What it is: the same `.py` source, compiled with the C types declared beside it (`net.pxd`,
 `fluid.pxd`, Cython's pure-Python mode). The compiled code performs the same floating-point
 operations in the same order, so a run gives bit-identical results (`tests/test_compiled.py`
-checks a whole run). It is about 2x faster on paper-scale runs, where the rate solver is 80 % of the
-time. What it is not: a different model, or the default. Pure Python is what CI tests and what runs
-when nothing was built; `run.json` records which one ran (`network_compiled`).
+checks a whole run). It is 2-3x faster on the network, which dominates paper-scale runs in pure
+Python. What it is not: a different model. Without a compiler (or if the build fails) the install is
+pure Python; `run.json` records which one ran (`network_compiled`). Python imports a compiled module
+in preference to its `.py`, so a compiled module older than its sources refuses to load
+(`check_fresh`): rebuild or clean after editing `net.py`, `fluid.py` or their `.pxd`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import sysconfig
@@ -41,28 +44,61 @@ def missing_build_tools() -> str | None:
     return None
 
 
+def extensions(build_dir: str) -> list:
+    """The Cython extensions of `MODULES` (cythonized into `build_dir`); what `build` compiles here
+    and what setup.py compiles at install time."""
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    # annotation_typing off: the .py annotations are for readers and type checkers; the C types are
+    # those of the .pxd files, so Python-level semantics (int vs float, None) stay as written.
+    return cythonize(
+        [Extension(f"dpsim.{m}", [str(PACKAGE_DIR / f"{m}.py")]) for m in MODULES],
+        compiler_directives={"language_level": 3, "annotation_typing": False},
+        include_path=[str(PACKAGE_DIR.parent)], build_dir=build_dir, force=True, quiet=True)
+
+
 def build() -> None:
     """Compile `dpsim.net` and `dpsim.fluid` and put the modules next to their .py files."""
     why = missing_build_tools()
     if why:
         raise SystemExit(f"dpsim.compiled: cannot build: {why}")
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
+    from setuptools import Distribution
 
     with tempfile.TemporaryDirectory() as scratch:
-        # annotation_typing off: the .py annotations are for readers and type checkers; the C types
-        # are those of the .pxd files, so Python-level semantics (int vs float, None) stay as written.
-        extensions = cythonize(
-            [Extension(f"dpsim.{m}", [str(PACKAGE_DIR / f"{m}.py")]) for m in MODULES],
-            compiler_directives={"language_level": 3, "annotation_typing": False},
-            include_path=[str(PACKAGE_DIR.parent)], build_dir=scratch, force=True, quiet=True)
         # A bare Distribution: no setup() call, so the repo's pyproject.toml is not re-read.
-        command = Distribution({"name": "dpsim-compiled", "ext_modules": extensions}).get_command_obj("build_ext")
+        command = Distribution({"name": "dpsim-compiled", "ext_modules": extensions(scratch)}).get_command_obj(
+            "build_ext")
         command.build_lib, command.build_temp = str(Path(scratch) / "lib"), str(Path(scratch) / "tmp")
         command.ensure_finalized()
         command.run()
         for built in (Path(scratch) / "lib" / "dpsim").iterdir():
             shutil.copy2(built, PACKAGE_DIR / built.name)
+            os.utime(PACKAGE_DIR / built.name)  # built now, after its sources (see `stale_sources`)
+
+
+def stale_sources(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """Sources (.py, .pxd) of a compiled module in `package_dir` changed after it was built. Python
+    imports the compiled module in preference to its .py, so an edit would otherwise be ignored."""
+    stale = []
+    for m in MODULES:
+        built = [p for p in package_dir.glob(f"{m}.*") if p.suffix in (".so", ".pyd")]
+        if not built:
+            continue
+        built_at = min(p.stat().st_mtime for p in built)
+        for name in (f"{m}.py", f"{m}.pxd"):
+            source = package_dir / name
+            if source.exists() and source.stat().st_mtime > built_at:
+                stale.append(name)
+    return stale
+
+
+def check_fresh() -> None:
+    """Refuse to run compiled modules older than their sources (called by `dpsim.net` when compiled)."""
+    stale = stale_sources()
+    if stale:
+        raise ImportError(f"dpsim: the compiled network in {PACKAGE_DIR} is older than {', '.join(stale)}; "
+                          f"rebuild it (python -m dpsim.compiled build) or remove it (python -m dpsim.compiled clean)")
 
 
 def clean() -> list[Path]:
@@ -81,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "clean":
         print(f"removed: {', '.join(p.name for p in clean()) or 'nothing'}")
     elif command == "status":
-        from dpsim import net
-
+        try:
+            from dpsim import net
+        except ImportError as exc:
+            raise SystemExit(str(exc)) from None
         state = "compiled" if net.COMPILED else "pure Python"
         why = missing_build_tools()
         print(f"dpsim.net imported from {state}" + (f"; a build cannot run here: {why}" if why else ""))

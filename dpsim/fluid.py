@@ -1,13 +1,18 @@
 """The fluid rate solver: weighted two-class max-min fair rates of flows on links. Pure functions of
 a closed set of links and flows (no time, no events); `dpsim.net.Network` decides when to call it.
 
-What this model is
+What this model is (docs/modeling.md, "network")
   - within a traffic class, flows crossing a link share it equally (max-min, progressive filling);
   - between the HIGH class (model collectives) and the LOW class (KV transfers, H2D/D2H), each link is
     arbitrated like an InfiniBand virtual-lane arbiter: when both classes have demand the LOW class is
     guaranteed `low_class_share` of the link and HIGH may use the rest; whatever one class cannot use
     goes to the other (work conserving);
-  - a flow may carry its own rate cap (`max_rate`), e.g. a collective paced by compute.
+  - a flow may carry its own rate cap (`max_rate`), e.g. a collective paced by compute;
+  - a HIGH flow crosses exactly one link (the simulator's all-to-all runs on one NIC direction).
+    That is what makes the four-step fill below exact for the arbiter: with a HIGH flow on two or
+    more links, HIGH's first pass can be limited on one link by a LOW guarantee that LOW cannot use
+    there, while LOW takes its residual on another, and the fill would then be neither the arbiter
+    nor work conserving. Such flows are refused (`MultiLinkHighFlow`), not solved approximately.
 
 What it is not
   Not a congestion-control model: the rates are the fixed point TCP/IB flows converge to, reached at
@@ -26,6 +31,18 @@ if TYPE_CHECKING:
     from dpsim.net import Flow, Link
 
 _RATE_TOLERANCE = 1e-9
+
+
+class MultiLinkHighFlow(ValueError):
+    """A HIGH-class flow whose path is not exactly one link (see the module notes)."""
+
+
+def check_high_path(path, tag: object = "") -> None:
+    """Refuse a HIGH-class path of other than one link, naming the flow and its links."""
+    if len(path) != 1:
+        names = ", ".join(getattr(link, "name", str(link)) for link in path) or "no links"
+        raise MultiLinkHighFlow(f"HIGH-class flow {tag!s}: path ({names}) must be exactly one link; the two-class "
+                                f"arbiter is exact only for single-link HIGH flows (docs/modeling.md, network)")
 
 
 class TrafficClass(enum.IntEnum):
@@ -48,18 +65,26 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
 def solve_two_class(links: Sequence[Link], flows: Sequence[Flow], low_class_share: float,
                     free_links: Sequence[Link] = ()) -> tuple[dict[Flow, float], bool]:
     """`solve_rates`, and whether the refill ran (some HIGH flow was limited by a link, not its cap).
+    Raises `MultiLinkHighFlow` for a HIGH flow whose path is not one link.
 
     `free_links`: links on the flows' paths that are left out as constraints (the caller has checked
     that they have room: `dpsim.net.Network._split_holds`)."""
+    high_class = TrafficClass.HIGH
     if len(flows) == 1:  # alone: whatever class, the tightest link or its own cap
         flow = flows[0]
+        if flow.traffic_class == high_class and len(flow.path) != 1:
+            check_high_path(flow.path, flow.tag)
         rate = min([link.capacity for link in flow.path])
         return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}, False
     high: list[Flow] = []
     low: list[Flow] = []
-    high_class = TrafficClass.HIGH
     for flow in flows:  # loops, not comprehensions, here and below: the compiled build types them
-        (high if flow.traffic_class == high_class else low).append(flow)
+        if flow.traffic_class == high_class:
+            if len(flow.path) != 1:
+                check_high_path(flow.path, flow.tag)
+            high.append(flow)
+        else:
+            low.append(flow)
     for link in links:
         link.avail = link.capacity
     if not high or not low:

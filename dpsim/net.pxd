@@ -51,6 +51,10 @@ cdef class Network:
     cdef public bint _split_ok
     cdef public long split_fallbacks
     cdef public long split_solves
+    cdef public bint _skip_idle
+    cdef public long skipped_solves
+    cdef public long skipped_links
+    cdef public dict _unchecked
 
     @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list, boundary=list, seeds=set)
     cpdef tuple _component(self, seed_links, bint split)
@@ -71,18 +75,19 @@ cdef class Network:
     @cython.locals(link=Link, now=double, slack_bytes=double)
     cpdef _finish(self, Flow flow)
 
-    @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint)
+    @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint, share=double)
     cpdef _check_low_guarantee(self, list links, double now)
 
     @cython.locals(heap=list, finish=double)
     cpdef _arm_timer(self)
 
-    @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long)
+    @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long, seeds=list,
+                   idle=list, bound=bint, skip=bint)
     cpdef _on_timer(self, event)
 
 
-@cython.locals(other=Link)
-cpdef bint _saturated_elsewhere(Flow flow, Link link)
+@cython.locals(other=Link, peer=Flow, high=double, low=double, fastest=bint)
+cpdef bint _bottlenecked_elsewhere(Flow flow, Link link, double low_class_share)
 
 @cython.locals(flow=Flow, new=list)
 cpdef list _class_rates(Link link, dict rates, long stamp)

@@ -8,9 +8,11 @@ What this model is
   Rates change only when a flow starts or ends, and only for the connected component of links and
   flows that the starting or ending flow touches (SimGrid-style); the component stops at links with
   slack, since they cannot bind, and a check after the solve falls back to the whole component when
-  one of them would (the rates are the same to the bit). Flows started at one instant are
-  rated together once, after the other events of that instant (they carry no bytes meanwhile, since
-  no time passes). Between those instants every rate is constant, so a flow's completion time is exact.
+  one of them would (the rates are the same to the bit). A flow that ends leaves its links; only
+  those that bound some flow start a re-rate (a link with slack limits nobody, so its other flows
+  keep their rates). All the starts and ends of one instant are rated together, once, after the
+  other events of that instant (no bytes move meanwhile, since no time passes). Between those
+  instants every rate is constant, so a flow's completion time is exact.
 
 What it is not
   No packets, no congestion control, no latency per hop (add latency before starting a flow), no
@@ -34,7 +36,7 @@ from collections.abc import Iterable, Sequence
 
 import simpy
 
-from dpsim.fluid import TrafficClass, solve_two_class
+from dpsim.fluid import TrafficClass, check_high_path, solve_two_class
 
 try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.compiled)
     import cython
@@ -42,8 +44,15 @@ try:  # Cython's pure-Python mode: cython.compiled is True only inside the compi
     COMPILED = bool(cython.compiled)
 except ImportError:  # Cython not installed: pure Python
     COMPILED = False
+if COMPILED:
+    from dpsim.compiled import check_fresh
+
+    check_fresh()
 
 _TIME_TOLERANCE_S = 1e-9
+# SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
+# re-rate runs after all of them.
+_END_OF_INSTANT = 2
 # A link further than this (relative) below its capacity, in either class's terms, does not join a
 # component (see Network._component); after the solve it must still be this far below.
 _SPLIT_SLACK = 1e-3
@@ -132,6 +141,10 @@ class Network:
         self._split_ok = True  # False once a solve needed the HIGH refill (see _recompute)
         self.split_solves = 0  # solves that stopped at links with slack (and were exact)
         self.split_fallbacks = 0  # solves that had to redo the whole component
+        self._skip_idle = True  # False: re-rate after every completion (for tests: the same run either way)
+        self.skipped_solves = 0  # completions that needed no re-rate (every link they left had slack)
+        self.skipped_links = 0
+        self._unchecked: dict[Link, None] = {}  # links left by a finished flow, to check after the next re-rate
 
     # ----------------------------------------------------------------------------------- public API
     def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
@@ -141,7 +154,8 @@ class Network:
 
     def transfer(self, path: Sequence[Link], size_bytes: float, traffic_class: TrafficClass = TrafficClass.LOW,
                  max_rate: float | None = None, tag: str = "data") -> simpy.Event:
-        """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives."""
+        """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives.
+        A HIGH-class path must be one link (`dpsim.fluid.MultiLinkHighFlow` otherwise)."""
         event = self.env.event()
         if size_bytes < 0 or math.isnan(size_bytes):
             raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
@@ -152,18 +166,17 @@ class Network:
             return event
         if max_rate is not None and not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
-        flow = Flow(tuple(path), float(size_bytes), TrafficClass(traffic_class), max_rate, tag, event,
-                    next(self._seq), self.env.now)
+        traffic_class = TrafficClass(traffic_class)
+        if traffic_class == TrafficClass.HIGH and len(path) != 1:
+            check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
+        flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
+                    self.env.now)
         self._flows.add(flow)
         self.flows_started += 1
         for link in flow.path:
             link.flows[flow] = None
             self._dirty[link] = None
-        if not self._flush_pending:
-            # Many flows start at the same instant (a batch's layers, a pass's all-to-all): solve once
-            # for all of them, after the other events of this instant, instead of once per flow.
-            self._flush_pending = True
-            self.env.timeout(0).callbacks.append(self._flush)
+        self._request_flush()
         return event
 
     @property
@@ -231,10 +244,25 @@ class Network:
                 return False
         return True
 
+    def _request_flush(self) -> None:
+        """Re-rate once at the end of this instant. Many flows start and end at the same instant (a
+        batch's layers, a pass's all-to-all, a transfer that starts when another ends): one solve
+        for all of them, after every other event of the instant (`_END_OF_INSTANT`), instead of one
+        per change. No time passes meanwhile, so no bytes move at the stale rates."""
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+        event = simpy.Event(self.env)
+        event._ok, event._value = True, None  # a triggered event, as SimPy's own Timeout sets it
+        event.callbacks.append(self._flush)
+        self.env.schedule(event, _END_OF_INSTANT)
+
     def _flush(self, _event=None) -> None:
         self._flush_pending = False
         if self._dirty:
             self._recompute(())
+        else:
+            self._arm_timer()
 
     def _recompute(self, seed_links: Iterable[Link]) -> None:
         """Re-rate the components of `seed_links` and of every link changed since the last solve."""
@@ -278,20 +306,24 @@ class Network:
             else:
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
         self._check_low_guarantee(links + boundary, now)
+        if self._unchecked:
+            self._check_low_guarantee(list(self._unchecked), now)
+            self._unchecked = {}
         self._arm_timer()
 
     def _check_low_guarantee(self, links: list[Link], now: float) -> None:
-        """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited
-        elsewhere (its own cap, or another saturated link on its path)."""
+        """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited by
+        its own cap or has its bottleneck on another link of its path (`_bottlenecked_elsewhere`)."""
+        share = self.low_class_share
         for link in links:
             low_rate = link._rate_by_class[TrafficClass.LOW]
-            if low_rate >= link.capacity * self.low_class_share * (1 - 1e-6) or not link.flows:
+            if low_rate >= link.capacity * share * (1 - 1e-6) or not link.flows:
                 continue
             for flow in link.flows:
                 if flow.traffic_class != TrafficClass.LOW:
                     continue
                 capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
-                if not (capped or _saturated_elsewhere(flow, link)):
+                if not (capped or _bottlenecked_elsewhere(flow, link, share)):
                     self.violations.append(f"t={now:.9f}: low class starved on {link.name} "
                                            f"({low_rate:.6g} B/s < guarantee)")
                     return
@@ -322,17 +354,47 @@ class Network:
             _, _, version, flow = heapq.heappop(heap)
             if version == flow._version and flow in self._flows:
                 done.append(flow)
-        if done:
-            touched: dict[Link, None] = {}
-            for flow in done:
-                flow.remaining -= flow.rate * (now - flow._last_t)
-                flow._last_t = now
-                self._finish(flow)
-                for link in flow.path:
-                    touched[link] = None
-            # Rates of the survivors change only in the components the finished flows touched.
-            self._recompute(touched)
+        if not done:
+            self._arm_timer()
+            return
+        # Which links bound some flow before the finished ones leave (link -> bound). Only those can
+        # change another flow's rate: a link with slack limits nobody, so its other flows keep their
+        # rates when a flow leaves it (the same reasoning as the split in `_component`).
+        touched: dict[Link, bool] = {}
+        skip = self._skip_idle
+        for flow in done:
+            for link in flow.path:
+                if link not in touched:
+                    touched[link] = not (skip and self._has_slack(link))
+        for flow in done:
+            flow.remaining -= flow.rate * (now - flow._last_t)
+            flow._last_t = now
+            self._finish(flow)
+        seeds: list[Link] = []
+        idle: list[Link] = []
+        for link, bound in touched.items():
+            if bound and link.flows:
+                seeds.append(link)
+            else:
+                # Nothing to re-rate: the link's rates are its remaining flows' (summed in its own
+                # flow order, as a solve would, so the bytes it accounts stay the same to the bit).
+                link._rate_by_class = _class_rates(link, _NO_RATES, -1)
+                idle.append(link)
+        self.skipped_links += len(idle)
+        if seeds or self._flush_pending:
+            for link in idle:  # checked after the re-rate, when the links that bound are full again
+                self._unchecked[link] = None
         else:
+            self._check_low_guarantee(idle, now)
+        if seeds:
+            # Rates of the survivors change only in the components of the links that bound; they are
+            # re-rated with the flows that start at this instant, once (`_flush`, which arms the timer).
+            for link in seeds:
+                self._dirty[link] = None
+            self._request_flush()
+        else:
+            self.skipped_solves += 1
+        if not self._flush_pending:
             self._arm_timer()
 
     def _finish(self, flow: Flow) -> None:
@@ -378,12 +440,27 @@ class Network:
             b += 1
 
 
-def _saturated_elsewhere(flow: Flow, link: Link) -> bool:
-    """Whether a link of `flow`'s path other than `link` runs at its capacity."""
+def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> bool:
+    """Whether the LOW `flow` has its bottleneck on a link of its path other than `link`: that link
+    is full, LOW there has at least its guarantee (else the arbiter would give LOW more), and no
+    LOW flow there runs faster than `flow` (else max-min would give `flow` more)."""
     for other in flow.path:
-        if other is not link and other._rate_by_class[0] + other._rate_by_class[1] >= other.capacity * (1 - 1e-6):
+        if other is link:
+            continue
+        high, low = other._rate_by_class
+        if high + low < other.capacity * (1 - 1e-6) or low < other.capacity * low_class_share * (1 - 1e-6):
+            continue
+        fastest = True
+        for peer in other.flows:
+            if peer.traffic_class == TrafficClass.LOW and peer.rate > flow.rate * (1 + 1e-6):
+                fastest = False
+                break
+        if fastest:
             return True
     return False
+
+
+_NO_RATES: dict = {}  # with stamp -1 (no search uses it): every flow at its current rate
 
 
 def _class_rates(link: Link, rates: dict[Flow, float], stamp: int) -> list[float]:

@@ -1,6 +1,7 @@
 """The optional compiled network (dpsim.compiled) must give bit-identical runs to pure Python."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dpsim.compiled import missing_build_tools
+from dpsim.compiled import compiled_files, missing_build_tools, stale_sources
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,15 +39,22 @@ def _probe(root: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _compiled_here() -> bool:
+    return bool(compiled_files()) and not stale_sources()
+
+
 def test_compiled_network_gives_bit_identical_runs(tmp_path):
     why = missing_build_tools()
     if why:
         pytest.skip(f"the compiled build cannot run on this machine: {why}")
     pure = _package_copy(tmp_path / "pure")
-    fast = _package_copy(tmp_path / "fast")
-    built = subprocess.run([sys.executable, "-m", "dpsim.compiled", "build"], cwd=fast, capture_output=True,
-                           text=True, timeout=600)
-    assert built.returncode == 0, built.stdout + built.stderr
+    if _compiled_here():
+        fast = REPO  # the install built it (setup.py): compare that one, no second build
+    else:
+        fast = _package_copy(tmp_path / "fast")
+        built = subprocess.run([sys.executable, "-m", "dpsim.compiled", "build"], cwd=fast, capture_output=True,
+                               text=True, timeout=600)
+        assert built.returncode == 0, built.stdout + built.stderr
     assert list((fast / "dpsim").glob("net.*.so")) or list((fast / "dpsim").glob("net.*.pyd"))
 
     want, got = _probe(pure), _probe(fast)
@@ -64,3 +72,61 @@ def test_status_line_and_unknown_command(capsys):
     assert out.startswith("dpsim.net imported from ")
     with pytest.raises(SystemExit, match="unknown command 'bogus'"):
         compiled.main(["bogus"])
+
+
+def _setup_copy(root: Path) -> Path:
+    _package_copy(root)
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, root / name)
+    return root
+
+
+# What `pip install -e .` runs for the compiled modules: setup.py's build_ext, in place. (Through
+# setuptools' own setup() it would need the setuptools pip's isolated build gets, not the installed one.)
+BUILD_EXT = """
+import runpy
+from setuptools import Distribution
+setup = runpy.run_path("setup.py", run_name="setup_parts")
+dist = Distribution({"name": "dpsim-test", "ext_modules": setup["_extensions"](),
+                     "cmdclass": {"build_ext": setup["OptionalBuildExt"]}})
+command = dist.get_command_obj("build_ext")
+command.inplace = True
+command.ensure_finalized()
+command.run()
+"""
+
+
+def _build_ext(root: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BUILD_EXT], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_install_without_a_c_compiler_is_pure_python(tmp_path):
+    root = _setup_copy(tmp_path)
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python only: no cc, no gcc
+    done = _build_ext(root, env)
+    assert done.returncode == 0, done.stderr
+    assert "not building the compiled network: no C compiler" in done.stderr
+    assert not list((root / "dpsim").glob("*.so"))
+
+
+def test_install_with_a_failing_compiler_falls_back_to_pure_python(tmp_path):
+    why = missing_build_tools()
+    if why:
+        pytest.skip(f"needs Cython and a compiler on PATH to get as far as compiling: {why}")
+    root = _setup_copy(tmp_path)
+    done = _build_ext(root, {**os.environ, "CC": "false"})  # the compiler exits with an error
+    assert done.returncode == 0, done.stderr
+    assert "the compiled network was not built" in done.stderr
+    assert not list((root / "dpsim").glob("*.so"))  # none, not half: fluid's compiled code needs net's
+
+
+def test_compiled_modules_older_than_their_source_are_found(tmp_path):
+    (tmp_path / "net.py").write_text("")
+    (tmp_path / "net.cpython-311-x86_64-linux-gnu.so").write_text("")
+    os.utime(tmp_path / "net.py", (1000, 1000))
+    assert stale_sources(tmp_path) == []
+    os.utime(tmp_path / "net.py", (4e9, 4e9))  # edited after the build
+    assert stale_sources(tmp_path) == ["net.py"]
+    (tmp_path / "net.cpython-311-x86_64-linux-gnu.so").unlink()
+    assert stale_sources(tmp_path) == []  # nothing compiled: the .py is what runs

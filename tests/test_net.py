@@ -207,8 +207,8 @@ def test_two_class_solver_equals_the_four_step_definition(seed):
     links = [net.add_link(f"l{i}", rng.choice([1, 5, 10]) * GB) for i in range(rng.randint(1, 8))]
     flows = []
     for i in range(rng.randint(2, 30)):
-        path = tuple(rng.sample(links, rng.randint(1, min(3, len(links)))))
         cls = rng.choice([TrafficClass.HIGH, TrafficClass.LOW])
+        path = tuple(rng.sample(links, 1 if cls == TrafficClass.HIGH else rng.randint(1, min(3, len(links)))))
         cap = rng.choice([None, rng.uniform(0.05, 3) * GB]) if cls == TrafficClass.HIGH else None
         flows.append(Flow(path, GB, cls, cap, f"f{i}", None, i, 0.0))
     share = 0.01
@@ -246,7 +246,7 @@ def test_completions_merged_within_the_time_tolerance_are_not_byte_violations():
     assert net.violations == []
 
 
-def _random_run(seed, split):
+def _random_run(seed, split, skip_idle=True):
     """A random network with LOW flows and capped HIGH flows (some seeds also uncapped HIGH ones, which
     need the refill) started over 5 s; finish times and per-link bytes, and the network."""
     import random
@@ -255,6 +255,7 @@ def _random_run(seed, split):
     env = simpy.Environment()
     net = Network(env, low_class_share=0.01)
     net._split_ok = split
+    net._skip_idle = skip_idle
     links = [net.add_link(f"l{i}", rng.choice([1, 2, 5, 10]) * GB) for i in range(14)]
     uncapped_high = seed % 4 == 0
     finish = {}
@@ -265,8 +266,8 @@ def _random_run(seed, split):
         finish[i] = env.now
 
     for i in range(rng.randint(40, 90)):
-        path = rng.sample(links, rng.randint(1, 3))
         cls = TrafficClass.HIGH if rng.random() < 0.2 else TrafficClass.LOW
+        path = rng.sample(links, 1 if cls == TrafficClass.HIGH else rng.randint(1, 3))  # HIGH: one link
         # capped HIGH flows well under the link rates (like the simulator's all-to-all) rarely need the
         # refill; the uncapped ones of every fourth seed do
         cap = None if cls == TrafficClass.LOW or (uncapped_high and rng.random() < 0.3) else rng.uniform(0.05, 0.3) * GB
@@ -294,3 +295,46 @@ def test_split_is_used_and_falls_back_and_stops_after_a_refill():
     assert sum(n.split_fallbacks for n in runs) > 0  # ... and the check that undoes it
     # a link-limited HIGH flow (a refill) turns splitting off for the rest of the run; both kinds occur
     assert any(not n._split_ok for n in runs) and any(n._split_ok for n in runs)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_no_rerate_after_a_completion_on_links_with_slack_changes_nothing(seed):
+    """A flow that leaves only links with slack changes no other rate, so the re-rate is skipped; the
+    run must be the same, to the bit, as one that re-rates after every completion."""
+    every_finish, every_bytes, every = _random_run(seed, split=True, skip_idle=False)
+    skip_finish, skip_bytes, skip = _random_run(seed, split=True, skip_idle=True)
+    assert skip_finish == every_finish
+    assert skip_bytes == every_bytes
+
+
+def test_skipping_is_used_on_random_networks():
+    skip = sum(_random_run(seed, split=True)[2].recomputations for seed in range(24))
+    every = sum(_random_run(seed, split=True, skip_idle=False)[2].recomputations for seed in range(24))
+    assert 0 < skip < every
+
+
+def test_one_rerate_per_instant_for_a_flow_that_starts_when_another_ends():
+    """A and C share a 10 GB/s link (5 GB/s each); A ends at t=1, which re-rates C, and B (waiting
+    for A) starts at t=1: one solve for both changes at t=1, not one each."""
+    env = simpy.Environment()
+    net = Network(env)
+    link = net.add_link("l", 10 * GB)
+    times = {}
+
+    def chain():
+        yield net.transfer([link], 5 * GB, tag="a")
+        times["a"] = env.now
+        yield net.transfer([link], 10 * GB, tag="b")
+        times["b"] = env.now
+
+    def other():
+        yield net.transfer([link], 20 * GB, tag="c")
+        times["c"] = env.now
+
+    env.process(chain())
+    env.process(other())
+    env.run()
+    # t=1: C has 15 GB left, B 10 GB, 5 GB/s each: B ends at t=3, C alone does its last 5 GB by 3.5
+    assert times == {"a": pytest.approx(1.0), "b": pytest.approx(3.0), "c": pytest.approx(3.5)}
+    assert net.recomputations == 3  # t=0; t=1 (A's end and B's start together); t=3 (C alone)
+    assert net.violations == []

@@ -23,6 +23,10 @@ def _names(only: tuple[str, ...]) -> list[str] | None:
     return names or None
 
 
+def _wall_text(seconds: float) -> str:
+    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min" if seconds < 7200 else f"~{seconds / 3600:.1f} h"
+
+
 def _turns_text(turns: int) -> str:
     return f"~{turns / 1e6:.2f} M turns" if turns >= 100_000 else f"~{turns / 1e3:.1f} k turns"
 
@@ -72,14 +76,26 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         from dpsim.reproduce.run import done_points, drop_done
         done = done_points(skip_done, quick)
         if list_only:
+            from dpsim.bench import BENCH_FIGURES, WallEstimate
+            from dpsim.reproduce.experiments import load_point_scenario
             from dpsim.reproduce.tasks import estimate_turns
-            total = 0
+            wall = WallEstimate()
+            total, total_s = 0, 0.0
             for exp in experiments:
                 points = drop_done(build_points([exp], quick=quick, profile=profile, check=False, where=filters), done)
-                turns = sum(estimate_turns(p) for p in points)
-                total += turns
-                size = _turns_text(turns) if turns else ("closed form / search" if points else "nothing to run")
+                turns = [estimate_turns(p) for p in points]
+                total += sum(turns)
+                size = _turns_text(sum(turns)) if sum(turns) else ("closed form / search" if points else "nothing to run")
+                if wall and sum(turns):
+                    seconds = [wall.seconds(sc.model.name, sc.policy.system, n) or 0.0 for p, n in zip(points, turns)
+                               if n for sc in [load_point_scenario(p)]]
+                    total_s += sum(seconds)
+                    size += f" {_wall_text(sum(seconds))}"
                 click.echo(f"{exp.name:18s} {len(points):4d} points {size}  {exp.title}")
+            if wall:
+                click.echo(f"wall {_wall_text(total_s)} of one core, from {BENCH_FIGURES} (python -m dpsim.bench --paper) "
+                           f"and a bare SimPy loop of {wall.bare_events_per_s:,.0f} events/s now; clusters larger "
+                           f"than the bench's cost more per turn")
             click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (capacity searches not counted)")
             return
         from dpsim.reproduce.report import load_published
