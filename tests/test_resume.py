@@ -15,8 +15,8 @@ CAPACITY = ["capacity", QUICK, "--set", "workload.max_turns=8", "--set", "hardwa
             "--systems", "basic", "--window", "10s", "--aps-lo", "2", "--aps-hi", "16", "--tolerance", "4", "--quiet"]
 
 
-class Interrupted(Exception):
-    """Stands in for Ctrl-C (CliRunner reports it instead of letting it end the test run)."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C at a chosen call: click turns it into "Aborted!" and exit 1, as at a terminal."""
 
 
 def _counting(monkeypatch, module, name, interrupt_at=None):
@@ -42,7 +42,7 @@ def test_compare_resume_runs_only_the_missing_systems(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         calls = _counting(m, api, "run", interrupt_at=2)
         cut = runner.invoke(main, COMPARE + ["--out", str(out)])
-    assert isinstance(cut.exception, Interrupted) and [c[0] for c in calls] == ["basic", "dualpath"]
+    assert cut.exit_code == 1 and "Aborted" in cut.output and [c[0] for c in calls] == ["basic", "dualpath"]
     assert (out / "basic" / "summary.json").is_file()  # written as soon as basic finished
     assert not (out / "dualpath" / "summary.json").exists()
 
@@ -89,7 +89,7 @@ def test_capacity_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         calls = _counting(m, capacity, "trial", interrupt_at=3)
         cut = runner.invoke(main, CAPACITY + ["--out", str(out)])
-    assert isinstance(cut.exception, Interrupted)
+    assert cut.exit_code == 1 and "Aborted" in cut.output
     logged = [json.loads(line)["aps"] for line in (out / "trials.jsonl").read_text().splitlines()]
     assert logged == all_rates[:2]  # each trial was on disk as soon as it finished
 
