@@ -217,7 +217,7 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
                     continue
             try:
                 runs[name][seed] = api.run(scp, workloads[seed], progress=progress, label=label)
-            except api.SimulationError as exc:
+            except (api.SimulationError, ScenarioError) as exc:  # e.g. online without a rate or arrival times
                 _fail(f"{scenario} ({label}): {exc}")
             if folder:
                 try:

@@ -88,3 +88,14 @@ def test_binary_input_files_are_one_located_line(tmp_path):
     command = ["reproduce", "--quick", "--list", "--experiments", str(experiments)]
     _one_located_line(runner.invoke(main, command), experiments / "x.yaml", command)
 
+
+
+def test_online_compare_of_a_trace_without_arrival_times_is_one_located_line():
+    # The Claude Code sample has no arrival times, so online mode needs workload.aps; compare used to
+    # let that ScenarioError reach the internal-error fallback (exit 70).
+    result = CliRunner().invoke(main, ["compare", "scenarios/quickstart.yaml", "--set",
+                                       "workload.trace=traces/native/claude_code_sample.dpsim.jsonl",
+                                       "--set", "workload.mode=online", "--set", "workload.agents=2",
+                                       "--policies", "basic"])
+    assert result.exit_code == 2, result.output
+    assert "workload.aps" in result.output and "internal error" not in result.output
