@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from calibrate.experiments import block_dir, link_sweeps, loader_run, priority_run
@@ -17,7 +18,7 @@ from calibrate.measure import read_samples
 
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]
-ATTEMPTS = 3  # a real timed measurement: a CPU-starved moment (other tests on the same 2 cores) can spoil one try
+SESSIONS = 3  # a real timed measurement is a distribution: the criterion holds for the median of this many runs
 
 
 def cli(*args):
@@ -35,21 +36,19 @@ def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, link, r
     bed = make_testbed(rate, "800Mbit/s") if link == "storage_pe" else make_testbed("200Mbit/s", rate)
     blocks = block_dir(1 << 20, 4, 1, str(tmp_path / "blocks"))
     goodput = bed.links[link].goodput
-    tries = []
-    for attempt in range(ATTEMPTS):
-        raw = str(tmp_path / f"links{attempt}.jsonl")
+    bw_errs, lat_errs, tries = [], [], []
+    for session in range(SESSIONS):
+        raw = str(tmp_path / f"links{session}.jsonl")
         link_sweeps(bed, raw, blocks, sizes="16KiB..2MiB", reps=5, delay=f"{delay}s", links=(link,))
         sizes, times = per_message_times([r for r in read_samples([raw]) if r.get("kind") == "transport"])
         f = fit_alpha_beta(sizes, times, n_boot=100)
-        bw_err = f.beta / goodput - 1
-        lat_err = f.alpha - delay
-        tries.append(f"beta {f.beta * 8 / 1e6:.2f} Mbit/s vs {goodput * 8 / 1e6:.2f} ({bw_err * 100:+.2f} %), "
+        bw_errs.append(f.beta / goodput - 1)
+        lat_errs.append(f.alpha - delay)
+        tries.append(f"beta {f.beta * 8 / 1e6:.2f} Mbit/s vs {goodput * 8 / 1e6:.2f} ({bw_errs[-1] * 100:+.2f} %), "
                      f"alpha {f.alpha * 1e6:.0f} us vs {delay * 1e6:.0f} us")
-        if abs(bw_err) <= 0.05 and abs(lat_err) <= max(0.2 * delay, 100e-6):
-            break
-    else:
-        pytest.fail("; ".join(tries))
-    print(tries[-1])
+    bw_err, lat_err = float(np.median(bw_errs)), float(np.median(lat_errs))
+    assert abs(bw_err) <= 0.05 and abs(lat_err) <= max(0.2 * delay, 100e-6), "; ".join(tries)
+    print(f"median of {SESSIONS}: bandwidth {bw_err * 100:+.2f} %, latency {lat_err * 1e6:+.0f} us; " + "; ".join(tries))
 
 
 @pytest.mark.parametrize("high_start", ["0s", "0.02s"])
@@ -61,9 +60,9 @@ def test_htb_priority_slowdown_matches_dpsim(make_testbed, tmp_path, high_start)
 
     bed = make_testbed("200Mbit/s", "400Mbit/s", priority=True)
     goodput = bed.links["compute"].goodput
-    tries = []
-    for attempt in range(ATTEMPTS):
-        raw = str(tmp_path / f"prio{attempt}.jsonl")
+    measured, closer_to_priority, errs, tries = [], [], [], []
+    for session in range(SESSIONS):
+        raw = str(tmp_path / f"prio{session}.jsonl")
         priority_run(bed, raw, high_bytes="16MiB", low_bytes="4MiB", high_start=high_start)
         res = priority_closure(read_samples([raw]), goodput, bed.low_share)
         run = res["runs"][0]
@@ -72,12 +71,12 @@ def test_htb_priority_slowdown_matches_dpsim(make_testbed, tmp_path, high_start)
         fair_end = simulate_flows(flows, goodput, bed.low_share, classes={1: "low", 2: "low"})[1]
         fair = fair_end / simulate_flows(flows[1:], goodput, bed.low_share)[0]
         m, p = run["slowdown_measured"], run["slowdown_predicted"]
+        measured.append(m)
+        errs.append(res["max_abs_slowdown_err"])
         tries.append(f"slowdown measured {m:.3f}, strict priority predicts {p:.3f}, fair sharing {fair:.3f}")
-        if abs(m - p) < abs(m - fair) and res["max_abs_slowdown_err"] <= 0.10:
-            break
-    else:
-        pytest.fail("; ".join(tries))
-    print(tries[-1])
+    m = float(np.median(measured))
+    assert abs(m - p) < abs(m - fair) and float(np.median(errs)) <= 0.10, "; ".join(tries)
+    print(f"median of {SESSIONS}: slowdown {m:.3f}; " + "; ".join(tries))
 
 
 def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path):
@@ -87,24 +86,28 @@ def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path)
     link_sweeps(bed, links, blocks, sizes="64KiB..2MiB", reps=4)
     storage_sum = bed.links["storage_pe"].goodput + bed.links["storage_de"].goodput
     profile = str(tmp_path / "profile.yaml")
-    tries = []
-    for attempt in range(ATTEMPTS):
-        raw = str(tmp_path / f"loader{attempt}.jsonl")
+    shares, worst, worst_path, mean_abs, codes, tries = [], [], [], [], [], []
+    for session in range(SESSIONS):
+        raw = str(tmp_path / f"loader{session}.jsonl")
         loader_run(bed, raw, blocks, block_size="1MiB", layers=8, blocks_per_request=4, requests=24, depth=2)
         total = next(r for r in read_samples([raw]) if r.get("kind") == "loader_total")
         p = cli("fit", links, raw, "-o", profile, "--storage-nic", "200Mbit/s", "--boot", "50")
         assert p.returncode == 0, p.stderr
         c = cli("check", profile, "--raw", raw, "--json")  # the loader runs (link sweeps: test_fit_recovers_...)
+        assert c.returncode in (0, 1), c.stderr  # 1: a gate failed, judged on the median below
         res = json.loads(c.stdout)
+        shares.append(total["aggregate_bw"] / storage_sum)
+        worst.append(abs(res["worst_experiment_rel_err"]))
+        worst_path.append(res["max_config_rel_err"])
+        mean_abs.append(res["mean_abs_rel_err"])
         tries.append(f"aggregate {total['aggregate_bw'] / 1e6:.2f} MB/s of {storage_sum / 1e6:.2f}; worst experiment "
                      f"{res['worst_experiment_rel_err'] * 100:+.2f} % ({res['worst_experiment']}), worst path "
                      f"{res['max_config_rel_err'] * 100:.2f} %, mean |error| per request {res['mean_abs_rel_err'] * 100:.2f} %")
-        if (total["aggregate_bw"] >= 0.9 * storage_sum and abs(res["worst_experiment_rel_err"]) <= 0.05
-                and res["max_config_rel_err"] <= 0.05 and res["mean_abs_rel_err"] <= 0.10 and c.returncode == 0):
-            break
-    else:
-        pytest.fail("; ".join(tries))
-    print(tries[-1])
+    med = {name: float(np.median(v)) for name, v in
+           (("share", shares), ("worst", worst), ("worst_path", worst_path), ("mean_abs", mean_abs))}
+    assert (med["share"] >= 0.9 and med["worst"] <= 0.05 and med["worst_path"] <= 0.05
+            and med["mean_abs"] <= 0.10), f"medians {med}; " + "; ".join(tries)
+    print(f"medians of {SESSIONS}: {med}; " + "; ".join(tries))
 
 
 def test_unavailable_namespaces_give_a_reason(monkeypatch):
