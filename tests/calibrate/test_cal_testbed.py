@@ -79,7 +79,12 @@ def test_htb_priority_slowdown_matches_dpsim(make_testbed, tmp_path, high_start)
     print(f"median of {SESSIONS}: slowdown {m:.3f}; " + "; ".join(tries))
 
 
+@pytest.mark.slow  # a real timed experiment: run it on a quiet machine (docs/calibration.md, distributions)
 def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path):
+    """The two-path loader reaches 90 % of the two storage links and its closure is within 5 %, as the
+    median of 3 sessions. Not in the default run: beside another test worker on 2 cores its median
+    misses (e.g. share 0.877, worst experiment -7.2 %; issue 16's loaded-machine finding), and a
+    timed measurement that fails by load is a distribution to report, not a unit test."""
     bed = make_testbed("200Mbit/s", "800Mbit/s")
     blocks = block_dir(1 << 20, 16, 2, str(tmp_path / "blocks"))
     links = str(tmp_path / "links.jsonl")
