@@ -9,7 +9,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dpsim import compiled  # noqa: E402  (dpsim/__init__.py and compiled.py import nothing else)
+from dpsim import compiled  # noqa: E402  (dpsim/__init__.py, compiled.py and build_state.py import nothing else)
 
 
 class OptionalBuildExt(build_ext):

@@ -24,12 +24,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-MODULES = ("fluid", "net")  # fluid first: it cimports net's classes, both are rebuilt together
-
-
-def compiled_files() -> list[Path]:
-    return sorted(p for m in MODULES for p in PACKAGE_DIR.glob(f"{m}.*") if p.suffix in (".so", ".pyd", ".c"))
+from dpsim.build_state import MODULES, PACKAGE_DIR, compiled_files, stale_sources  # noqa: F401  (the build state, re-exported)
 
 
 def missing_build_tools() -> str | None:
@@ -75,30 +70,6 @@ def build() -> None:
         for built in (Path(scratch) / "lib" / "dpsim").iterdir():
             shutil.copy2(built, PACKAGE_DIR / built.name)
             os.utime(PACKAGE_DIR / built.name)  # built now, after its sources (see `stale_sources`)
-
-
-def stale_sources(package_dir: Path = PACKAGE_DIR) -> list[str]:
-    """Sources (.py, .pxd) of a compiled module in `package_dir` changed after it was built. Python
-    imports the compiled module in preference to its .py, so an edit would otherwise be ignored."""
-    stale = []
-    for m in MODULES:
-        built = [p for p in package_dir.glob(f"{m}.*") if p.suffix in (".so", ".pyd")]
-        if not built:
-            continue
-        built_at = min(p.stat().st_mtime for p in built)
-        for name in (f"{m}.py", f"{m}.pxd"):
-            source = package_dir / name
-            if source.exists() and source.stat().st_mtime > built_at:
-                stale.append(name)
-    return stale
-
-
-def check_fresh() -> None:
-    """Refuse to run compiled modules older than their sources (called by `dpsim.net` when compiled)."""
-    stale = stale_sources()
-    if stale:
-        raise ImportError(f"dpsim: the compiled network in {PACKAGE_DIR} is older than {', '.join(stale)}; "
-                          f"rebuild it (python -m dpsim.compiled build) or remove it (python -m dpsim.compiled clean)")
 
 
 def clean() -> list[Path]:

@@ -45,7 +45,7 @@ try:  # Cython's pure-Python mode: cython.compiled is True only inside the compi
 except ImportError:  # Cython not installed: pure Python
     COMPILED = False
 if COMPILED:
-    from dpsim.compiled import check_fresh
+    from dpsim.build_state import check_fresh
 
     check_fresh()
 
