@@ -1,16 +1,17 @@
 """Benchmark: simulated turns per wall-second, as a ratio to a bare SimPy event loop timed in the same run.
 
     python -m dpsim.bench [SCENARIO] [--set k=v ...] [--systems basic,dualpath] [--repeat 3]
-    python -m dpsim.bench --paper [--repeat 3] [--write docs/data/bench-paper.csv]
+    python -m dpsim.bench --paper [--only SLICE,...] [--repeat 3] [--write docs/data/bench-paper.csv]
     python -m dpsim.bench SCENARIO --profile      # where the time goes, by layer (cProfile)
 
 The bare loop is the floor of any SimPy simulator: processes that do nothing but wait on timeouts.
 It is timed just before every run, so "turns per bare event" (turns/s over bare events/s) is
 comparable across machines. Both are timed in this process's CPU seconds (`time.process_time`), so
 that other work on a shared machine does not count (on an idle core they equal wall seconds). Figures are the median and the
-worst of `--repeat` runs. `--paper` runs the quickstart and small slices of the paper's DS 660B,
-DS 27B and Qwen 32B scenarios (about a minute in pure Python); `dpsim reproduce --list` turns its
-figures (`--write`) into wall-time estimates.
+worst of `--repeat` runs. `--paper` runs the quickstart, small slices of the paper's DS 660B,
+DS 27B and Qwen 32B scenarios and a replay of the shipped Claude Code sample (a few minutes in pure
+Python); `dpsim reproduce --list` and the estimate printed before long runs (`dpsim.run_estimate`)
+turn its figures (`--write`) into wall-time estimates.
 """
 
 from __future__ import annotations
@@ -36,9 +37,17 @@ PAPER_SLICES = {
                                                           "workload.max_turns=12"]),
     "qwen32b-1p2d-64k": ("scenarios/paper/qwen32b-1p2d.yaml", ["workload.mal=64K", "workload.agents=64",
                                                               "workload.max_turns=40"]),
+    # A real agentic trace replayed online: long contexts and large appends cost several times more per
+    # turn than the synthetic sets (more prefill chunks and transfers), so trace replays get their own figure.
+    # The shipped Claude Code sample, cut at DS 660B's 128K window, 64 sessions drawn from it arriving at 0.45/s.
+    "ds660b-2p4d-claude-code": ("scenarios/paper/ds660b-2p4d.yaml", [
+        "workload.trace=traces/native/claude_code_sample.dpsim.jsonl", "workload.mode=online", "workload.aps=0.45",
+        "workload.max_context=128K", "workload.agents=64"]),
 }
-BENCH_FIGURES = Path("docs/data/bench-paper.csv")  # written by --paper --write; read by reproduce --list
-FIGURE_COLUMNS = ["slice", "model", "system", "compiled", "turns", "runs", "turns_per_bare_event_median",
+# Written by --paper --write; read by the estimate printed before long runs (dpsim.run_estimate) and by
+# reproduce --list. Looked up from the current directory, then beside the package (a source checkout).
+BENCH_FIGURES = Path("docs/data/bench-paper.csv")
+FIGURE_COLUMNS = ["slice", "model", "system", "workload", "compiled", "turns", "runs", "turns_per_bare_event_median",
                   "turns_per_bare_event_worst"]
 
 
@@ -71,8 +80,11 @@ class Measured:
     walls_s: list[float]
     per_bare_event: list[float]  # turns/s over bare events/s, one per run
 
+    trace: bool = False  # a trace replay (else a synthetic set)
+
     def row(self) -> dict:
-        return {"slice": self.name, "model": self.model, "system": self.system, "compiled": bool(net.COMPILED),
+        return {"slice": self.name, "model": self.model, "system": self.system, "workload": _kind(self.trace),
+                "compiled": bool(net.COMPILED),
                 "turns": self.turns, "runs": len(self.walls_s),
                 "turns_per_bare_event_median": f"{statistics.median(self.per_bare_event):.5f}",
                 "turns_per_bare_event_worst": f"{min(self.per_bare_event):.5f}"}
@@ -97,7 +109,7 @@ def measure(name: str, scenario, system: str, repeat: int) -> Measured:
         walls.append(wall)
         ratios.append(result.summary["turns"] / wall / bare)
     return Measured(name, sc.model.name, system, result.summary["turns"], result.run_info["events_processed"] or 0,
-                    result.run_info["flows"], walls, ratios)
+                    result.run_info["flows"], walls, ratios, trace=bool(sc.workload.trace))
 
 
 def profile_layers(scenario, system: str) -> None:
@@ -146,37 +158,60 @@ def _layer(filename: str) -> str | None:
     return None
 
 
-def read_figures(path: Path = BENCH_FIGURES) -> list[dict]:
+def figures_path() -> Path:
+    """BENCH_FIGURES from the current directory, else from the source checkout the package is in."""
+    if BENCH_FIGURES.is_file():
+        return BENCH_FIGURES
+    return Path(__file__).resolve().parent.parent / BENCH_FIGURES
+
+
+def read_figures(path: Path | None = None) -> list[dict]:
     """The rows `--paper --write` wrote (empty if there is no such file)."""
+    path = figures_path() if path is None else path
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
+def _kind(trace: bool) -> str:
+    return "trace" if trace else "synthetic"
+
+
 class WallEstimate:
     """Wall seconds for simulated turns on this machine now: turns / (turns per bare event of the
-    --paper figures for the model and system, with this install's solver) / the bare loop timed now.
-    The slices are 1-2 node pairs; larger clusters cost more per turn, so read it as a lower bound."""
+    --paper figures for the model, system and workload kind (synthetic set or trace replay), with this
+    install's solver) / the bare loop timed now. The slices are 1-2 node pairs of short trajectories;
+    larger clusters and longer contexts cost more per turn, so read it as a lower bound."""
 
-    def __init__(self, figures: list[dict] | None = None):
+    def __init__(self, figures: list[dict] | None = None, bare_events_per_s: float | None = None):
         rows = read_figures() if figures is None else figures
         compiled = str(bool(net.COMPILED))
-        self.per_bare_event: dict[tuple[str, str], float] = {}
-        by_system: dict[str, list[float]] = {}
+        self.per_bare_event: dict[tuple[str, str, str], float] = {}
+        by_system: dict[tuple[str, str], list[float]] = {}
         for row in rows:  # the paper slices (the quickstart is a smaller DS 27B)
             if row["compiled"] == compiled and row["slice"] != "quickstart":
                 ratio = float(row["turns_per_bare_event_median"])
-                self.per_bare_event[(row["model"], row["system"])] = ratio
-                by_system.setdefault(row["system"], []).append(ratio)
-        self.by_system = {system: statistics.median(ratios) for system, ratios in by_system.items()}
-        self.bare_events_per_s = bare_simpy_events_per_s() if self.per_bare_event else 0.0
+                kind = row.get("workload") or "synthetic"  # files written before the column: synthetic only
+                self.per_bare_event[(row["model"], row["system"], kind)] = ratio
+                by_system.setdefault((row["system"], kind), []).append(ratio)
+        self.by_system = {key: statistics.median(ratios) for key, ratios in by_system.items()}
+        if not self.per_bare_event:
+            self.bare_events_per_s = 0.0
+        else:
+            self.bare_events_per_s = bare_events_per_s or bare_simpy_events_per_s()
 
     def __bool__(self) -> bool:
         return bool(self.per_bare_event)
 
-    def seconds(self, model: str, system: str, turns: int) -> float | None:
-        ratio = self.per_bare_event.get((model, system), self.by_system.get(system))
+    def seconds(self, model: str, system: str, turns: int, trace: bool = False) -> float | None:
+        """The model's figure for the system and workload kind, else the median over models; a trace
+        replay without a trace figure falls back to the synthetic one."""
+        ratio = None
+        for kind in dict.fromkeys((_kind(trace), _kind(False))):
+            ratio = self.per_bare_event.get((model, system, kind), self.by_system.get((system, kind)))
+            if ratio:
+                break
         return None if not ratio else turns / ratio / self.bare_events_per_s
 
 
@@ -186,7 +221,9 @@ def main(argv=None) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[])
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma separated (default: all three)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per system (median and worst are printed)")
-    parser.add_argument("--paper", action="store_true", help="the quickstart and the three paper slices")
+    parser.add_argument("--paper", action="store_true", help="the quickstart, the three paper slices and a trace replay")
+    parser.add_argument("--only", default=None, help="with --paper: these slices only (comma separated); --write "
+                                                     "then replaces only their rows")
     parser.add_argument("--write", type=Path, default=None, help="with --paper: CSV of the figures")
     parser.add_argument("--profile", action="store_true", help="one profiled run per system: time by layer")
     args = parser.parse_args(argv)
@@ -195,9 +232,15 @@ def main(argv=None) -> None:
     if unknown or args.repeat < 1:
         parser.error(f"--systems takes {', '.join(SYSTEMS)} (got {', '.join(unknown)}); --repeat at least 1"
                      if unknown else f"--repeat must be at least 1, got {args.repeat}")
-    if args.write and not args.paper:
-        parser.error("--write goes with --paper")
+    if (args.write or args.only) and not args.paper:
+        parser.error("--write and --only go with --paper")
     slices = PAPER_SLICES if args.paper else {Path(args.scenario).stem: (args.scenario, [])}
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in PAPER_SLICES]
+        if unknown or not names:
+            parser.error(f"--only {args.only!r}: expected slices among {', '.join(PAPER_SLICES)}")
+        slices = {n: PAPER_SLICES[n] for n in names}
     print(f"network solver: {'compiled' if net.COMPILED else 'pure Python'} (python -m dpsim.compiled status); "
           f"bare SimPy loop now: {bare_simpy_events_per_s():,.0f} timeout events/s")
     rows = []
@@ -210,8 +253,9 @@ def main(argv=None) -> None:
             measured = measure(name, scenario, system, args.repeat)
             print(measured.line(), flush=True)
             rows.append(measured.row())
-    if args.write:  # replaces the rows of this solver (compiled or pure), keeps the other's
-        kept = [row for row in read_figures(args.write) if row["compiled"] != str(bool(net.COMPILED))]
+    if args.write:  # replaces the rows of this solver (compiled or pure) and these slices, keeps the others
+        kept = [row for row in read_figures(args.write)
+                if row["compiled"] != str(bool(net.COMPILED)) or row["slice"] not in slices]
         args.write.parent.mkdir(parents=True, exist_ok=True)
         with args.write.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, FIGURE_COLUMNS)

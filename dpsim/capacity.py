@@ -235,10 +235,8 @@ def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float |
     from dpsim import api
 
     horizon_s = horizon_s or 3 * window_s
-    # Arrivals for the whole horizon (plus one), so the offered load never drops before the verdict.
-    agents = int(math.ceil(aps * horizon_s)) + 1
-    sc = api.with_overrides(scenario, workload={"mode": "online", "aps": aps, "agents": agents},
-                            run={"max_sim_time": horizon_s})
+    sc = _trial_scenario(scenario, aps, horizon_s)
+    agents = sc.workload.agents
     rule = paper_stop_rule(slo_ttft_s, window_s, steady_tolerance, slo_tpot_s, stat, min_samples, min_steady_s)
     trajectories = api.build_workload(sc)
     result = api.run(sc, trajectories, progress=False, stop_rule=rule, check_every_s=check_every_s or max(window_s / 15, 1e-3))
@@ -274,6 +272,52 @@ def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float |
             "output_tokens_per_turn": float(np.mean([u.output_tokens for t in trajectories for u in t.turns])),
             "tool_s_per_turn": float(np.mean([u.think_time_s or 0.0 for t in trajectories for u in t.turns])),
             "utilisations": {k: round(v, 4) for k, v in util.items()}}
+
+
+def _trial_scenario(scenario: Scenario, aps: float, horizon_s: float) -> Scenario:
+    """The online run of one trial: arrivals for the whole horizon (plus one), so the offered load
+    never drops before the verdict."""
+    from dpsim import api
+
+    agents = int(math.ceil(aps * horizon_s)) + 1
+    return api.with_overrides(scenario, workload={"mode": "online", "aps": aps, "agents": agents},
+                              run={"max_sim_time": horizon_s})
+
+
+def search_size(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_s: float | None = None,
+                aps_lo: float | None = None, aps_hi: float | None = None, tolerance: float = 0.025,
+                window_s: float = 150.0, horizon_s: float | None = None) -> tuple[int, int]:
+    """(trials, turns per trial) a search will at least run, for the estimate printed before it
+    (dpsim.run_estimate): the bracket's two trials plus the bisections down to `tolerance` (more
+    when the capacity lies outside the first bracket), each at the bracket's middle rate with the
+    later trials' horizon; a turn is counted when it starts before the horizon, each turn taking
+    its TTFT and TPOT at the SLO edge plus its tool time."""
+    from dpsim import api
+
+    slo_ttft_s = scenario.slo.ttft if slo_ttft_s is None else slo_ttft_s
+    slo_tpot_s = scenario.slo.tpot if slo_tpot_s is None else slo_tpot_s
+    lo = aps_lo or 0.1
+    hi = aps_hi or 2 * lo
+    trials = 2 + max(0, math.ceil(math.log2((hi - lo) / tolerance)))
+    aps = (lo + hi) / 2
+    sample = api.build_workload(_trial_scenario(scenario, aps, 3 * window_s))
+
+    def turn_s(turn) -> float:
+        return slo_ttft_s + turn.output_tokens * (slo_tpot_s or 0.0) + (turn.think_time_s or 0.0)
+
+    lifetime_s = float(np.mean([sum(turn_s(u) for u in t.turns) for t in sample])) if sample else 0.0
+    horizon_s = horizon_s or max(3 * window_s, lifetime_s + window_s)
+    sc = _trial_scenario(scenario, aps, horizon_s)
+    trajectories = api.build_workload(sc)
+    turns = 0
+    for arrival_s, trajectory in zip(api.arrival_times(sc, trajectories), trajectories):
+        t = arrival_s
+        for turn in trajectory.turns:
+            if t >= horizon_s:
+                break
+            turns += 1
+            t += turn_s(turn)
+    return trials, turns
 
 
 def find_capacity(scenario: Scenario, slo_ttft_s: float | None = None, slo_tpot_s: float | None = None,

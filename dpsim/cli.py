@@ -34,11 +34,24 @@ def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = (), stri
 _strict = click.option("--strict", is_flag=True, help="treat plausibility warnings (e.g. a NIC under 1 Gbps) as errors")
 
 
-def _run(scenario, progress=None):
+def _announce(jobs, what: str) -> None:
+    """The wall-time estimate before a run that will take minutes (dpsim.run_estimate), on stderr."""
+    from dpsim.run_estimate import notice
+    line = notice(jobs, what)
+    if line:
+        click.echo(line, err=True)
+
+
+def _run(scenario, progress=None, runs: int = 1):
+    """One simulation; the first of `runs` alike (seeds) prints the estimate for all of them."""
     from dpsim import api
+    from dpsim.run_estimate import Job, trajectories_turns
     from dpsim.workload.format import TraceError
     try:
-        result = api.run(scenario, progress=progress)
+        trajectories = api.build_workload(scenario)
+        if runs:
+            _announce([Job.of(scenario, trajectories_turns(trajectories))] * runs, "this run")
+        result = api.run(scenario, trajectories, progress=progress)
     except (api.SimulationError, ScenarioError) as exc:
         _fail(f"{scenario.source_path}: {exc}")
     except TraceError as exc:  # trace readers raise their own located errors
@@ -131,7 +144,8 @@ def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count,
     results = {}
     for seed in seeds:
         several = len(seeds) > 1
-        result = _run(api.with_overrides(sc, run={"seed": seed}) if several else sc, progress)
+        result = _run(api.with_overrides(sc, run={"seed": seed}) if several else sc, progress,
+                      runs=len(seeds) if seed == seeds[0] else 0)
         folder = out_dir / f"seed-{seed}" if several else out_dir
         try:
             result.write(folder)
@@ -195,15 +209,16 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
     seeds = _seeds(sc, seed_count)
     several = len(seeds) > 1
     workloads = {}
+    for seed in seeds:
+        try:
+            workloads[seed] = api.build_workload(api.with_overrides(sc, run={"seed": seed}) if several else sc)
+        except (ScenarioError, TraceError) as exc:
+            _fail(str(exc))
     runs: dict[str, dict[int, object]] = {name: {} for name in names}
-    for name in names:
+    announced = False
+    for i, name in enumerate(names):
         for seed in seeds:
             scs = api.with_overrides(sc, run={"seed": seed}) if several else sc
-            if seed not in workloads:
-                try:
-                    workloads[seed] = api.build_workload(scs)
-                except (ScenarioError, TraceError) as exc:
-                    _fail(str(exc))
             scp = api.with_overrides(scs, policy={"system": name})
             folder = (Path(out) / name / (f"seed-{seed}" if several else "")) if out else None
             label = f"{name} seed {seed}" if several else name
@@ -215,6 +230,11 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
                 if runs[name][seed] is not None:
                     click.echo(f"{label}: finished earlier, read from {folder}/", err=True)
                     continue
+            if not announced:  # every run from here on (with --resume, the finished ones came first)
+                from dpsim.run_estimate import Job, trajectories_turns
+                _announce([Job.of(api.with_overrides(sc, policy={"system": n}), trajectories_turns(workloads[s]))
+                           for n in names[i:] for s in seeds if n != name or s >= seed], "this compare")
+                announced = True
             try:
                 runs[name][seed] = api.run(scp, workloads[seed], progress=progress, label=label)
             except (api.SimulationError, ScenarioError) as exc:  # e.g. online without a rate or arrival times

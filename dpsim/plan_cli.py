@@ -74,16 +74,18 @@ def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress
     executor = executor or meta["executor"] or "local"
     out_dir = Path(out or meta["out"] or Path("runs") / "sweeps" / meta["name"])
     table = out_dir / f"results.{fmt}"
-    before = 0
+    before, done = 0, set()
     if resume and table.exists():
         keys = {p.key for p in points}
         previous = read_table(table)
-        before = int(((previous.status == "ok") & previous.key.isin(keys)).sum())
+        done = set(previous.key[(previous.status == "ok") & previous.key.isin(keys)])
+        before = len(done)
     elif table.exists():
         click.echo(f"{table} exists: replacing it (use --resume to continue it)", err=True)
         table.unlink()
     click.echo(f"{meta['name']}: {len(points)} points, {before} already done, running {len(points) - before} "
                f"on {executor} with {jobs} job{'s' if jobs > 1 else ''}", err=True)
+    _announce_sweep([p for p in points if p.key not in done], jobs)
     t0 = time.perf_counter()
     try:
         frame = run_points(points, jobs=jobs, executor=executor, table=table, resume=resume,
@@ -100,6 +102,20 @@ def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress
         click.echo(f"  failed {row.key}: {row.error}", err=True)
     if len(failed):
         sys.exit(1)
+
+
+def _announce_sweep(points, jobs: int) -> None:
+    """The estimate before the sweep's simulations (dpsim.run_estimate), with `jobs` of them at once."""
+    from dpsim.run_estimate import NOTICE_S, Job, notice, workload_turns
+    from dpsim.sweep import scenario_for
+    try:
+        scenarios = [scenario_for(p) for p in points]
+        runs = [Job.of(sc, workload_turns(sc)) for sc in scenarios]
+    except Exception:  # noqa: BLE001 - a point that cannot load fails (and is reported) when it runs
+        return
+    line = notice(runs, f"this sweep ({len(runs)} points)", notice_s=NOTICE_S * min(jobs, len(runs) or 1))
+    if line:
+        click.echo(f"{line}; with {jobs} jobs in parallel, about 1/{min(jobs, len(runs))} of that", err=True)
 
 
 # --------------------------------------------------------------------------------------- capacity
@@ -170,6 +186,7 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
         except ScenarioError as exc:
             _fail(str(exc))
     results: dict[str, dict] = {name: {} for name in names}  # {system: {seed: CapacityResult}}
+    _announce_capacity(sc, names, len(seeds), options, always=not quiet)
     for name in names:
         for seed in seeds:
             key = f"{name}/seed-{seed}" if several else name
@@ -197,6 +214,24 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
         pd.concat([r.trials_frame().assign(system=k, seed=s) for k, by_seed in results.items()
                    for s, r in by_seed.items()]).to_csv(out_dir / "trials.csv", index=False)
         click.echo(f"wrote {out_dir}/capacity.json, trials.csv")
+
+
+def _announce_capacity(sc, names: list[str], seed_count: int, options: dict, always: bool) -> None:
+    """The estimate before a search (dpsim.run_estimate): its least number of trials, each sized by
+    `capacity.search_size`, for every system and seed. A lower bound (the search may need more
+    trials, at higher rates), so it is printed whenever the trials are (`always`), else over NOTICE_S."""
+    from dpsim import api
+    from dpsim.capacity import search_size
+    from dpsim.run_estimate import Job, notice
+    try:
+        trials, turns = search_size(sc, **{k: v for k, v in options.items() if k != "stat"})
+    except Exception:  # noqa: BLE001 - the search itself reports a bad scenario or trace, located
+        return
+    jobs = [Job.of(api.with_overrides(sc, policy={"system": name}), turns) for name in names] * seed_count * trials
+    what = f"this search (at least {trials} trials of about {turns:,} turns per system{' and seed' * (seed_count > 1)})"
+    line = notice(jobs, what, notice_s=0.0 if always else None)
+    if line:
+        click.echo(line, err=True)
 
 
 def _capacity_one(results: dict, usd_per_hour: float | None = None) -> dict:

@@ -34,9 +34,21 @@ def test_figures_file_round_trips(tmp_path):
 
 
 def test_paper_slices_load():
+    """Every slice is shrunk: a synthetic set to few agents and turns, the trace replay to a few
+    thousand turns of the shipped sample."""
     for path, sets in bench.PAPER_SLICES.values():
         scenario = api.load_scenario(path, sets)
-        assert scenario.workload.max_turns and scenario.workload.agents
+        assert scenario.workload.agents and (scenario.workload.max_turns or scenario.workload.trace)
+    trace = api.load_scenario(*bench.PAPER_SLICES["ds660b-2p4d-claude-code"])
+    assert sum(len(t.turns) for t in api.build_workload(trace)) < 5000
+
+
+def test_trace_replays_use_the_trace_figure():
+    wall = bench.WallEstimate([_row("ds660b-2p4d-64k", "ds660b", "basic", 0.004),
+                               {**_row("ds660b-2p4d-claude-code", "ds660b", "basic", 0.001), "workload": "trace"}],
+                              bare_events_per_s=1e6)
+    assert wall.seconds("ds660b", "basic", 1000) == pytest.approx(0.25)
+    assert wall.seconds("ds660b", "basic", 1000, trace=True) == pytest.approx(1.0)
 
 
 def test_bench_prints_turns_per_bare_event(capsys):
@@ -46,7 +58,8 @@ def test_bench_prints_turns_per_bare_event(capsys):
     assert "turns per bare event" in out and "dualpath" in out and "12 turns" in out
 
 
-@pytest.mark.parametrize("argv", [["--systems", "bogus"], ["--repeat", "0"], ["--write", "x.csv"]])
+@pytest.mark.parametrize("argv", [["--systems", "bogus"], ["--repeat", "0"], ["--write", "x.csv"],
+                                  ["--only", "quickstart"], ["--paper", "--only", "nope"]])
 def test_bad_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)

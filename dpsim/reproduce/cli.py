@@ -24,7 +24,8 @@ def _names(only: tuple[str, ...]) -> list[str] | None:
 
 
 def _wall_text(seconds: float) -> str:
-    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min" if seconds < 7200 else f"~{seconds / 3600:.1f} h"
+    from dpsim.run_estimate import duration_text
+    return duration_text(seconds)
 
 
 def _turns_text(turns: int) -> str:
@@ -76,7 +77,7 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         from dpsim.reproduce.run import done_points, drop_done
         done = done_points(skip_done, quick)
         if list_only:
-            from dpsim.bench import BENCH_FIGURES, WallEstimate
+            from dpsim.bench import WallEstimate, figures_path
             from dpsim.reproduce.experiments import load_point_scenario
             from dpsim.reproduce.tasks import estimate_turns
             wall = WallEstimate()
@@ -87,13 +88,14 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
                 total += sum(turns)
                 size = _turns_text(sum(turns)) if sum(turns) else ("closed form / search" if points else "nothing to run")
                 if wall and sum(turns):
-                    seconds = [wall.seconds(sc.model.name, sc.policy.system, n) or 0.0 for p, n in zip(points, turns)
+                    seconds = [wall.seconds(sc.model.name, sc.policy.system, n, bool(sc.workload.trace)) or 0.0
+                               for p, n in zip(points, turns)
                                if n for sc in [load_point_scenario(p)]]
                     total_s += sum(seconds)
                     size += f" {_wall_text(sum(seconds))}"
                 click.echo(f"{exp.name:18s} {len(points):4d} points {size}  {exp.title}")
             if wall:
-                click.echo(f"wall {_wall_text(total_s)} of one core, from {BENCH_FIGURES} (python -m dpsim.bench --paper) "
+                click.echo(f"wall {_wall_text(total_s)} of one core, from {figures_path()} (python -m dpsim.bench --paper) "
                            f"and a bare SimPy loop of {wall.bare_events_per_s:,.0f} events/s now; clusters larger "
                            f"than the bench's cost more per turn")
             click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (capacity searches not counted)")

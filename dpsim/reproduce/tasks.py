@@ -132,17 +132,12 @@ def _scenario(point, options: dict):
     return scenario
 
 
-SAMPLE_AGENTS = 256  # agents actually generated to estimate a point's size
-
-
-_TURNS_PER_AGENT: dict[tuple[str, int], float] = {}  # (workload JSON, seed) -> mean turns per agent
-
-
 def estimate_turns(point) -> int:
     """About how many turns the point simulates (0 for closed-form tasks; a capacity search runs
-    several online simulations and is not estimated): agents x the mean turns of SAMPLE_AGENTS
-    generated trajectories. What `dpsim reproduce --list` prints, so a set's cost is known before it runs."""
-    from dpsim import api
+    several online simulations and is not estimated), counted as for the estimate before a run
+    (dpsim.run_estimate.workload_turns). What `dpsim reproduce --list` prints, so a set's cost is
+    known before it runs."""
+    from dpsim.run_estimate import workload_turns
 
     labels = _labels(point)
     if labels["task"] not in ("run", "pd_bound", "steady"):
@@ -151,12 +146,7 @@ def estimate_turns(point) -> int:
     agents = scenario.workload.agents or 500
     if labels["task"] == "steady":  # an upper bound: the run stops at the horizon, mid-trajectory
         agents = _steady_agents(scenario.workload.aps, measurement["horizon_s"])
-    sample = api.with_overrides(scenario, workload={"agents": min(agents, SAMPLE_AGENTS)})
-    key = (sample.workload.model_dump_json(), sample.run.seed)  # only these decide the trajectories
-    if key not in _TURNS_PER_AGENT:
-        trajectories = api.build_workload(sample)
-        _TURNS_PER_AGENT[key] = sum(len(t.turns) for t in trajectories) / max(len(trajectories), 1)
-    return int(round(agents * _TURNS_PER_AGENT[key]))
+    return workload_turns(scenario, agents)
 
 
 def _search_options(opts: dict) -> dict:
