@@ -9,6 +9,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import dpsim
@@ -53,8 +54,9 @@ def test_online_compare_headlines_slo_attainment_not_jct():
     assert "dualpath vs basic: SLO attainment" in online.output and "speed-up" not in online.output
 
 
-def test_importing_plots_keeps_the_callers_matplotlib_backend():
-    code = "import matplotlib; matplotlib.use('pdf'); import dpsim.plots; print(matplotlib.get_backend())"
+@pytest.mark.parametrize("module", ["dpsim.plots", "dpsim.report_plots", "dpsim.reproduce.figures"])
+def test_importing_plots_keeps_the_callers_matplotlib_backend(module):
+    code = f"import matplotlib; matplotlib.use('pdf'); import {module}; print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "pdf"
 

@@ -1,16 +1,22 @@
-"""The paper's figures drawn from points.csv (and the balance series), one PNG per experiment."""
+"""The paper's figures drawn from points.csv (and the balance series), one PNG per experiment.
+
+Figures are `matplotlib.figure.Figure`s (not pyplot), saved with the Agg canvas without selecting a
+backend: importing this module leaves a notebook's backend as it was (as dpsim.plots)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+def _subplots(*grid, figsize):
+    """A figure and its axes, independent of pyplot and its backend."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid)
+
 
 GROUP_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
 
@@ -52,7 +58,6 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -63,7 +68,7 @@ def bars(rows: pd.DataFrame, title: str, path: Path, value: str = "jct_s", ylabe
     groups = list(dict.fromkeys(rows.group))
     policies = list(dict.fromkeys(rows.policy))
     width = 0.8 / max(len(policies), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) * max(len(policies), 1) * 0.6 + 2), 3.8))
+    fig, ax = _subplots(figsize=(max(6, 0.9 * len(groups) * max(len(policies), 1) * 0.6 + 2), 3.8))
     x = np.arange(len(groups))
     for i, policy in enumerate(policies):
         sub = rows[rows.policy == policy].set_index("group")[value]
@@ -82,7 +87,7 @@ def scale_online(rows: pd.DataFrame, title: str, path: Path, slo_ttft_s: float =
     rows = rows.copy()
     _, rows["group"] = _groups(rows)
     panels = [("ttft_s", "TTFT (s)", slo_ttft_s), ("ttst_s", "TTST (s)", None), ("tpot_s", "TPOT (s)", slo_tpot_s)]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, axes = _subplots(1, 3, figsize=(12, 3.8))
     x = np.arange(len(rows))
     for ax, (metric, label, slo) in zip(axes, panels):
         ax.bar(x, rows[f"{metric}_p50"], 0.6, label="p50")
@@ -103,7 +108,7 @@ def ladder(rows: pd.DataFrame, title: str, path: Path) -> Path:
     rows = rows.copy()
     _, rows["group"] = _groups(rows)
     rungs = list(dict.fromkeys(rows.policy))
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = _subplots(figsize=(7, 3.8))
     width = 0.8 / len(rungs)
     groups = list(dict.fromkeys(rows.group))
     for i, rung in enumerate(rungs):
@@ -134,7 +139,7 @@ def curves(rows: pd.DataFrame, title: str, path: Path, slo_ttft_s: float = 4.0, 
     (ttft, ttft_stat), (tpot, tpot_stat) = stat("ttft_s"), stat("tpot_s")
     panels = [(ttft, f"TTFT {ttft_stat} (s)", slo_ttft_s), ("ttst_s_p50", "TTST p50 (s)", None),
               (tpot, f"TPOT {tpot_stat} (s)", slo_tpot_s), ("trajectory_jct_s_mean", "trajectory JCT mean (s)", None)]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    fig, axes = _subplots(1, 4, figsize=(14, 3.4))
     for ax, (column, label, slo) in zip(axes, panels):
         for policy, sub in rows.groupby("policy", sort=False):
             if column in sub:
@@ -151,7 +156,7 @@ def curves(rows: pd.DataFrame, title: str, path: Path, slo_ttft_s: float = 4.0, 
 
 def balance(rows: pd.DataFrame, series: dict, title: str, path: Path) -> Path:
     """Storage-NIC max/avg per window over time, and max/avg attention time per EP-group pass (CDF)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 3.6))
     for policy, data in series.items():
         mean = rows.set_index("policy").snic_balance.get(policy, np.nan)
         left.plot(data["t_s"], data["snic_max_over_avg"], lw=1, label=f"{policy} (weighted mean {mean:.2f})")
@@ -169,7 +174,7 @@ def balance(rows: pd.DataFrame, series: dict, title: str, path: Path) -> Path:
 
 
 def cache_compute(rows: pd.DataFrame, title: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = _subplots(figsize=(6.5, 4))
     for model, sub in rows.groupby("model", sort=False):
         sub = sub.sort_values("context_tokens")
         ax.plot(sub.context_tokens / 1024, sub.cache_compute_gb_per_pflop, marker="o", label=model)
@@ -183,7 +188,7 @@ def cache_compute(rows: pd.DataFrame, title: str, path: Path) -> Path:
 
 def pd_bound(rows: pd.DataFrame, title: str, path: Path) -> Path:
     """Storage-NIC utilisation versus P/D, with the analytic bottleneck-free range shaded."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = _subplots(figsize=(6.5, 3.8))
     rows = rows.sort_values("pd_ratio")
     ax.plot(rows.pd_ratio, rows.snic_utilisation, marker="o", label="all storage NICs")
     for ratio, layout in zip(rows.pd_ratio, rows.layout):
@@ -208,7 +213,7 @@ def breakdown(rows: pd.DataFrame, title: str, path: Path) -> Path:
     one bar per system and APS, with the mean TTFT on top."""
     rows = rows[rows[[f"ttft_{p}_share" for p, _ in BREAKDOWN_PARTS]].notna().all(axis=1)] if all(
         f"ttft_{p}_share" in rows for p, _ in BREAKDOWN_PARTS) else rows.iloc[0:0]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(rows) + 2), 4))
+    fig, ax = _subplots(figsize=(max(5.0, 0.8 * len(rows) + 2), 4))
     labels = [f"{r.policy}\n{_fmt('aps', r.aps)}" for r in rows.itertuples()]
     bottom = np.zeros(len(rows))
     for part, name in BREAKDOWN_PARTS:
