@@ -127,7 +127,9 @@ def _capacity_options(f):
         click.option("--stat", type=click.Choice(["mean", "p50", "p90", "p99"]), default="mean", show_default=True,
                      help="latency statistic compared with the SLO"),
         click.option("--window", default="150s", show_default=True, help="steady-state / measurement window"),
-        click.option("--horizon", default=None, help="longest simulated time per trial (default 3 windows)"),
+        click.option("--horizon", default=None, help="longest simulated time per trial (default: one trajectory "
+                                                      "lifetime at the SLO edge plus a window, at least 3 windows; "
+                                                      "shorter is optimistic)"),
         click.option("--tolerance", type=float, default=0.025, show_default=True, help="APS resolution"),
     ]):
         f = option(f)
@@ -164,6 +166,8 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
     bad = [s for s in names if s not in ("basic", "dualpath", "oracle")]
     if bad:
         _fail(f"--systems: unknown system {bad[0]!r}; expected basic, dualpath or oracle")
+    for warning in sc.warnings:
+        click.echo(f"warning: {warning}", err=True)
     _positive("--aps-lo", aps_lo), _positive("--aps-hi", aps_hi), _positive("--tolerance", tolerance)
     if aps_lo is not None and aps_hi is not None and aps_lo >= aps_hi:
         _fail(f"--aps-lo = {aps_lo:g}, --aps-hi = {aps_hi:g}: expected --aps-lo below --aps-hi")
@@ -185,6 +189,8 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
             log = TrialLog(out, sc, {**options, "seeds": seeds}, resume)
         except ScenarioError as exc:
             _fail(str(exc))
+    from dpsim.guidance import hardware_profile
+    click.echo(f"hardware: {hardware_profile(sc)}")
     results: dict[str, dict] = {name: {} for name in names}  # {system: {seed: CapacityResult}}
     _announce_capacity(sc, names, len(seeds), options, always=not quiet)
     for name in names:

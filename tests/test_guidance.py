@@ -45,6 +45,14 @@ def test_capacity_warns_when_the_horizon_is_shorter_than_a_lifetime():
     assert short.aps >= long.aps  # the short horizon is the optimistic one
 
 
+def test_capacity_names_the_hardware_profile():
+    result = CliRunner().invoke(main, ["capacity", QUICK, "--set", "workload.max_turns=4", "--window", "10s",
+                                       "--slo-ttft", "2s", "--aps-lo", "2", "--aps-hi", "8", "--tolerance", "6",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "hardware: no calibration profile: the H800 preset" in result.output
+
+
 def test_online_compare_headlines_slo_attainment_not_jct():
     online = CliRunner().invoke(main, ["compare", QUICK, "--set", "workload.agents=12", "--set",
                                        "workload.max_turns=3", "--set", "workload.mode=online", "--set",
