@@ -42,6 +42,16 @@ def _announce(jobs, what: str) -> None:
         click.echo(line, err=True)
 
 
+def _note_trace_copies(scenario, trajectories) -> None:
+    """A trace resampled above its session count replays seeded copies of its sessions
+    (docs/trace-formats.md); say so, since a preset's workload.agents applies to a trace too."""
+    copies = sum(1 for t in trajectories if t.meta.get("copy_of"))
+    if scenario.workload.trace and copies:
+        click.echo(f"note: workload.agents = {len(trajectories):,} is more than the trace's {len(trajectories) - copies:,} "
+                   f"sessions: {copies:,} are seeded copies; --set workload.agents=null replays each session once",
+                   err=True)
+
+
 def _run(scenario, progress=None, runs: int = 1):
     """One simulation; the first of `runs` alike (seeds) prints the estimate for all of them."""
     from dpsim import api
@@ -50,6 +60,7 @@ def _run(scenario, progress=None, runs: int = 1):
     try:
         trajectories = api.build_workload(scenario)
         if runs:
+            _note_trace_copies(scenario, trajectories)
             _announce([Job.of(scenario, trajectories_turns(trajectories))] * runs, "this run")
         result = api.run(scenario, trajectories, progress=progress)
     except (api.SimulationError, ScenarioError) as exc:
@@ -214,6 +225,7 @@ def compare(scenario, policies, sets, profiles, out, resume, progress, seed_coun
             workloads[seed] = api.build_workload(api.with_overrides(sc, run={"seed": seed}) if several else sc)
         except (ScenarioError, TraceError) as exc:
             _fail(str(exc))
+    _note_trace_copies(sc, workloads[seeds[0]])
     runs: dict[str, dict[int, object]] = {name: {} for name in names}
     announced = False
     for i, name in enumerate(names):

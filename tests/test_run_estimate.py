@@ -108,3 +108,16 @@ def test_capacity_prints_the_search_estimate(slow_bench, tmp_path):
     assert result.exit_code == 0, result.output
     line = next(line for line in result.stderr.splitlines() if line.startswith("estimate:"))
     assert "this search (at least 4 trials of about" in line and "of one core" in line
+
+
+def test_a_trace_resampled_above_its_sessions_is_named(tmp_path):
+    """The shipped Claude Code sample has 9 sessions: 12 agents replay 3 copies, and the run says so."""
+    trace = ["--set", f"workload.trace={ROOT / 'traces/native/claude_code_sample.dpsim.jsonl'}",
+             "--set", "workload.max_turns=2", "--no-plots"]
+    more = CliRunner().invoke(main, ["run", QUICK, *trace, "--set", "workload.agents=12", "--out", str(tmp_path / "a")])
+    assert more.exit_code == 0, more.output
+    assert "workload.agents = 12 is more than the trace's 9 sessions: 3 are seeded copies" in more.stderr
+    once = CliRunner().invoke(main, ["compare", QUICK, *trace[:-1], "--set", "workload.agents=null",
+                                     "--policies", "basic"])
+    assert once.exit_code == 0, once.output
+    assert "seeded copies" not in once.stderr and ", 9 agents" in once.output
