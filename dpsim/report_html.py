@@ -56,9 +56,13 @@ def section(src: Source) -> Section:
     sec = Section(f"{src.kind}: {src.folder}")
     sc = src.scenario
     if sc is not None:
+        w = sc.workload
+        load = ("online trials at each tried APS (Poisson arrivals over each trial's horizon)" if src.kind == "capacity"
+                else f"{w.mode}{f' at {w.aps:g} APS' if w.mode == 'online' and w.aps else ''}, "
+                     f"{w.agents or 'all'} agents")
         sec.lines.append(f"scenario {sc.name} ({sc.source_path or 'path not recorded'}): {src.context}; "
-                         f"workload {sc.workload.mode}, {sc.workload.agents or 'all'} agents, MAL "
-                         f"{int(sc.workload.mal) // 1024}K; SLO TTFT {sc.slo.ttft:g} s, TPOT {sc.slo.tpot * 1e3:g} ms")
+                         f"workload {load}, " + (f"trace {w.trace}" if w.trace else f"MAL {int(w.mal) // 1024}K")
+                         + f"; SLO TTFT {sc.slo.ttft:g} s, TPOT {sc.slo.tpot * 1e3:g} ms")
     if src.runs:
         info = next(iter(src.runs.values())).run_info
         versions = info.get("versions") or {"dpsim": info.get("dpsim_version"), "python": info.get("python")}
@@ -130,6 +134,8 @@ def _capacities(src: Source) -> tuple[dict, dict]:
 def _capacity_tables(src: Source) -> list[tuple[str, pd.DataFrame]]:
     caps, errs = _capacities(src)
     table = pd.DataFrame({"capacity (APS)": caps, "95 % half-width": errs})
+    if all(e is None for e in errs.values()):  # one seed: no interval to show
+        table = table.drop(columns="95 % half-width")
     binding = {n: d.get("binding") or ", ".join(sorted({s["binding"] for s in d["by_seed"].values()}))
                for n, d in src.capacity.items() if isinstance(d, dict) and n in caps}
     table["binding resource"] = pd.Series(binding)

@@ -80,6 +80,9 @@ def test_report_of_a_capacity_folder(tmp_path):
     text = (tmp_path / "cap" / "report.html").read_text()
     assert "the cluster sustains: basic" in text and "binding: storage NIC" in text
     assert len(_images(text)) == 2 and "stops at the SLO break" in text
+    # a search's workload is its online trials, not the scenario file's offline set; one seed has no interval
+    assert "workload online trials at each tried APS" in text and "workload offline" not in text
+    assert "half-width" not in text
 
 
 def test_report_of_a_folder_that_is_not_dpsim_output(tmp_path):
