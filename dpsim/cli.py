@@ -61,7 +61,8 @@ def _run(scenario, progress=None, runs: int = 1):
         trajectories = api.build_workload(scenario)
         if runs:
             _note_trace_copies(scenario, trajectories)
-            _announce([Job.of(scenario, trajectories_turns(trajectories))] * runs, "this run")
+            _announce([Job.of(scenario, trajectories_turns(trajectories))] * runs,
+                      "this run" if runs == 1 else f"these {runs} runs (one per seed)")
         result = api.run(scenario, trajectories, progress=progress)
     except (api.SimulationError, ScenarioError) as exc:
         _fail(f"{scenario.source_path}: {exc}")
