@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+
 def _subplots(*grid, figsize):
     """A figure and its axes, independent of pyplot and its backend."""
     fig = Figure(figsize=figsize)
