@@ -54,9 +54,12 @@ def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB"
                 delay: str = "0s", links: tuple[str, ...] = ("storage_pe", "storage_de", "compute"),
                 compute_op: str = "write") -> None:
     """Size sweeps (depth 1) over each link, in the direction KV moves: storage reads from the
-    prefill and decode hosts, and decode -> prefill writes on the compute link."""
+    prefill and decode hosts, and decode -> prefill writes on the compute link. Each timed message
+    follows an idle gap of twice the link's bucket refill time, so its first bucket_bytes cross at
+    once (the samples record the bucket; the fit takes it out: docs/calibration.md#the-token-bucket)."""
     for name in links:
         link = bed.links[name]
+        shaper = ["--bucket", str(link.bucket), "--gap", f"{max(2 * link.refill_s, 1e-3):.6f}s"] if link.bucket else []
         if name == "compute" and compute_op == "write":  # the decode host writes into the prefill host
             spec = [("pe", link.dst_ip, ["--delay", delay, "--buffer", "8MiB"])]
             client, args = "de", ["--op", "write"]
@@ -68,7 +71,7 @@ def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB"
             client, args = link.dst, ["--op", "read", "--region", "blocks000.kv"]
         with servers(bed, spec) as (addr,):
             bed.run(client, ["calibrate.cli", "transport", addr, "--sizes", sizes, "--reps", str(reps),
-                             "--link", name, "--raw", raw, "--resume", *args])
+                             "--link", name, "--raw", raw, "--resume", *shaper, *args])
 
 
 def loader_run(bed: Testbed, raw: str, blocks: Path, block_size: str = "1MiB", layers: int = 8,
@@ -170,7 +173,8 @@ def measure_session(d: Path, a: argparse.Namespace, blocks: Path, prefix: str) -
             prio.unlink(missing_ok=True)  # a partial priority file: its groups would pair up wrongly
             for start in PRIORITY_STARTS_S:  # each: the low flow alone, then beside the high one
                 priority_run(bed, str(prio), PRIORITY_CASE[0], PRIORITY_CASE[1], high_start=f"{start}s")
-        desc["priority_link"] = {"goodput": bed.links["compute"].goodput, "low_share": bed.low_share}
+        desc["priority_link"] = {"goodput": bed.links["compute"].goodput, "low_share": bed.low_share,
+                                 "bucket_bytes": bed.links["compute"].bucket}
     return desc
 
 
@@ -187,7 +191,7 @@ def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
     samples = read_samples(raws)
     clo = closure(str(d / "profile.yaml"), samples)
     pri = priority_closure(read_samples([d / "priority.jsonl"]), desc["priority_link"]["goodput"],
-                           desc["priority_link"]["low_share"])
+                           desc["priority_link"]["low_share"], desc["priority_link"].get("bucket_bytes", 0))
     for run, start in zip(pri["runs"], PRIORITY_STARTS_S):
         run["high_start_s"] = start
     totals = {r["experiment"]: r for r in samples if r.get("kind") == "loader_total"}
@@ -200,7 +204,9 @@ def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
                         for k, v in prof["calibration"]["links"].items()},
                "closure": {k: clo[k] for k in ("experiments", "per_config", "worst_experiment",
                                                "worst_experiment_rel_err", "max_config_rel_err", "mean_abs_rel_err")},
-               "priority": pri}
+               "priority": pri, "warnings": prof["calibration"].get("warnings", [])}
+    for warning in summary["warnings"]:
+        print(f"{d.name}: {warning}", file=sys.stderr, flush=True)
     (d / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
 
