@@ -176,3 +176,22 @@ def test_fit_command_prints_the_warning(tmp_path):
     assert p.returncode == 0, p.stderr
     assert f"warning: {raw}: link compute: fitted bulk goodput" in p.stderr
     assert "beyond a token bucket of 400000 B" in p.stdout
+
+
+def test_priority_closure_takes_the_median_of_the_runs_alone():
+    """One of three 40 ms runs alone stalled to 49 ms (measured in a session at load 11): the
+    slowdown is measured against their median, not against whichever run came first."""
+    pytest.importorskip("dpsim.net")
+    from calibrate.priority import priority_closure
+
+    low, high = 4 << 20, 16 << 20
+    samples = [{"kind": "priority", "group": f"alone{k}", "flow": 0, "priority": 0x10020, "bytes": low,
+                "t_start": 0.0, "elapsed_s": t} for k, t in enumerate((0.0491, 0.0400, 0.0401))]
+    samples += [{"kind": "priority", "group": "mixed", "flow": 0, "priority": 0x10010, "bytes": high, "t_start": 0.0,
+                 "elapsed_s": 0.173},
+                {"kind": "priority", "group": "mixed", "flow": 1, "priority": 0x10020, "bytes": low, "t_start": 0.0,
+                 "elapsed_s": 0.2153}]
+    run = priority_closure(samples, 95.64e6, 0.01, bucket_bytes=400_000)["runs"][0]
+    assert run["low_alone_runs"] == 3 and run["low_alone_measured_s"] == 0.0401
+    assert run["slowdown_measured"] == pytest.approx(0.2153 / 0.0401)
+    assert abs(run["slowdown_rel_err"]) < 0.02
