@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=32, help="loader requests per run (4 Full Blocks each)")
     ap.add_argument("--reps", type=int, default=8, help="repetitions per size in the link sweeps")
     ap.add_argument("--sizes", default="64KiB..4MiB",
-                    help="link sweep sizes (from 64 KiB: below, a message rides mostly on the token bucket's burst)")
+                    help="link sweep sizes (within the links' token buckets for the latency, and at least 2 sizes "
+                         "past twice the largest bucket, 4 ms of the rate, for the bandwidth)")
     ap.add_argument("--boot", type=int, default=300, help="bootstrap resamples per fit")
     ap.add_argument("--profile", default=None, help="where to write the profile fitted on all sessions "
                                                      "(default OUT/profile.yaml)")

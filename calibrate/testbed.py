@@ -37,9 +37,9 @@ from .fit import expected_tcp_goodput
 
 ROOT = Path(__file__).resolve().parent.parent
 # Default tc rates (docs/calibration.md#ground-truth-on-one-machine-the-namespace-test-bed): four
-# Python processes on a 2-core host keep up with 200 Mbit/s storage links (97-99 % of the sum on
-# both paths) but not with 2 x 400 Mbit/s (~86 %); the compute link is 4x a storage link so the DE
-# path's forwarding never limits it.
+# Python processes on a loaded 2-core host keep up with 200 Mbit/s storage links (97-99.7 % of the
+# sum on both paths, 5 sessions) but not with 2 x 1 Gbit/s (71-81 %, while each link alone fits
+# within 3 %); the compute link is 4x a storage link so the DE path's forwarding never limits it.
 DEFAULT_STORAGE_RATE = "200Mbit/s"
 DEFAULT_COMPUTE_RATE = "800Mbit/s"
 # The shaper's token bucket (docs/calibration.md#the-token-bucket): it must hold a veth GSO packet (up
