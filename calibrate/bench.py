@@ -62,16 +62,20 @@ def iperf3_loopback(seconds: float = 5.0, size: int = 1 << 20, streams: int = 1)
 def tcp_transport_loopback(seconds: float = 5.0, size: int = 1 << 20, depth: int = 2, streams: int = 1,
                            op: str = "write") -> float:
     """bytes/s of ``streams`` TCP-transport connections over 127.0.0.1, each moving ``size``-byte
-    messages (``op``) with ``depth`` outstanding."""
+    messages (``op``) with ``depth`` outstanding, to a ``serve`` process of its own (as iperf3's
+    server is: a server thread in this process would share its interpreter lock)."""
     from .measure import timed_threads
     from .transports import get_transport, transfer_batch
-    from .transports.tcp import TcpServer
 
-    with TcpServer("127.0.0.1:0") as srv:
-        srv.add_buffer("mem", bytearray(max(64 << 20, 2 * size * depth)))
-        srv.start()
+    srv = subprocess.Popen([sys.executable, "-m", "calibrate.cli", "serve", "--listen", "127.0.0.1:0", "--buffer",
+                            str(max(64 << 20, 2 * size * depth))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        line = srv.stdout.readline()
+        if not line.startswith("LISTENING "):
+            raise CalibrateError(f"transport server did not start: {line.strip()} {srv.stderr.read().strip()[-300:]}")
         tr = get_transport("tcp")
-        eps = [tr.connect(srv.address) for _ in range(streams)]
+        eps = [tr.connect(line.split()[1]) for _ in range(streams)]
         locals_ = [tr.register(bytearray(size * depth)) for _ in range(streams)]
         remote = eps[0].remote("mem")
         for ep, local in zip(eps, locals_):
@@ -88,6 +92,11 @@ def tcp_transport_loopback(seconds: float = 5.0, size: int = 1 << 20, depth: int
         for ep in eps:
             ep.close()
         return sum(moved) / elapsed
+    finally:
+        srv.kill()
+        srv.wait()
+        srv.stdout.close()
+        srv.stderr.close()
 
 
 def fio_read(path: Path, bs: int, depth: int, seconds: float = 4.0) -> float:
