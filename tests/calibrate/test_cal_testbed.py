@@ -28,14 +28,15 @@ def cli(*args):
     return p
 
 
-# The storage cases are slow-marked: beside another test worker their fitted latency is inflated
-# (200 Mbit/s, 5 ms: 8.0 and 13.0 ms against 5.2 ms in 2 of 3 sessions): this host's TCP (BBR) paces
-# at its estimate of the bottleneck, so whether a message within the bucket crosses at once varies
-# (docs/calibration.md#the-token-bucket). Alone they pass; a timed measurement that fails by load is
-# a distribution to report, not a unit test.
+# Slow-marked: a timed measurement that fails by load is a distribution to report, not a unit test
+# (docs/calibration.md#the-token-bucket). Alone on this loaded host (load 11) all pass; in the full
+# suite beside another worker the storage cases' fitted latency was inflated (200 Mbit/s, 5 ms: 8.0
+# and 13.0 ms against 5.2 ms in 2 of 3 sessions; this host's TCP, BBR, paces at its estimate of the
+# bottleneck, so whether a message within the bucket crosses at once varies) and the 800 Mbit/s
+# compute link's Python sender was starved (-19 to -30 %).
 @pytest.mark.parametrize("link,rate,delay", [pytest.param("storage_pe", "400Mbit/s", 2e-3, marks=pytest.mark.slow),
                                              pytest.param("storage_pe", "200Mbit/s", 5e-3, marks=pytest.mark.slow),
-                                             ("compute", "800Mbit/s", 2e-3),
+                                             pytest.param("compute", "800Mbit/s", 2e-3, marks=pytest.mark.slow),
                                              pytest.param("storage_pe", "1Gbit/s", 0.5e-3, marks=pytest.mark.slow),
                                              pytest.param("compute", "400Mbit/s", 2e-3, marks=pytest.mark.slow)])
 def test_fit_recovers_tc_rate_and_injected_delay(make_testbed, tmp_path, link, rate, delay):
