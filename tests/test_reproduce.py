@@ -17,6 +17,20 @@ from dpsim.reproduce.experiments import POINT_COLUMNS, load_point_scenario
 from dpsim.reproduce.report import load_published, validation_rows
 
 EXPERIMENTS = "scenarios/paper/experiments"
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def regenerate_golden(out: Path) -> None:
+    """Write the golden files from a quick-set run folder: only after a change that is meant to change
+    results, and say so in the commit (`python -c "from tests.test_reproduce import regenerate_golden;
+    regenerate_golden(Path('runs/quick'))"` after `dpsim reproduce --quick --out runs/quick`)."""
+    shutil.copyfile(out / "points.csv", GOLDEN / "quick_points.csv")
+    (GOLDEN / "quick_validation_rows.md").write_text(_table_rows(out / "validation.md"))
+
+
+def _table_rows(validation_md: Path) -> str:
+    """The validation table's rows (the headline numbers), without the prose around them."""
+    return "".join(line for line in validation_md.read_text().splitlines(keepends=True) if line.startswith("|"))
 
 
 def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
@@ -39,6 +53,11 @@ def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
     assert steady.stop_reason.str.match(r"horizon|steady|slo_break").all()
     assert steady.window_end_s.le(60).all()  # quick horizon
     assert "| claim | published | dpsim | error |" in (out / "validation.md").read_text()
+    # Results do not change unless a change means them to: byte-identical to the committed golden files.
+    assert (out / "points.csv").read_bytes() == (GOLDEN / "quick_points.csv").read_bytes(), \
+        "the quick set's points.csv differs from tests/golden/quick_points.csv"
+    assert _table_rows(out / "validation.md") == (GOLDEN / "quick_validation_rows.md").read_text(), \
+        "the validation table's rows differ from tests/golden/quick_validation_rows.md"
 
     # The same seed gives the same rows (here a subset, in one process instead of two).
     subset = "offline-ds27b,load-balance,cache-compute"
