@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file-size", default="1GiB")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    from dpsim.units import parse_bytes
+    from dpsim.scenario.units import parse_bytes
 
     out = []
     try:

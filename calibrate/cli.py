@@ -15,7 +15,7 @@ import time
 
 import click
 
-from dpsim.units import UnitError, parse_bandwidth, parse_bytes, parse_time
+from dpsim.scenario.units import UnitError, parse_bandwidth, parse_bytes, parse_time
 
 from . import __version__
 from .errors import CalibrateError, Unavailable, one_line

@@ -208,7 +208,7 @@ def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
 def fit_profile(raws: list[Path], path: Path, a: argparse.Namespace, note: str, testbed: dict | None = None) -> None:
     from .measure import read_samples
     from .profile import build_profile, fit_samples, write_profile
-    from dpsim.units import parse_bandwidth
+    from dpsim.scenario.units import parse_bandwidth
 
     samples = read_samples(raws)
     prof = build_profile(fit_samples(samples, n_boot=a.boot), samples, [str(r) for r in raws],

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from dpsim.units import parse_bytes
+from dpsim.scenario.units import parse_bytes
 
 from .errors import CalibrateError
 from .measure import SampleLog

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from dpsim.units import parse_bytes
+from dpsim.scenario.units import parse_bytes
 
 from .errors import CalibrateError
 from .samples import check_record

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpsim.units import parse_bandwidth
+from dpsim.scenario.units import parse_bandwidth
 
 from .errors import CalibrateError, Unavailable
 from .fit import expected_tcp_goodput

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsim import guard
-from dpsim.config import Scenario, ScenarioError, load_scenario
-from dpsim.cost import run_cost
-from dpsim.results import Result
-from dpsim.simulator import Simulation, SimulationError
+from dpsim.kernel import guard
+from dpsim.scenario.config import Scenario, ScenarioError, load_scenario
+from dpsim.scenario.cost import run_cost
+from dpsim.metrics.results import Result
+from dpsim.kernel.simulation import Simulation, SimulationError
 from dpsim.workload.synthetic import generate_trajectories
 from dpsim.workload.trajectory import Trajectory, Turn
 
@@ -90,9 +90,9 @@ def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progre
         stop_rule=None, check_every_s: float = 10.0, label: str = "") -> Result:
     """Simulate one scenario. `stop_rule(sim) -> str | None`, asked every `check_every_s` simulated
     seconds, may end the run early (its reason lands in summary["stop_reason"]). `progress`: a bar
-    on stderr (turns, simulated time, ETA; see dpsim.progress), None: run.progress, else only on a
+    on stderr (turns, simulated time, ETA; see dpsim.kernel.progress), None: run.progress, else only on a
     terminal; `label` names the run on the bar (default: its policy.system)."""
-    from dpsim import progress as bar
+    from dpsim.kernel import progress as bar
 
     trajectories = build_workload(scenario) if trajectories is None else trajectories
     sim = Simulation(scenario, trajectories, progress=False)

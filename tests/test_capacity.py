@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from dpsim import api, capacity, plan
+from dpsim import api
+from dpsim.planning import capacity, plan
 
 QUICK = "scenarios/quickstart.yaml"
 # Storage-bound miniature (1P1D DS 27B, 8-turn agents, 25 Gbps storage NICs).

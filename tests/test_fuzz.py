@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from calibrate.cli import main as calibrate_main
 from dpsim.api import load_scenario
-from dpsim.cli import main
-from dpsim.sweep import SweepError, load_sweep
+from dpsim.cli.app import main
+from dpsim.planning.sweep import SweepError, load_sweep
 from dpsim.workload.format import write_parquet
 from dpsim.workload.trajectory import Trajectory, Turn
 from fuzz_inputs import (ANY_TEXT, COUNTS, FIELDS, PLAUSIBLE_TEXT, RUNNER, SCALAR, SET_KEY, TINY, VALUE_TEXT,

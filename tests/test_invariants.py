@@ -1,13 +1,14 @@
-"""Each end-of-run invariant (dpsim/invariants.py) holds on a clean run and fires when its property
+"""Each end-of-run invariant (dpsim/kernel/invariants.py) holds on a clean run and fires when its property
 is broken: a check that cannot fail would prove nothing."""
 
 import pytest
 import simpy
 
-from dpsim import api, net
-from dpsim.invariants import check_invariants
-from dpsim.net import Network, TrafficClass
-from dpsim.simulator import Simulation
+from dpsim import api
+from dpsim.kernel.resources import net
+from dpsim.kernel.invariants import check_invariants
+from dpsim.kernel.resources.net import Network, TrafficClass
+from dpsim.kernel.simulation import Simulation
 
 
 @pytest.fixture(scope="module")

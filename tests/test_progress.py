@@ -4,9 +4,10 @@ from click.testing import CliRunner
 
 import re
 
-from dpsim import api, progress
-from dpsim.simulator import Simulation
-from dpsim.cli import main
+from dpsim import api
+from dpsim.kernel import progress
+from dpsim.kernel.simulation import Simulation
+from dpsim.cli.app import main
 
 QUICK = "scenarios/quickstart.yaml"
 

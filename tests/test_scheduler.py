@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from dpsim.policies.scheduler import DualPathScheduler, RoundRobinScheduler
+from dpsim.kernel.policies.scheduler import DualPathScheduler, RoundRobinScheduler
 
 
 @dataclass

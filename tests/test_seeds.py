@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dpsim import seeds
-from dpsim.cli import main
+from dpsim.planning import seeds
+from dpsim.cli.app import main
 
 QUICK = "scenarios/quickstart.yaml"
 TINY = ["--set", "workload.agents=6", "--set", "workload.max_turns=3"]

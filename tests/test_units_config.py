@@ -2,8 +2,8 @@
 
 import pytest
 
-from dpsim import units
-from dpsim.config import ScenarioError, load_scenario
+from dpsim.scenario import units
+from dpsim.scenario.config import ScenarioError, load_scenario
 
 QUICK = "scenarios/quickstart.yaml"
 

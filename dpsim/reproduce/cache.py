@@ -16,12 +16,16 @@ CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by
 
 # Modules that only present or drive results (command lines, plots, benchmarks, the testbed-fit driver,
 # this package): a change to them cannot change a simulated number, so it must not empty the cache.
-_NOT_MODEL = ("cli.py", "plan_cli.py", "trace_cli.py", "bench.py", "plots.py", "testbed_fit.py")
+_NOT_MODEL = ("cli/", "bench.py", "tools/bench.py", "viz/plots.py", "testbed_fit.py")  # "x/": the whole package
 
 
 # The one module of dpsim/reproduce/ that measures: its tasks turn a simulation into a row's numbers
 # (e.g. the steady task's last-window TTFT), so a change to it must not reuse a cached number.
 _MEASURING = ("reproduce/tasks.py",)
+
+
+def _presents_only(name: str) -> bool:
+    return any(name.startswith(entry) if entry.endswith("/") else name == entry for entry in _NOT_MODEL)
 
 
 def hashed_sources() -> list:
@@ -35,7 +39,7 @@ def hashed_sources() -> list:
     chosen = []
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
-        if name in _MEASURING or (not name.startswith("reproduce/") and name not in _NOT_MODEL):
+        if name in _MEASURING or (not name.startswith("reproduce/") and not _presents_only(name)):
             chosen.append(path)
     return chosen
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpsim import units
+from dpsim.scenario import units
 from dpsim.reproduce.experiments import ExperimentError, quick_mask, read_yaml_mapping
 
 PAIR_COLUMNS = ["model", "layout", "mal", "agents", "aps", "scale"]
@@ -197,7 +197,7 @@ def _num(x: float | None) -> str:
 
 
 def fit_rows(profile: str | Path) -> list[dict[str, Any]]:
-    """The fitted points of a profile written by `dpsim.testbed_fit` (its `calibration.fits`): what was
+    """The fitted points of a profile written by `dpsim.reproduce.testbed_fit` (its `calibration.fits`): what was
     fitted, to which published JCT, what dpsim gives there and the residual. [] without a record."""
     try:
         data = read_yaml_mapping(Path(profile))
@@ -223,7 +223,7 @@ def fit_rows(profile: str | Path) -> list[dict[str, Any]]:
 def six_point_rows(points: pd.DataFrame) -> list[dict[str, Any]]:
     """Fit protocol v2's six points (Basic and Oracle at each model's fit point) as points.csv has
     them: the published JCT, dpsim's, and the residual."""
-    from dpsim.testbed_fit import BASIC_TARGETS, ORACLE_TARGETS
+    from dpsim.reproduce.testbed_fit import BASIC_TARGETS, ORACLE_TARGETS
 
     offline = points[points.experiment.astype(str).str.startswith("offline-") & points.status.eq("ok")]
     rows = []

@@ -1,4 +1,4 @@
-"""Run the paper's experiments: points in parallel (dpsim.sweep), then points.csv, series, figures.
+"""Run the paper's experiments: points in parallel (dpsim.planning.sweep), then points.csv, series, figures.
 
 points.csv holds simulated results only, so the same seed gives the same file byte for byte; wall
 times go to timing.csv.
@@ -39,7 +39,7 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     in `cache` (what a long set has finished so far), so nothing is simulated. `heartbeat_s` > 0: every
     simulation prints its progress to stderr that often (wall seconds). `done` ({(experiment, key)},
     from `done_points`) drops the points that already have a row elsewhere."""
-    from dpsim.sweep import run_points
+    from dpsim.planning.sweep import run_points
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

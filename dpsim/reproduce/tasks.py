@@ -1,7 +1,7 @@
 """Point tasks: module-level functions taking a sweep Point and returning one row of points.csv.
 
 `reproduce_point` dispatches on the point's `task` label (run, capacity, cache_compute, pd_bound);
-it is what `dpsim.sweep.run_points(points, task=reproduce_point)` runs in worker processes.
+it is what `dpsim.planning.sweep.run_points(points, task=reproduce_point)` runs in worker processes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpsim.models import ALL_MODELS
+from dpsim.scenario.models import ALL_MODELS
 from dpsim.reproduce.cache import cache_path, measure_cached
 
 
@@ -53,7 +53,7 @@ RENAMED_COLUMNS = {"snic_balance_max_over_avg": "snic_balance", "gpu_busy_fracti
 
 def _flatten(summary: dict) -> dict:
     """The summary's numbers that points.csv keeps (ttft_s.p50 -> ttft_s_p50; see RENAMED_COLUMNS)."""
-    from dpsim.sweep import flatten
+    from dpsim.planning.sweep import flatten
 
     flat = flatten(summary)
     out = {key: flat.get(key) for key in SUMMARY_COLUMNS}
@@ -103,7 +103,7 @@ def _simulate(scenario, label: str = "simulation", **run_options):
     go to Simulation.run (stop_rule, check_every_s). With DPSIM_REPRODUCE_HEARTBEAT_S set (`dpsim
     reproduce --heartbeat`), long runs print their progress."""
     from dpsim import api
-    from dpsim.simulator import Simulation
+    from dpsim.kernel.simulation import Simulation
 
     trajectories = api.build_workload(scenario)
     sim = Simulation(scenario, trajectories, progress=False)
@@ -222,15 +222,15 @@ def run_task(point) -> dict:
 
 
 def capacity_task(point) -> dict:
-    """The highest APS meeting the SLO (dpsim.capacity.find_capacity), with the options' search range."""
-    from dpsim.capacity import find_capacity
+    """The highest APS meeting the SLO (dpsim.planning.capacity.find_capacity), with the options' search range."""
+    from dpsim.planning.capacity import find_capacity
 
     labels = _labels(point)
     scenario, measurement = _measurement(point)
     search = _search_options(labels["options"])
 
     def measure() -> dict:
-        # A search is several online runs inside dpsim.capacity; with --heartbeat each finished trial
+        # A search is several online runs inside dpsim.planning.capacity; with --heartbeat each finished trial
         # is its progress line (the runs themselves are not instrumented).
         label = _point_label(point, labels)
         log = ((lambda line: print(f"[{time.strftime('%H:%M:%S')}] {label}: trial {line.strip()}", file=sys.stderr,
@@ -248,14 +248,14 @@ def capacity_task(point) -> dict:
 def steady_task(point) -> dict:
     """Online latencies at one APS in steady state, measured as the capacity search measures them: Poisson
     arrivals keep coming for `horizon_s`; the run stops on an SLO break or when TTFT is steady
-    (dpsim.capacity.paper_stop_rule, no steady verdict before `horizon_s - window_s`), and TTFT, TTST
+    (dpsim.planning.capacity.paper_stop_rule, no steady verdict before `horizon_s - window_s`), and TTFT, TTST
     and TPOT are those of the last `window_s` (turns still waiting count with their age so far).
     Trajectory JCT is the mean of the trajectories finished by then. (A fixed burst of arrivals run to
     completion never reaches steady state when a trajectory outlives the burst, and understates
     latency at high APS.)"""
     from dpsim import api
-    from dpsim.capacity import paper_stop_rule
-    from dpsim.results import ttft_breakdown
+    from dpsim.planning.capacity import paper_stop_rule
+    from dpsim.metrics.results import ttft_breakdown
 
     labels = _labels(point)
     scenario, measurement = _measurement(point)
@@ -348,7 +348,7 @@ def storage_utilisation(links: pd.DataFrame, trim: float = 0.1) -> dict:
 def pd_bound_task(point) -> dict:
     """A DualPath run made storage-bound (the experiment's overrides make GPUs nearly free), with its
     storage-NIC utilisation and the analytic P/D range of its hardware beside it."""
-    from dpsim.plan import pd_range
+    from dpsim.planning.plan import pd_range
 
     labels = _labels(point)
     scenario, measurement = _measurement(point)

@@ -19,7 +19,7 @@ from calibrate.profile import load_profile
 from calibrate.sessions import distribution, goal_of, link_spread, session_figures
 from calibrate import testbed
 
-pytest.importorskip("dpsim.net", reason="closure needs dpsim.net")
+pytest.importorskip("dpsim.kernel.resources.net", reason="closure needs dpsim.kernel.resources.net")
 
 
 # ------------------------------------------------------------------------------------ OUT safety

@@ -145,7 +145,7 @@ def test_testbed_defaults_agree_in_code_and_docs(monkeypatch):
 
     from calibrate import experiments, testbed
     from calibrate.cli import main as cli_main
-    from dpsim.units import parse_bandwidth
+    from dpsim.scenario.units import parse_bandwidth
 
     bed = testbed.Testbed(prefix="dpdef")
     assert bed.links["storage_pe"].rate == parse_bandwidth(testbed.DEFAULT_STORAGE_RATE) == 25e6
