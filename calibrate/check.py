@@ -43,9 +43,9 @@ def _dpsim():
     try:
         import simpy
 
-        from dpsim.scenario.config import ScenarioError, validate_scenario
         from dpsim.kernel.resources.hardware import Cluster, storage_client_rate
         from dpsim.kernel.resources.net import TrafficClass
+        from dpsim.scenario.config import ScenarioError, validate_scenario
     except ImportError as e:
         raise Unavailable(f"dpsim is not importable: {e}") from None
     return simpy, validate_scenario, ScenarioError, Cluster, storage_client_rate, TrafficClass

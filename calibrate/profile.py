@@ -23,7 +23,6 @@ from .fit import fit_alpha_beta, fit_concurrency, per_message_times
 from .samples import FIT_KINDS
 
 
-
 def fmt_bw(bps: float) -> str:
     return f"{bps / 1e6:.6g}MB/s"
 

@@ -3,8 +3,8 @@
 import pytest
 
 from dpsim import api
-from dpsim.tools import bench
 from dpsim.kernel.resources import net
+from dpsim.tools import bench
 
 COMPILED = str(bool(net.COMPILED))
 

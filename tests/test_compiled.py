@@ -19,10 +19,10 @@ RESOURCES = Path("dpsim", "kernel", "resources")  # where the compiled modules l
 PROBE = f"""
 import hashlib, json, sys
 from dpsim import api
-from dpsim.scenario import config
+from dpsim.scenario import loading
 from dpsim.kernel.resources import net
 sets = ["workload.agents=48", "workload.max_turns=10", "workload.mal=48K"]
-sc = config.load_scenario({str(REPO / "scenarios/paper/ds660b-2p4d.yaml")!r}, sets,
+sc = loading.load_scenario({str(REPO / "scenarios/paper/ds660b-2p4d.yaml")!r}, sets,
                           [{str(REPO / "scenarios/paper/testbed.yaml")!r}])
 r = api.run(sc, api.build_workload(sc), progress=False)
 digest = hashlib.sha1(r.turns.to_csv().encode() + r.links.to_csv().encode()).hexdigest()
@@ -55,7 +55,7 @@ def test_compiled_network_gives_bit_identical_runs(tmp_path):
         fast = REPO  # the install built it (setup.py): compare that one, no second build
     else:
         fast = _package_copy(tmp_path / "fast")
-        built = subprocess.run([sys.executable, "-m", "dpsim.compiled", "build"], cwd=fast, capture_output=True,  # the entry point
+        built = subprocess.run([sys.executable, "-m", "dpsim.tools.compiled", "build"], cwd=fast, capture_output=True,  # the entry point
                                text=True, timeout=600)
         assert built.returncode == 0, built.stdout + built.stderr
     assert list((fast / RESOURCES).glob("net.*.so")) or list((fast / RESOURCES).glob("net.*.pyd"))
@@ -133,3 +133,12 @@ def test_compiled_modules_older_than_their_source_are_found(tmp_path):
     assert stale_sources(tmp_path) == ["net.py"]
     (tmp_path / "net.cpython-311-x86_64-linux-gnu.so").unlink()
     assert stale_sources(tmp_path) == []  # nothing compiled: the .py is what runs
+
+
+def test_staleness_is_judged_only_in_a_source_checkout(tmp_path):
+    """An installed wheel's files carry the time pip extracted them (the .so before its .py), so the
+    mtime check applies only where sources are edited: a checkout with pyproject.toml beside dpsim/."""
+    from dpsim.kernel.resources.build_state import in_checkout
+
+    assert in_checkout(REPO)
+    assert not in_checkout(tmp_path)  # e.g. site-packages

@@ -5,9 +5,9 @@ import pytest
 from click.testing import CliRunner
 
 from dpsim import api
-from dpsim.scenario import cost
-from dpsim.planning import plan
 from dpsim.cli.app import main
+from dpsim.planning import plan
+from dpsim.scenario import cost
 
 QUICK = "scenarios/quickstart.yaml"
 TINY = ["workload.agents=6", "workload.max_turns=3"]

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import dpsim
 from dpsim import api
-from dpsim.planning import capacity
 from dpsim.cli.app import main
+from dpsim.planning import capacity
 
 QUICK = "scenarios/quickstart.yaml"
 TINY = ["--set", "workload.agents=4", "--set", "workload.max_turns=2", "--no-plots"]

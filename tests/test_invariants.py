@@ -5,10 +5,11 @@ import pytest
 import simpy
 
 from dpsim import api
-from dpsim.kernel.resources import net
 from dpsim.kernel.invariants import check_invariants
+from dpsim.kernel.resources import net
 from dpsim.kernel.resources.net import Network, TrafficClass
 from dpsim.kernel.simulation import Simulation
+from dpsim.metrics.results import run_simulation
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def finished():
                                                          "policy.system=dualpath"])
     trajectories = api.build_workload(sc)
     sim = Simulation(sc, trajectories, progress=False)
-    result = sim.run(api.arrival_times(sc, trajectories))
+    result = run_simulation(sim, api.arrival_times(sc, trajectories))
     return sim, result
 
 

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from dpsim.cli.app import main
-from dpsim.scenario.models import ALL_MODELS
 from dpsim.planning.plan import pd_range
 from dpsim.reproduce import build_points, load_experiments
 from dpsim.reproduce.experiments import POINT_COLUMNS, load_point_scenario
 from dpsim.reproduce.report import load_published, validation_rows
+from dpsim.scenario.models import ALL_MODELS
 
 EXPERIMENTS = "scenarios/paper/experiments"
 GOLDEN = Path(__file__).parent / "golden"

@@ -6,8 +6,8 @@ import pandas as pd
 from click.testing import CliRunner
 
 from dpsim import api
-from dpsim.planning import capacity
 from dpsim.cli.app import main
+from dpsim.planning import capacity
 
 QUICK = "scenarios/quickstart.yaml"
 COMPARE = ["compare", QUICK, "--set", "workload.agents=4", "--set", "workload.max_turns=3", "--no-progress"]

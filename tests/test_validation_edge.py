@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from calibrate.cli import main as calibrate_main
 from dpsim import api
-from dpsim.kernel import guard
 from dpsim.cli.app import main
+from dpsim.kernel import guard
 
 QUICK = "scenarios/quickstart.yaml"
 RUNNER = CliRunner()

@@ -6,20 +6,37 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
+from dpsim import api
+from dpsim.api import check_trace_file, load_scenario
+from dpsim.cli.plan import COMMANDS as _PLANNING  # sweep, capacity, plan
+from dpsim.cli.reproduce import COMMANDS as _REPRODUCE  # reproduce, validation-report, compare-points
+from dpsim.cli.trace import trace
+from dpsim.metrics.export import aiperf_profile, vllm_bench_serve
+from dpsim.metrics.results import Result
+from dpsim.metrics.runs import stored_run
+from dpsim.metrics.timeline import write_timeline
+from dpsim.planning.seeds import METHOD, interval, seed_list, summarise
+from dpsim.planning.seeds import fmt as fmt_interval
+from dpsim.planning.sweep import flatten
 from dpsim.scenario.config import ScenarioError, scenario_json_schema
+from dpsim.viz.report import ReportError
+from dpsim.viz.tables import fmt as _fmt
+from dpsim.viz.tables import interval_table
+from dpsim.viz.tables import summary_table as _table
+from dpsim.workload.format import TraceError
 
 
-def _fail(message: str, status: int = 2) -> None:
+def _fail(message: str, status: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
 
 
 def _load(path: str, sets: tuple[str, ...], profiles: tuple[str, ...] = (), strict: bool = False):
     """The validated scenario; its plausibility warnings go to stderr (errors with `strict`)."""
-    from dpsim.api import load_scenario
     try:
         scenario = load_scenario(path, list(sets), list(profiles))
     except ScenarioError as exc:
@@ -35,8 +52,6 @@ _strict = click.option("--strict", is_flag=True, help="treat plausibility warnin
 
 
 def _run(scenario, progress=None):
-    from dpsim import api
-    from dpsim.workload.format import TraceError
     try:
         result = api.run(scenario, progress=progress)
     except (api.SimulationError, ScenarioError) as exc:
@@ -48,8 +63,6 @@ def _run(scenario, progress=None):
               "any turn finished; give it more time or leave it unset")
     return result
 
-
-from dpsim.viz.tables import fmt as _fmt, summary_table as _table  # noqa: E402
 
 
 PROGRESS = click.option("--progress/--no-progress", default=None,
@@ -84,7 +97,6 @@ def main() -> None:
 
 
 def _seeds(sc, count: int) -> list[int]:
-    from dpsim.planning.seeds import seed_list
     try:
         return seed_list(sc.run.seed, count)
     except ValueError as exc:
@@ -92,13 +104,10 @@ def _seeds(sc, count: int) -> list[int]:
 
 
 def _intervals(summaries: list[dict]) -> dict[str, dict]:
-    from dpsim.planning.seeds import summarise
-    from dpsim.planning.sweep import flatten
     return summarise([flatten(s) for s in summaries])
 
 
 def _write_seeds(out_dir: Path, seeds: list[int], intervals: dict) -> None:
-    from dpsim.planning.seeds import METHOD
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "seeds.json").write_text(json.dumps({"method": METHOD, "seeds": seeds, "intervals": intervals},
                                                    indent=2) + "\n")
@@ -124,7 +133,6 @@ SEEDS = click.option("--seeds", "seed_count", type=int, default=1, show_default=
 def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count, strict):
     """Simulate SCENARIO; print a summary, write summary.json, run.json, turns/links parquet, plots
     (with --seeds N: one folder OUT/seed-S/ per seed and OUT/seeds.json with the intervals)."""
-    from dpsim import api
     sc = _load(scenario, sets, profiles, strict)
     seeds = _seeds(sc, seed_count)
     out_dir = Path(out or Path("runs") / sc.name)
@@ -136,7 +144,6 @@ def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count,
         try:
             result.write(folder)
             if timeline:
-                from dpsim.metrics.timeline import write_timeline
                 write_timeline(result, folder / "timeline.json")
             if not no_plots:
                 from dpsim.viz.plots import write_run_plots
@@ -151,7 +158,6 @@ def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count,
     if len(seeds) == 1:
         click.echo(_table({sc.policy.system: first.summary}))
     else:
-        from dpsim.viz.tables import interval_table
         intervals = _intervals([r.summary for r in results.values()])
         _write_seeds(out_dir, seeds, intervals)
         click.echo(interval_table({sc.policy.system: intervals}, seeds))
@@ -180,9 +186,6 @@ def run(scenario, sets, profiles, out, no_plots, timeline, progress, seed_count,
 @_strict
 def compare(scenario, policies, sets, profiles, out, resume, progress, seed_count, strict):
     """Run SCENARIO under each policy.system and print them side by side with speed-ups."""
-    from dpsim import api
-    from dpsim.metrics.runs import stored_run
-    from dpsim.workload.format import TraceError
     sc = _load(scenario, sets, profiles, strict)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
@@ -264,8 +267,6 @@ def _online_headline(summaries: dict[str, dict]) -> None:
 
 def _compare_seeds(runs: dict[str, dict], seeds: list[int], out: Path | None) -> None:
     """Intervals per system, and the speed-ups paired by seed (same workload in each pair)."""
-    from dpsim.planning.seeds import fmt as fmt_interval, interval
-    from dpsim.viz.tables import interval_table
     columns = {name: _intervals([r.summary for r in by_seed.values()]) for name, by_seed in runs.items()}
     click.echo(interval_table(columns, seeds))
     speedups = {}
@@ -295,7 +296,6 @@ def _compare_seeds(runs: dict[str, dict], seeds: list[int], out: Path | None) ->
 @_strict
 def validate(scenario, sets, profiles, strict):
     """Check SCENARIO (includes, overrides, units, ranges, the trace file) without running it."""
-    from dpsim.api import check_trace_file
     sc = _load(scenario, sets, profiles, strict)
     try:
         check_trace_file(sc)
@@ -312,7 +312,6 @@ def validate(scenario, sets, profiles, strict):
                    "a Markdown twin goes beside it")
 def report(folders, out):
     """One self-contained HTML report (and Markdown) of run, compare, sweep or capacity FOLDERS."""
-    from dpsim.viz.report import ReportError
     from dpsim.viz.report_html import build
     out = Path(out) if out else (Path(folders[0]) / "report.html" if len(folders) == 1 else Path("report.html"))
     try:
@@ -327,8 +326,6 @@ def report(folders, out):
 def export_metrics(run_folder):
     """Write RUN_FOLDER's latencies as `vllm bench serve` (vllm_bench_serve.json) and AIPerf
     (profile_export_aiperf.json) metrics: TTFT, TPOT/ITL, E2EL in ms, throughput and goodput."""
-    from dpsim.metrics.export import aiperf_profile, vllm_bench_serve
-    from dpsim.metrics.results import Result
     folder = Path(run_folder)
     try:
         result = Result.read(folder)
@@ -349,21 +346,9 @@ def schema():
     click.echo(json.dumps(scenario_json_schema(), indent=2))
 
 
-try:
-    from dpsim.cli.trace import trace
-    main.add_command(trace)
-except ImportError:  # pragma: no cover - the trace module ships with dpsim
-    pass
-
-
-from dpsim.cli.plan import COMMANDS as _PLANNING  # sweep, capacity, plan  # noqa: E402
-
-for _command in _PLANNING:
-    main.add_command(_command)
-
-from dpsim.cli.reproduce import COMMANDS as _REPRODUCE  # reproduce, validation-report, compare-points  # noqa: E402
-
-for _command in _REPRODUCE:
+# The command families that live in their own modules.
+main.add_command(trace)
+for _command in (*_PLANNING, *_REPRODUCE):
     main.add_command(_command)
 
 

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import click
 
+from dpsim import api
+from dpsim.planning import plan as planning
+from dpsim.planning import seeds
+from dpsim.planning.capacity import find_capacity
+from dpsim.planning.capacity_log import TrialLog
+from dpsim.planning.seeds import METHOD, fmt, interval, seed_list
+from dpsim.planning.sweep import SweepError, load_sweep, read_table, run_points
+from dpsim.scenario import units
 from dpsim.scenario.config import MAX_NODES, SECONDS_RANGE, ScenarioError
-
+from dpsim.scenario.cost import scenario_usd_per_hour
 
 MAX_LAYOUT_COUNTS = 1000  # node counts one plan may try
 MAX_APS = 1e6  # agent arrivals per second: the scenario's own bound on workload.aps (dpsim.scenario.config)
@@ -25,7 +33,6 @@ def _seconds(option: str, text: str | None) -> float | None:
     """'4s', '50ms' or a bare number of seconds."""
     if text is None:
         return None
-    from dpsim.scenario import units
     try:
         value = units.parse_time(text)
     except units.UnitError as exc:
@@ -59,9 +66,6 @@ def _positive(option: str, value: float | None) -> float | None:
                    "95 % interval (Student t over seeds)")
 def sweep(sweep_file, jobs, executor, ray_address, out, fmt, resume, no_progress, seed_count):
     """Run every point of SWEEP.yaml; rows go to OUT/results.{parquet,csv} as points finish."""
-    from dpsim.planning import seeds
-    from dpsim.planning.sweep import SweepError, load_sweep, read_table, run_points
-
     try:
         points, meta = load_sweep(sweep_file)
         if seed_count != 1:
@@ -137,9 +141,6 @@ def _capacity_options(f):
 def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, systems, aps_lo, aps_hi, out,
              resume, quiet, profiles, seed_count):
     """Highest APS whose online run meets the SLO, and the constraint that binds there."""
-    from dpsim import api
-    from dpsim.planning.capacity import find_capacity
-
     try:
         sc = api.load_scenario(scenario, list(sets), list(profiles))
     except ScenarioError as exc:
@@ -156,7 +157,6 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
                    horizon_s=_seconds("--horizon", horizon), stat=stat)
     if resume and not out:
         _fail("--resume needs --out (the folder of the interrupted search)")
-    from dpsim.planning.seeds import seed_list
     try:
         seeds = seed_list(sc.run.seed, seed_count)
     except ValueError as exc:
@@ -164,7 +164,6 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
     several = len(seeds) > 1
     log = None
     if out:
-        from dpsim.planning.capacity_log import TrialLog
         try:
             log = TrialLog(out, sc, {**options, "seeds": seeds}, resume)
         except ScenarioError as exc:
@@ -186,7 +185,6 @@ def capacity(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, toleranc
     if several:
         doc = _capacity_seeds(results, seeds)
     else:
-        from dpsim.scenario.cost import scenario_usd_per_hour
         doc = _capacity_one({name: by_seed[seeds[0]] for name, by_seed in results.items()},
                             scenario_usd_per_hour(sc) if sc.cost is not None else None)
     if out:
@@ -220,7 +218,6 @@ def _capacity_seeds(results: dict[str, dict], seeds: list[int]) -> dict:
     """Print each system's capacity as a mean and 95 % interval over the seeds; return capacity.json's content."""
     from collections import Counter
 
-    from dpsim.planning.seeds import METHOD, fmt, interval
 
     doc = {}
     for name, by_seed in results.items():
@@ -271,8 +268,6 @@ def _nodes(text: str) -> list[int]:
 def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, nodes, target_aps, aps_lo, aps_hi,
          jobs, out):
     """Recommend a P/D layout and node count: SLO capacity of each layout beside the analytic range."""
-    from dpsim.planning import plan as planning
-
     counts = _nodes(nodes)
     if not counts or min(counts) < 2:
         _fail(f"--nodes = {nodes!r}: expected node counts of at least 2 (one prefill, one decode)")
@@ -291,7 +286,7 @@ def plan(scenario, sets, slo_ttft, slo_tpot, stat, window, horizon, tolerance, n
     except ScenarioError as exc:
         _fail(str(exc))
     lo, hi = p.pd_range
-    click.echo(f"analytic bottleneck-free P/D range (spec section 3): {lo:.3g} .. {hi:.3g}")
+    click.echo(f"analytic bottleneck-free P/D range (docs/architecture.md#paper-data-paths): {lo:.3g} .. {hi:.3g}")
     cols = ["prefill_nodes", "decode_nodes", "pd_ratio", "in_analytic_range", "capacity_aps", "aps_per_node",
             "binding"]
     if "usd_per_hour_at_target" in p.table:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
+from dpsim.reproduce.compare import compare_points, comparison_text
+from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments, load_point_scenario, quick_mask
+from dpsim.reproduce.report import load_published, validation_markdown
+from dpsim.reproduce.run import done_points, drop_done, read_points, run_reproduce
+from dpsim.reproduce.tasks import estimate_turns
 from dpsim.scenario.config import ScenarioError
+from dpsim.tools.bench import BENCH_FIGURES, WallEstimate
 
 EXPERIMENTS = "scenarios/paper/experiments"
 PUBLISHED = "scenarios/paper/published.yaml"
@@ -42,7 +48,8 @@ def _turns_text(turns: int) -> str:
 @click.option("--experiments", "folder", type=click.Path(), default=EXPERIMENTS, show_default=True)
 @click.option("--published", type=click.Path(), default=PUBLISHED, show_default=True)
 @click.option("--no-figures", is_flag=True, help="skip the PNGs")
-@click.option("--list", "list_only", is_flag=True, help="print the experiments, their point counts and estimated simulated turns; run nothing")
+@click.option("--list", "list_only", is_flag=True,
+              help="print the experiments, their point counts and estimated simulated turns; run nothing")
 @click.option("--where", "where", multiple=True,
               help="KEY=VALUE: drop points that set KEY to another value (e.g. workload.agents=1024)")
 @click.option("--cache", type=click.Path(), default=None,
@@ -59,8 +66,6 @@ def _turns_text(turns: int) -> str:
 def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figures, list_only, where, cache,
               cached_only, skip_done, heartbeat_s):
     """Run the paper's experiments: OUT/points.csv, OUT/figures/*.png, OUT/validation.md."""
-    from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments
-
     if profile and not Path(profile).is_file():
         _fail(f"--profile {profile!r}: file not found")
     if cached_only and not cache:
@@ -73,12 +78,8 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         filters[key.strip()] = value.strip()
     try:
         experiments = load_experiments(folder, _names(only))
-        from dpsim.reproduce.run import done_points, drop_done
         done = done_points(skip_done, quick)
         if list_only:
-            from dpsim.tools.bench import BENCH_FIGURES, WallEstimate
-            from dpsim.reproduce.experiments import load_point_scenario
-            from dpsim.reproduce.tasks import estimate_turns
             wall = WallEstimate()
             total, total_s = 0, 0.0
             for exp in experiments:
@@ -98,16 +99,13 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
                            f"than the bench's cost more per turn")
             click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (capacity searches not counted)")
             return
-        from dpsim.reproduce.report import load_published
         items, causes = load_published(published)  # fail on a bad published file before hours of runs
-        from dpsim.reproduce.run import run_reproduce
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))
         table = run_reproduce(experiments, out_dir, quick=quick, jobs=jobs, profile=profile, seed=seed,
                               figures=not no_figures, progress=sys.stderr.isatty(), where=filters,
                               cache=cache, cached_only=cached_only, heartbeat_s=heartbeat_s, done=done)
     except (ExperimentError, ScenarioError) as exc:
         _fail(str(exc))
-    from dpsim.reproduce.report import validation_markdown
     (out_dir / "validation.md").write_text(
         validation_markdown(table, items, causes, str(out_dir / "points.csv"), experiments if quick else None))
     failed = table[table.status != "ok"]
@@ -135,10 +133,6 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
 def validation_report(points_csvs, published, folder, merged, drop_stale, figures_dir):
     """Print docs/validation.md (markdown) from POINTS_CSV...: published vs dpsim, error, cause of gaps.
     Several files (e.g. runs of different experiments or scales) are read as one table."""
-    from dpsim.reproduce.experiments import ExperimentError, load_experiments
-    from dpsim.reproduce.report import load_published, validation_markdown
-    from dpsim.reproduce.run import read_points
-
     try:
         items, causes = load_published(published)
         points = merge_points([read_points(points_csv) for points_csv in points_csvs])
@@ -170,7 +164,6 @@ def merge_points(tables):
     first-seen order, points in their files' order."""
     import pandas as pd
 
-    from dpsim.reproduce.experiments import quick_mask
 
     points = pd.concat(tables, ignore_index=True)
     order = {name: i for i, name in enumerate(dict.fromkeys(points.experiment))}
@@ -187,7 +180,6 @@ def stale_rows(points, experiments):
     each built with the row's own profile and size (quick or full)."""
     import pandas as pd
 
-    from dpsim.reproduce.experiments import build_points, quick_mask
 
     def column(name, default):
         return points[name] if name in points else pd.Series(default, index=points.index)
@@ -210,10 +202,6 @@ def stale_rows(points, experiments):
 def compare_points_command(old_csv, new_csv, rtol):
     """Compare the rows of NEW_CSV (points re-run now) with the same points' rows in OLD_CSV (e.g. the
     committed docs/data/points.csv), cell by cell; exit 1 if any differ or failed."""
-    from dpsim.reproduce.compare import compare_points, comparison_text
-    from dpsim.reproduce.experiments import ExperimentError
-    from dpsim.reproduce.run import read_points
-
     try:
         required = ("experiment", "key", "policy", "status")
         old, new = read_points(old_csv, required=required), read_points(new_csv, required=required)

@@ -20,9 +20,13 @@ import click
 import numpy as np
 
 from dpsim.scenario.config import MAX_AGENTS
+from dpsim.scenario.units import UnitError, parse_count
 from dpsim.workload.format import trajectory_to_obj, write_trajectories
+from dpsim.workload.mooncake_writer import write_mooncake
 from dpsim.workload.readers import FORMATS, TraceError, TraceRead, load_trace
+from dpsim.workload.synthetic import generate_trajectories
 from dpsim.workload.trajectory import Trajectory
+from dpsim.workload.transform import apply_workload_options
 
 PCTS = (10, 50, 90, 99)
 
@@ -79,7 +83,7 @@ def compute_stats(trajs: list[Trajectory]) -> dict:
         arr["session_span_s"] = span
         arr["session_rate_per_s"] = len(arrivals) / span if span > 0 else None
     # request arrival times are known for single-turn sessions and readers that record them
-    req = []
+    req: list = []
     for t in trajs:
         if t.arrival_s is None:
             req = None
@@ -212,13 +216,9 @@ def stats_cmd(file: str, as_json: bool, skip_bad: bool, fmt: str | None) -> None
 @_format
 def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, seed, to, skip_bad: bool, fmt) -> None:
     """Convert FILE (any supported format) to dpsim's native format, or to a Mooncake trace."""
-    from dpsim.workload.transform import apply_workload_options
-
     result = _read(file, skip_bad, fmt)
     trajs = result.trajectories
     if agents is not None or aps is not None or time_scale != 1.0 or max_context is not None:
-        from dpsim.scenario.units import parse_count
-
         try:
             limit = None if max_context is None else int(parse_count(max_context))
         except ValueError as e:  # a UnitError
@@ -231,8 +231,6 @@ def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, se
         except ValueError as e:
             raise click.ClickException(f"{file}: {e}") from None
     if to == "mooncake":
-        from dpsim.workload.mooncake_writer import write_mooncake
-
         if not output.endswith(".jsonl"):
             raise click.ClickException(f"-o {output}: a Mooncake trace is JSON Lines; expected OUT.jsonl")
         requests, estimated = write_mooncake(trajs, output)
@@ -251,13 +249,7 @@ def convert_cmd(file: str, output: str, agents, aps, time_scale, max_context, se
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(), help="OUT.jsonl, OUT.jsonl.gz or OUT.parquet.")
 def synth_cmd(mal: str, agents: int, seed: int, output: str) -> None:
-    """Generate synthetic agentic trajectories (spec section 6) in the native format."""
-    from dpsim.scenario.units import UnitError, parse_count
-
-    try:
-        from dpsim.workload.synthetic import generate_trajectories
-    except ImportError as e:
-        raise click.ClickException(f"the synthetic generator is not available ({e})") from None
+    """Generate synthetic agentic trajectories (docs/architecture.md#paper-workload) in the native format."""
     try:
         mal_tokens = int(parse_count(mal))
         trajs = generate_trajectories(mal_tokens=mal_tokens, agents=agents, seed=seed)

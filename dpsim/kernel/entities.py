@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from enum import StrEnum
+from typing import Protocol
 
 import simpy
 
+from dpsim.kernel.resources.hardware import Node
 from dpsim.workload.trajectory import Turn
 
-if TYPE_CHECKING:
-    from dpsim.kernel.engines.decode import DecodeGroup
-    from dpsim.kernel.engines.prefill import PrefillGroup
-    from dpsim.kernel.resources.hardware import Node
+
+class ReadSide(StrEnum):
+    """Which node reads a request's hit KV from storage (the PE read path or the DE read path,
+    docs/architecture.md#paper-data-paths); the values are the letters of the turns table's `read_side` column."""
+
+    PREFILL = "P"
+    DECODE = "D"
+
+
+class EngineGroup(Protocol):
+    """The EP group an engine belongs to, as the entities see it (dpsim.kernel.engines has the classes)."""
+
+    index: int
+
+    def wake(self) -> None: ...
 
 
 class Request:
@@ -36,14 +49,20 @@ class Request:
         self.pe: PrefillEngine | None = None
         self.de: DecodeEngine | None = None
         self.read_node: Node | None = None
-        self.read_side = ""
+        self.read_side: ReadSide | None = None  # chosen at dispatch
         self.prefilled = 0  # new tokens prefilled so far
         self.chunks = 0
         self.pe_buffer_held = False  # the PE node's DRAM buffer holds this request's hit KV
         self.alloc_wait_s = 0.0  # time spent waiting for DRAM buffer space (the TTFT's allocation part)
         self.t_arrive = now
-        self.t_dispatch = self.t_read_start = self.t_read_end = self.t_prefill_start = None
-        self.t_first_token = self.t_kv_at_decode = self.t_second_token = self.t_finish = None
+        self.t_dispatch: float | None = None
+        self.t_read_start: float | None = None
+        self.t_read_end: float | None = None
+        self.t_prefill_start: float | None = None
+        self.t_first_token: float | None = None
+        self.t_kv_at_decode: float | None = None
+        self.t_second_token: float | None = None
+        self.t_finish: float | None = None
         self.decode_remaining = 0
         self.decode_kv_read_bytes = 0.0
         self.decode_attn_flops = 0.0
@@ -62,7 +81,7 @@ class PrefillEngine:
 
     __slots__ = ("index", "node", "gpu", "group", "ready", "tok", "seq", "hbm_free")
 
-    def __init__(self, index: int, node: Node, gpu: int, group: PrefillGroup, hbm_free: float):
+    def __init__(self, index: int, node: Node, gpu: int, group: EngineGroup, hbm_free: float):
         self.index = index
         self.node = node
         self.gpu = gpu
@@ -82,7 +101,7 @@ class DecodeEngine:
     __slots__ = ("index", "node", "gpu", "group", "active", "tok", "seq", "hbm_free", "kv_read_bytes",
                  "attn_flops")
 
-    def __init__(self, index: int, node: Node, gpu: int, group: DecodeGroup, hbm_free: float):
+    def __init__(self, index: int, node: Node, gpu: int, group: EngineGroup, hbm_free: float):
         self.index = index
         self.node = node
         self.gpu = gpu

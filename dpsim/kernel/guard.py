@@ -98,7 +98,7 @@ def install(sim: Simulation, arrivals_s: list[float]) -> None:
                            f"run.bin = {sim.scenario.run.bin:g} s (raise run.bin for a run this long)")
         step()
 
-    env.step = guarded_step
+    env.step = guarded_step  # type: ignore[method-assign]  # the guard wraps SimPy's step
 
 
 def _trip(sim: Simulation, what: str) -> None:

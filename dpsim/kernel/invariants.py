@@ -14,13 +14,11 @@ when its property is broken.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from dpsim.kernel.simulation import Simulation
+from dpsim.kernel.entities import ReadSide
+from dpsim.kernel.simulation import Simulation
 
 _ORDER = ["t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start", "t_first_token",
           "t_kv_at_decode", "t_second_token", "t_finish"]
@@ -36,9 +34,9 @@ def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
         if unfinished or len(turns) != sim.turns_total:
             failures.append(f"turn conservation: {len(turns)} of {sim.turns_total} turns started, {unfinished} unfinished")
     # 2. bytes
-    if not sim.switches["free_io"] and not cut:
+    if not sim.switches.free_io and not cut:
         kv = sim.model.kv_bytes_per_token
-        for side, tag in (("P", "storage_read_pe_side"), ("D", "storage_read_de_side")):
+        for side, tag in ((ReadSide.PREFILL, "storage_read_pe_side"), (ReadSide.DECODE, "storage_read_de_side")):
             expected = float(turns.loc[turns.read_side == side, "cached_tokens"].sum()) * kv
             got = net.bytes_by_tag.get(tag, 0.0)
             if not np.isclose(expected, got, rtol=1e-9, atol=1.0):

@@ -17,15 +17,15 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from dpsim.scenario.config import Scenario
 from dpsim.kernel.engines.decode import DecodeGroup
 from dpsim.kernel.engines.prefill import PrefillGroup
-from dpsim.kernel.entities import DecodeEngine, PrefillEngine, Request
+from dpsim.kernel.entities import DecodeEngine, PrefillEngine, ReadSide, Request
+from dpsim.kernel.policies.scheduler import SCHEDULERS, Scheduler, SchedulerInputs
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.hardware import Cluster, Node
-from dpsim.scenario.models import get_model
 from dpsim.kernel.resources.net import Link, TrafficClass
-from dpsim.kernel.policies.scheduler import DualPathScheduler, RoundRobinScheduler
+from dpsim.scenario.config import Scenario
+from dpsim.scenario.models import get_model
 from dpsim.workload.trajectory import Trajectory
 
 
@@ -34,7 +34,8 @@ class SimulationError(Exception):
 
 
 class Simulation:
-    """Everything one run needs; `run()` returns a `dpsim.metrics.results.Result`."""
+    """Everything one run needs. It is the engines' `SimContext` (dpsim.kernel.context); `simulate()`
+    runs it, and `dpsim.metrics.results.collect` turns the finished simulation into a `Result`."""
 
     def __init__(self, scenario: Scenario, trajectories: list[Trajectory], progress: bool | None = None):
         self.scenario = scenario
@@ -88,7 +89,8 @@ class Simulation:
         """EP groups of `ep_nodes` nodes for MoE models (all their GPUs in lockstep); one group per
         GPU for dense models (data parallel)."""
         g = self.scenario.cluster.gpus_per_node
-        groups, engines = [], []
+        groups: list = []
+        engines: list = []
         for node_set in self._groups(nodes, ep_nodes):
             members = [(n, i) for n in node_set for i in range(g)]
             for group_members in ([members] if self.model.moe else [[m] for m in members]):
@@ -113,14 +115,12 @@ class Simulation:
             raise SimulationError(f"a turn of {largest} tokens needs {largest * kv / 1e9:.1f} GB of KV, more than "
                                   f"the {self.scenario.hardware.host.dram_buffer / 1e9:.0f} GB DRAM buffer")
         pe_hbm = min(e.hbm_free for e in self.prefill_engines)
-        if not self.switches["layerwise"] and largest * kv > pe_hbm:
+        if not self.switches.layerwise and largest * kv > pe_hbm:
             raise SimulationError(f"whole-prompt prefill of {largest} tokens needs {largest * kv / 1e9:.1f} GB of "
                                   f"HBM, more than a prefill GPU's {pe_hbm / 1e9:.1f} GB")
 
-    def _make_scheduler(self):
+    def _make_scheduler(self) -> Scheduler:
         sw, policy = self.switches, self.scenario.policy
-        if sw["scheduler"] == "round_robin":
-            return RoundRobinScheduler(dual_path=sw["dual_path"])
         kv = self.model.kv_bytes_per_token
         turns = [t for tr in self.trajectories for t in tr.turns] or None
         cached = int(np.mean([t.cached_tokens for t in turns])) if turns else 0
@@ -128,16 +128,16 @@ class Simulation:
         alpha = policy.alpha * self.cluster.storage_read_rate / kv
         beta = policy.beta * self.prefill_groups[0].gpu.prefill_tokens_per_s(cached, new)
         self.alpha_tokens, self.beta_tokens = alpha, beta
-        return DualPathScheduler(alpha, beta, policy.z_slack, dual_path=sw["dual_path"])
+        return SCHEDULERS[sw.scheduler](SchedulerInputs(alpha, beta, policy.z_slack, sw.dual_path))
 
     # ------------------------------------------------------------------------------------ actors
     def move(self, path: list[Link], size_bytes: float, tag: str) -> simpy.Event:
         """A KV transfer on the low class (free for the Oracle, which has no I/O cost)."""
-        return self.cluster.net.transfer([] if self.switches["free_io"] else path, size_bytes, TrafficClass.LOW,
+        return self.cluster.net.transfer([] if self.switches.free_io else path, size_bytes, TrafficClass.LOW,
                                          tag=tag)
 
     def release_buffer(self, node: Node, size: float) -> None:
-        if not self.switches["free_io"]:
+        if not self.switches.free_io:
             node.buffer.release(size)
 
     def release_pe_buffer(self, req: Request) -> None:
@@ -176,8 +176,8 @@ class Simulation:
                 return
             self.queue.popleft()
             req.pe, req.de, req.t_dispatch = pe, de, self.env.now
-            req.read_side = self.scheduler.pick_read_side(pe, de) if req.turn.cached_tokens else "P"
-            req.read_node = pe.node if req.read_side == "P" else de.node
+            req.read_side = self.scheduler.pick_read_side(pe, de) if req.turn.cached_tokens else ReadSide.PREFILL
+            req.read_node = pe.node if req.read_side is ReadSide.PREFILL else de.node
             pe.tok += req.turn.input_tokens
             pe.seq += 1
             de.tok += req.turn.input_tokens + req.turn.output_tokens
@@ -189,13 +189,13 @@ class Simulation:
     def _load(self, req: Request):
         """Reserve the DE node's buffer, read the hit KV ahead or leave the read to the prefill pass
         (whole-prompt prefill with whole_prompt_kv_read=at_pass), then queue the request at its PE."""
-        if not self.switches["free_io"]:
+        if not self.switches.free_io:
             # Everything that will land in the DE node's buffer (the whole prompt's KV), reserved up
             # front so that a hand-off can never wait for buffer space (no deadlock).
             t_wait = self.env.now
             yield req.de.node.buffer.allocate(req.turn.input_tokens * self.model.kv_bytes_per_token)
             req.alloc_wait_s += self.env.now - t_wait
-        if not self.switches["kv_read_at_pass"]:
+        if not self.switches.kv_read_at_pass:
             yield from self.read_hit_kv(req)
         req.pe.ready.append(req)
         req.pe.group.wake()
@@ -205,16 +205,16 @@ class Simulation:
         storage into it. The PE-side buffer is held until the request's prefill releases it."""
         kv = self.model.kv_bytes_per_token
         node = req.read_node
-        if not self.switches["free_io"] and req.read_side == "P" and req.turn.cached_tokens:
+        if not self.switches.free_io and req.read_side is ReadSide.PREFILL and req.turn.cached_tokens:
             t_wait = self.env.now
             yield node.buffer.allocate(req.turn.cached_tokens * kv)
             req.alloc_wait_s += self.env.now - t_wait
             req.pe_buffer_held = True
         req.t_read_start = self.env.now
-        if req.turn.cached_tokens and not self.switches["free_io"]:
+        if req.turn.cached_tokens and not self.switches.free_io:
             if self.cluster.request_latency_s:
                 yield self.env.timeout(self.cluster.request_latency_s)
-            tag = "storage_read_pe_side" if req.read_side == "P" else "storage_read_de_side"
+            tag = "storage_read_pe_side" if req.read_side is ReadSide.PREFILL else "storage_read_de_side"
             # A client reads its queued requests' blocks in submission order, so requests finish
             # roughly FIFO rather than all together: a few requests in flight per node.
             with node.read_slots.request() as slot:
@@ -222,6 +222,10 @@ class Simulation:
                 yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
         node.read_queue_tokens -= req.turn.cached_tokens
         req.t_read_end = self.env.now
+
+    def hand_over(self, req: Request, kv_sent: simpy.Event) -> None:
+        """The prefill is done: the request's decode group copies its KV in once `kv_sent` fires."""
+        self.env.process(self.decode_groups[req.de.group.index].hand_over(req, kv_sent))
 
     def finish(self, req: Request) -> None:
         """The last token is out: free decode HBM, write back the new KV, wake the agent."""
@@ -256,13 +260,12 @@ class Simulation:
                 break
         self._stopped.succeed()
 
-    def run(self, arrivals_s: list[float], stop_rule: Callable[[Simulation], str | None] | None = None,
-            check_every_s: float = 10.0):
+    def simulate(self, arrivals_s: list[float], stop_rule: Callable[[Simulation], str | None] | None = None,
+                 check_every_s: float = 10.0) -> float:
         """Simulate until every turn is done (or run.max_sim_time). `stop_rule(sim)` is called every
         `check_every_s` simulated seconds; a non-empty return ends the run early and is recorded as
-        `stop_reason` (e.g. an SLO break or steady state in a capacity search)."""
-        from dpsim.metrics.results import collect
-
+        `stop_reason` (e.g. an SLO break or steady state in a capacity search). Returns the wall
+        seconds it took; `dpsim.metrics.results.collect(sim, wall_s)` makes the `Result`."""
         show = self._progress_wanted
         if show is None:
             show = self.scenario.run.progress  # run.progress in the scenario; unset: only on a terminal
@@ -289,4 +292,4 @@ class Simulation:
         if self._bar is not None:
             self._bar.close()
         self.cluster.net.flush()
-        return collect(self, wall_s)
+        return wall_s

@@ -6,6 +6,8 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+from dpsim import __version__
+
 # The shipped H800 preset's GPU efficiencies (scenarios/presets/h800-node.yaml: DeepGEMM, FlashMLA).
 PRESET_GEMM_EFFICIENCY = 0.68
 
@@ -37,8 +39,6 @@ def hardware_profile(scenario) -> str:
 
 def library_versions() -> dict[str, str | None]:
     """Versions of dpsim and the libraries its results depend on (for run.json)."""
-    from dpsim import __version__
-
     versions: dict[str, str | None] = {"dpsim": __version__, "python": platform.python_version()}
     for name in ("numpy", "pandas", "simpy", "pyarrow", "pydantic"):
         try:

@@ -6,22 +6,21 @@ versions and the resolved scenario go to `run_info`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dpsim import __version__
-from dpsim.kernel.resources import net
-from dpsim.metrics.guidance import hardware_profile, library_versions
+from dpsim.kernel.entities import ReadSide
 from dpsim.kernel.invariants import check_invariants
-
-if TYPE_CHECKING:
-    from dpsim.kernel.simulation import Simulation
+from dpsim.kernel.resources import net
+from dpsim.kernel.simulation import Simulation
+from dpsim.metrics.guidance import hardware_profile, library_versions
 
 TURN_COLUMNS = ["request", "trajectory", "turn", "input_tokens", "cached_tokens", "output_tokens", "read_side",
                 "pe", "de", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
@@ -78,7 +77,7 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
     rows = []
     for r in sim.requests:
         rows.append((r.id, r.trajectory_id, r.turn_index, r.turn.input_tokens, r.turn.cached_tokens,
-                     r.turn.output_tokens, r.read_side, r.pe.index if r.pe else -1, r.de.index if r.de else -1,
+                     r.turn.output_tokens, r.read_side.value if r.read_side else "", r.pe.index if r.pe else -1, r.de.index if r.de else -1,
                      r.t_arrive, r.t_dispatch, r.t_read_start, r.t_read_end, r.t_prefill_start, r.t_first_token,
                      r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks, r.alloc_wait_s))
     df = pd.DataFrame(rows, columns=TURN_COLUMNS)
@@ -90,7 +89,7 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
     # TTFT in the paper's four parts (Fig. 12; docs/modeling.md#ttft-breakdown): buffer allocation,
     # reading the hit KV from storage, prefill compute, and the rest (scheduling and queueing).
     df["ttft_alloc_s"] = df.alloc_wait_s
-    if sim.switches["kv_read_at_pass"]:
+    if sim.switches.kv_read_at_pass:
         # Read at the pass: from the request's read start until its pass computes, i.e. its own read, the
         # group's other members' reads (lockstep) and the H2D copy are all loading the pass's KV.
         df["ttft_read_s"] = (df.t_prefill_start - df.t_read_start).fillna(0.0)
@@ -183,6 +182,11 @@ def ttft_breakdown(turns: pd.DataFrame) -> dict[str, float | None]:
     return out
 
 
+def run_simulation(sim: Simulation, arrivals_s: list[float], stop_rule=None, check_every_s: float = 10.0) -> Result:
+    """Simulate `sim` (see `Simulation.simulate`) and collect its `Result`."""
+    return collect(sim, sim.simulate(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s))
+
+
 def collect(sim: Simulation, wall_s: float) -> Result:
     scenario = sim.scenario
     turns = turns_frame(sim)
@@ -194,14 +198,14 @@ def collect(sim: Simulation, wall_s: float) -> Result:
     traj_jct = [sim.trajectory_end[k] - sim.trajectory_start[k] for k in sim.trajectory_end]
     slo = scenario.slo
     meets = (done.ttft_s <= slo.ttft) & (done.tpot_s.fillna(0.0) <= slo.tpot)
-    readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
+    readers = [n.name for n in (sim.cluster.nodes if sim.switches.dual_path else sim.cluster.prefill_nodes)]
     cl = scenario.cluster
     layout = f"{cl.prefill_nodes}P{cl.decode_nodes}D"
     g = cl.gpus_per_node
     attention_balance = [x for grp in sim.prefill_groups for x in grp.attention_balance]
     summary = {
         "policy": scenario.policy.system,
-        "switches": {k: getattr(v, "value", v) for k, v in sim.switches.items() if k != "system"},
+        "switches": {k: getattr(v, "value", v) for k, v in dataclasses.asdict(sim.switches).items() if k != "system"},
         "model": scenario.model.name,
         "layout": layout,
         "workload_mode": scenario.workload.mode,
@@ -209,7 +213,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "turns": int(len(done)),
         "turns_started": int(len(turns)),
         "jct_s": _r(end_s),
-        "trajectory_jct_s_mean": _r(np.mean(traj_jct)) if traj_jct else None,
+        "trajectory_jct_s_mean": _r(float(np.mean(traj_jct))) if traj_jct else None,
         "prompt_tokens_per_s": _r(done.input_tokens.sum() / span),
         "gen_tokens_per_s": _r(done.output_tokens.sum() / span),
         "ttft_s": _percentiles(done.ttft_s),
@@ -229,7 +233,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "prefill_engine_occupancy": _r(sum(grp.occupied_s * len(grp.engines) for grp in sim.prefill_groups)
                                        / (cl.prefill_nodes * g * span)),
         "stop_reason": sim.stop_reason,
-        "read_side_fraction_de": _r((done.read_side == "D").mean()) if len(done) else None,
+        "read_side_fraction_de": _r((done.read_side == ReadSide.DECODE.value).mean()) if len(done) else None,
     }
     summary.update(decode_hbm_summary(sim, turns, start_s, end_s))
     failures = check_invariants(sim, turns)

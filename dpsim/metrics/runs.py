@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dpsim.scenario.config import Scenario, ScenarioError
 from dpsim.metrics.results import Result
+from dpsim.scenario.config import Scenario, ScenarioError
 
 
 def scenario_record(scenario: Scenario) -> dict:

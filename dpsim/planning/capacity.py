@@ -6,7 +6,7 @@
     cap = capacity.find_capacity(sc, slo_ttft_s=4.0, slo_tpot_s=0.05)
     cap.aps, cap.binding, cap.trials
 
-One trial = one online run at a fixed APS (spec section 6: Poisson arrivals of agents). Following
+One trial = one online run at a fixed APS (docs/architecture.md#paper-workload: Poisson arrivals of agents). Following
 the paper's online runs, a trial stops early when TTFT breaks the SLO, or when TTFT is steady
 (varies by under 5 % over a 150 s window); see `paper_stop_rule`.
 
@@ -38,7 +38,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from dpsim import api
+from dpsim.metrics.results import decode_hbm_occupancy
 from dpsim.scenario.config import Scenario, ScenarioError
+from dpsim.scenario.models import get_model
 
 __all__ = ["paper_stop_rule", "find_capacity", "CapacityResult", "trial", "utilisations", "binding_constraint",
            "CONSTRAINTS"]
@@ -144,9 +147,6 @@ def paper_stop_rule(slo_ttft_s: float, window_s: float = 150.0, steady_tolerance
 # --------------------------------------------------------------------------------- measurements
 def utilisations(result, t0: float, t1: float, rule: PaperStopRule | None = None) -> dict[str, float]:
     """Measured utilisation of each constraint over [t0, t1], as a fraction of its ceiling."""
-    from dpsim.scenario.models import get_model
-    from dpsim.metrics.results import decode_hbm_occupancy
-
     s = result.summary
     scenario = result.run_info["scenario"]
     links = result.links
@@ -233,8 +233,6 @@ def trial(scenario: Scenario, aps: float, slo_ttft_s: float, slo_tpot_s: float |
           horizon_s: float | None = None, steady_tolerance: float = 0.05, stat: str = "mean",
           check_every_s: float | None = None, min_samples: int = 20, min_steady_s: float = 0.0) -> dict:
     """One online run at `aps` under the paper's stop rule; returns its verdict and measurements."""
-    from dpsim import api
-
     horizon_s = horizon_s or 3 * window_s
     # Arrivals for the whole horizon (plus one), so the offered load never drops before the verdict.
     agents = int(math.ceil(aps * horizon_s)) + 1

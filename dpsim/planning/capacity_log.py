@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dpsim.scenario.config import Scenario, ScenarioError
 from dpsim.metrics.runs import first_difference, scenario_record
+from dpsim.scenario.config import Scenario, ScenarioError
 
 
 class TrialLog:

@@ -1,7 +1,7 @@
 """P/D planning: the analytic bottleneck-free P/D range beside the simulated capacity of layouts.
 
     from dpsim.planning import plan
-    plan.pd_range(scenario)                        # spec section 3: (1/7, 7/2) for the H800 preset
+    plan.pd_range(scenario)                        # docs/architecture.md#paper-data-paths: (1/7, 7/2) for the H800 preset
     p = plan.plan("scenarios/quickstart.yaml", nodes=[2, 3], target_aps=4.0, window_s=20)
     p.table, p.recommended
 
@@ -18,15 +18,19 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from dpsim.planning.capacity import find_capacity
+from dpsim.planning.sweep import Point, run_points, scenario_for
 from dpsim.scenario.config import Scenario, ScenarioError
-from dpsim.planning.sweep import Point, run_points
+from dpsim.scenario.cost import scenario_usd_per_hour
+from dpsim.scenario.loading import load_scenario
 
 __all__ = ["bottleneck_free_pd_range", "pd_range", "layouts", "plan", "Plan", "capacity_task"]
 
 
 def bottleneck_free_pd_range(g: int, s: float, memory_bw: float, nic_bw: float) -> tuple[float, float]:
-    """Spec section 3: s/(g-s) <= P/D <= min{(g-2s)/s, (g-s)/(2s), (M/(B s) - 3)/2}, with g GPUs
-    (one compute NIC of bandwidth B each) per node, storage bandwidth s x B and host memory M."""
+    """The bottleneck-free range (docs/architecture.md#paper-data-paths):
+    s/(g-s) <= P/D <= min{(g-2s)/s, (g-s)/(2s), (M/(B s) - 3)/2}, with g GPUs (one compute NIC of
+    bandwidth B each) per node, storage bandwidth s x B and host memory M."""
     if not 0 < s < g / 2:
         raise ValueError(f"s = {s:g} (storage bandwidth in compute NICs) must be in (0, g/2 = {g / 2:g})")
     lo = s / (g - s)
@@ -52,9 +56,6 @@ CAPACITY_LABELS = ("slo_ttft_s", "slo_tpot_s", "aps_lo", "aps_hi", "tolerance", 
 
 def capacity_task(point: Point) -> dict:
     """Sweep task: the SLO capacity of a point; capacity options ride in the point's labels."""
-    from dpsim.planning.capacity import find_capacity
-    from dpsim.planning.sweep import scenario_for
-
     options = {k: v for k, v in point.labels if k in CAPACITY_LABELS and v is not None}
     result = find_capacity(scenario_for(point), **options)
     row = {"capacity_aps": result.aps, "binding": result.binding, "trials": len(result.trials),
@@ -82,8 +83,6 @@ class Plan:
 def plan(scenario_path: str, nodes: list[int], target_aps: float | None = None, sets: list[str] | tuple = (),
          jobs: int = 1, executor: str = "local", progress: bool = False, **capacity_options) -> Plan:
     """SLO capacity of every P/D layout of each total node count in `nodes`; see the module doc."""
-    from dpsim.scenario.config import load_scenario
-
     base = load_scenario(scenario_path, list(sets))  # located errors before anything runs
     if not nodes or any((not isinstance(n, int)) or n < 2 for n in nodes):
         raise ScenarioError(f"nodes = {nodes!r}: expected node counts of at least 2 (one prefill, one decode)")
@@ -134,7 +133,6 @@ def _add_cost(table: pd.DataFrame, base: Scenario, target_aps: float | None) -> 
     or below), per hour and per agent trajectory (price per hour / (target APS x 3600 s))."""
     import math
 
-    from dpsim.scenario.cost import scenario_usd_per_hour
 
     table["usd_per_hour"] = [scenario_usd_per_hour(base, p, d) for p, d in zip(table.prefill_nodes,
                                                                                  table.decode_nodes)]

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from dpsim.planning.sweep import Point, scenario_for
+
 METHOD = "Student t over seeds, 95 %"
 
 # Two-sided 95 % quantiles t(0.975, df) of Student's t distribution, df = 1..30 (standard tables,
@@ -77,8 +79,6 @@ def fmt(iv: dict, digits: int = 4) -> str:
 def sweep_points(points: list, count: int) -> list:
     """Each sweep point once per seed (its scenario's run.seed .. + count - 1), labelled `seed_of`
     (the point's key without the seed) so the rows can be grouped again."""
-    from dpsim.planning.sweep import Point, scenario_for
-
     out = []
     for point in points:
         first = scenario_for(point).run.seed
@@ -98,7 +98,7 @@ def sweep_intervals(frame):
     fixed = [c for c in frame.columns if c in ("base", "seed_of") or "." in c and c != "run.seed"]
     skip = {"wall_s", "run.seed"}
     rows = []
-    for key, group in ok.groupby("seed_of", sort=False):
+    for _key, group in ok.groupby("seed_of", sort=False):
         row = {c: group[c].iloc[0] for c in fixed}
         row["seeds_ok"] = len(group)
         records = group.drop(columns=[c for c in group.columns if c in skip or c in fixed]).to_dict("records")

@@ -42,7 +42,9 @@ from typing import Any
 
 import pandas as pd
 
+from dpsim import api
 from dpsim.scenario.config import ScenarioError, read_yaml
+from dpsim.scenario.loading import load_scenario
 
 __all__ = ["Point", "SweepError", "load_sweep", "expand", "run_point", "run_points", "flatten", "read_table",
            "scenario_for"]
@@ -192,8 +194,6 @@ def _check_shape(path: Path, data: dict) -> None:
 
 def _validate_points(path: Path, data: dict, points: list[Point]) -> None:
     """Load every point's scenario (no run), naming the sweep field that set a bad override."""
-    from dpsim.scenario.config import load_scenario
-
     where: dict[str, str] = {}
     for k in (data.get("set") if isinstance(data.get("set"), dict) else
               [s.split("=", 1)[0].strip() for s in data.get("set") or []]):
@@ -219,7 +219,6 @@ def _validate_points(path: Path, data: dict, points: list[Point]) -> None:
 # ------------------------------------------------------------------------------------------- run
 def scenario_for(point: Point):
     """The validated scenario of a point."""
-    from dpsim.scenario.config import load_scenario
     return load_scenario(point.base, point.set_args())
 
 
@@ -239,7 +238,6 @@ def flatten(summary: dict, prefix: str = "") -> dict:
 
 def run_point(point: Point) -> dict:
     """Default task: load the point's scenario, simulate it, return its flattened summary."""
-    from dpsim import api
     result = api.run(scenario_for(point), progress=False)
     return flatten(result.summary)
 

@@ -9,7 +9,11 @@ measured, while the reporting code may change freely; an interrupted set resumes
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+from pathlib import Path
+
+import dpsim
 
 CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
 
@@ -31,9 +35,7 @@ def _presents_only(name: str) -> bool:
 def hashed_sources() -> list:
     """The source files whose text keys the cache: every module of dpsim that can change a
     simulated or measured number (not the rest of dpsim/reproduce/, not the modules in _NOT_MODEL)."""
-    from pathlib import Path
 
-    import dpsim
 
     root = Path(dpsim.__file__).parent
     chosen = []
@@ -48,7 +50,6 @@ def hashed_sources() -> list:
 def _code_hash() -> str:
     """Hash of the simulator's source, so a cached result never outlives a change to the model
     (read once per process, not once per point)."""
-    import hashlib
 
     digest = hashlib.sha256()
     for path in hashed_sources():
@@ -61,9 +62,7 @@ def cache_path(scenario, measurement: dict):
     what is measured (the task and the options that change a measurement) and the simulator's source,
     so the same simulation in two experiments (e.g. Basic in the offline grid and in the ablation
     ladder) runs once, and an interrupted reproduce resumes where it stopped."""
-    import hashlib
     import os
-    from pathlib import Path
 
     folder = os.environ.get(CACHE_ENV)
     if not folder:

@@ -35,7 +35,7 @@ from dpsim import api
 
 PRESET_EFFICIENCIES = ("gemm_efficiency", "attention_efficiency", "hbm_efficiency")
 
-# (model, scenario, agents, published Oracle JCT in s): spec section 11.
+# (model, scenario, agents, published Oracle JCT in s): docs/architecture.md#paper-unknowns.
 ORACLE_TARGETS = [
     ("ds660b", "scenarios/paper/ds660b-2p4d.yaml", 1024, 2706.0),
     ("ds27b", "scenarios/paper/ds27b-1p1d.yaml", 1024, 1456.0),
@@ -106,7 +106,7 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
         return [f"hardware.gpu.{name}={min(preset[name] * scale, 1.0):.6g}" for name in PRESET_EFFICIENCIES]
 
     for model, path, agents, target in ORACLE_TARGETS:
-        def oracle_jct(scale, path=path, agents=agents, model=model):
+        def oracle_jct(scale, path=path, agents=agents, model=model, target=target):
             jct, wall = _jct(path, ["policy.system=oracle", "workload.mal=64K", f"workload.agents={agents}"]
                              + efficiency_sets(scale))
             _log(f"  {model} oracle: GPU scale {scale:.4f} -> JCT {jct:,.0f} s (target {target:,.0f}; {wall:.0f} s wall)")

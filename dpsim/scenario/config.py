@@ -11,20 +11,28 @@ booleans for numbers) is listed in docs/validation-of-inputs.md.
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
-                      ValidationInfo, field_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from dpsim.scenario import units
 from dpsim.scenario.cost import CostConfig
-from dpsim.scenario.plausibility import plausibility_warnings
-# Reading the files lives in dpsim.scenario.files; these names stay importable from here.
-from dpsim.scenario.files import (ScenarioError, apply_overrides, deep_merge, load_yaml_with_includes,  # noqa: F401
-                                  read_yaml)
 
+# Reading the files lives in dpsim.scenario.files; these names stay importable from here.
+from dpsim.scenario.files import ScenarioError, apply_overrides, deep_merge, load_yaml_with_includes, read_yaml  # noqa: F401
+from dpsim.scenario.models import ModelName
+from dpsim.workload.synthetic import PAPER_SET_STATS
 
 # Physical ranges: a value outside is an error, never a silent run (docs/validation-of-inputs.md).
 # They are wide on purpose (a thought experiment may make GPUs 100x faster); plausibility warnings
@@ -154,7 +162,7 @@ class HardwareConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["ds660b", "ds27b", "qwen32b", "deepseek-v3"]
+    name: ModelName  # the names of dpsim.scenario.models.MODELS
 
 
 class WorkloadConfig(_Section):
@@ -174,15 +182,13 @@ class WorkloadConfig(_Section):
     @classmethod
     def _published_set(cls, mal: float, info: ValidationInfo) -> float:
         """Without a trace the workload is a synthetic set, and only three exist (paper §6)."""
-        from dpsim.workload.synthetic import PAPER_SET_STATS
-
         if info.data.get("trace") is None and int(mal) not in PAPER_SET_STATS:
             raise ValueError(f"no synthetic set with a maximum context of {int(mal):,} tokens; expected 32K, 48K or "
                              "64K (or give workload.trace)")
         return mal
 
 
-class WholePromptKvRead(str, Enum):
+class WholePromptKvRead(StrEnum):
     """When whole-prompt prefill reads a request's hit KV from storage (docs/modeling.md#basic-pipeline).
     Layerwise prefill always reads ahead."""
 
@@ -190,21 +196,50 @@ class WholePromptKvRead(str, Enum):
     AT_PASS = "at_pass"  # when the prefill pass that needs it forms (storage -> DRAM -> HBM, then compute)
 
 
+class System(StrEnum):
+    """The three systems the paper compares (docs/architecture.md#paper-systems): the values are the YAML spellings."""
+
+    BASIC = "basic"  # whole-prompt prefill, storage reads on the prefill side only
+    DUALPATH = "dualpath"  # layerwise prefill, reads on both sides, the DualPath scheduler
+    ORACLE = "oracle"  # DualPath with free I/O: the bound the paper measures against
+
+
+class SchedulerName(StrEnum):
+    """The global schedulers a scenario may name; `dpsim.kernel.policies.scheduler.SCHEDULERS` maps
+    each to its class (a test checks that every name has one)."""
+
+    DUALPATH = "dualpath"  # docs/architecture.md#paper-scheduler: read-queue and load thresholds, DE balance
+    ROUND_ROBIN = "round_robin"  # the Basic system's placement
+
+
+@dataclass(frozen=True)
+class Switches:
+    """The ablation switches after `policy.system` defaults are applied (docs/architecture.md#paper-systems)."""
+
+    system: System
+    layerwise: bool
+    dual_path: bool
+    scheduler: SchedulerName
+    isolation: bool
+    kv_read_at_pass: bool
+    free_io: bool
+
+
 class PolicyConfig(_Section):
-    system: Literal["basic", "dualpath", "oracle"] = "dualpath"
+    system: System = System.DUALPATH
     layerwise: bool | None = None
     dual_path: bool | None = None
-    scheduler: Literal["dualpath", "round_robin"] | None = None
+    scheduler: SchedulerName | None = None
     isolation: bool | None = None
     whole_prompt_kv_read: WholePromptKvRead = Field(
         WholePromptKvRead.AT_PASS,
         description="whole-prompt prefill (Basic): read hit KV 'at_pass' (when its pass forms) or 'ahead' "
                     "(as soon as it is placed); layerwise prefill always reads ahead")
-    alpha: Seconds = "3s"  # read-queue threshold: tokens readable in this time (spec section 5)
-    beta: Seconds = "5s"  # PE overload threshold: tokens one GPU prefills in this time (spec section 5)
-    z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (spec section 5)
-    attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
-    block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, spec section 3]
+    alpha: Seconds = "3s"  # read-queue threshold: tokens readable in this time (docs/architecture.md#paper-scheduler)
+    beta: Seconds = "5s"  # PE overload threshold: tokens one GPU prefills in this time (docs/architecture.md#paper-scheduler)
+    z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (docs/architecture.md#paper-scheduler)
+    attention_quota: Seconds = "300ms"  # per forward pass (docs/architecture.md#paper-scheduler)
+    block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, docs/architecture.md#paper-data-paths]
 
 
 class SloConfig(_Section):
@@ -249,73 +284,21 @@ class Scenario(_Section):
         located line each; empty for a scenario built in Python."""
         return list(self._warnings)
 
-    def effective_policy(self) -> dict[str, Any]:
-        """The ablation switches after `policy.system` defaults are applied (spec section 8)."""
+    def effective_policy(self) -> Switches:
+        """The ablation switches after `policy.system` defaults are applied (docs/architecture.md#paper-systems)."""
         p = self.policy
-        advanced = p.system != "basic"
+        advanced = p.system is not System.BASIC
         layerwise = advanced if p.layerwise is None else p.layerwise
-        return {
-            "system": p.system,
-            "layerwise": layerwise,
-            "dual_path": advanced if p.dual_path is None else p.dual_path,
-            "scheduler": ("dualpath" if advanced else "round_robin") if p.scheduler is None else p.scheduler,
-            "isolation": advanced if p.isolation is None else p.isolation,
-            "kv_read_at_pass": not layerwise and p.whole_prompt_kv_read is WholePromptKvRead.AT_PASS,
-            "free_io": p.system == "oracle",
-        }
-
-
-def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-                  profiles: list[str | Path] | tuple[str | Path, ...] = ()) -> Scenario:
-    """Load, merge, override and validate a scenario file. Raises ScenarioError with one line.
-
-    Precedence, lowest first: the scenario's includes, the scenario, each of `profiles` (e.g. a
-    calibration or testbed profile), the `by_model` entry for the scenario's model, `overrides`."""
-    origins: dict[tuple, str] = {}
-    data = load_yaml_with_includes(Path(path), origins)
-    for profile in profiles:
-        deep_merge(data, load_yaml_with_includes(Path(profile), origins))
-    by_model = data.pop("by_model", None)
-    if by_model is not None:
-        _apply_by_model(data, by_model, list(overrides), origins, str(path))
-    apply_overrides(data, list(overrides), origins)
-    scenario = validate_scenario(data, origins, default_source=str(path))
-    scenario.source_path = str(path)
-    scenario._warnings = [f"{origins.get(loc, str(path))}: {'.'.join(loc)} = {_written(data, loc)!r}: {message}"
-                          for loc, message in plausibility_warnings(scenario, data)]
-    return scenario
-
-
-def _written(data: dict, loc: tuple[str, ...]) -> Any:
-    for part in loc:
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
-
-
-def _apply_by_model(data: dict, by_model, overrides: list[str], origins: dict[tuple, str], path: str) -> None:
-    """`by_model: {MODEL: {section: ...}}` (e.g. a testbed profile with per-model GPU efficiencies):
-    merge the entry of the scenario's model over the files, below any --set."""
-    from dpsim.scenario.models import MODELS
-
-    source = origins.get(("by_model",), path)
-    if not isinstance(by_model, dict):
-        raise ScenarioError(f"{source}: by_model: expected a mapping of model name -> overrides, "
-                            f"got {type(by_model).__name__}")
-    for name, entry in by_model.items():
-        where = next((v for k, v in origins.items() if k[:2] == ("by_model", name)), path)
-        if name not in MODELS:
-            raise ScenarioError(f"{where}: by_model.{name}: unknown model; expected one of: {', '.join(MODELS)}")
-        if not isinstance(entry, dict):
-            raise ScenarioError(f"{where}: by_model.{name}: expected a mapping of sections, got {entry!r}")
-    probe = {"model": dict(data.get("model") or {})}
-    apply_overrides(probe, [o for o in overrides if o.split("=", 1)[0].strip() == "model.name"], {})
-    name = (probe.get("model") or {}).get("name")
-    entry = by_model.get(name)
-    if entry:
-        for key, source in list(origins.items()):
-            if key[:2] == ("by_model", name):
-                origins[key[2:]] = source  # errors in the merged values name the profile that set them
-        deep_merge(data, entry)
+        default_scheduler = SchedulerName.DUALPATH if advanced else SchedulerName.ROUND_ROBIN
+        return Switches(
+            system=p.system,
+            layerwise=layerwise,
+            dual_path=advanced if p.dual_path is None else p.dual_path,
+            scheduler=default_scheduler if p.scheduler is None else p.scheduler,
+            isolation=advanced if p.isolation is None else p.isolation,
+            kv_read_at_pass=not layerwise and p.whole_prompt_kv_read is WholePromptKvRead.AT_PASS,
+            free_io=p.system is System.ORACLE,
+        )
 
 
 def validate_scenario(data: dict, origins: dict[tuple, str] | None = None, default_source: str = "<scenario>") -> Scenario:

@@ -10,6 +10,7 @@ top-k limit and its indexer, which scores every key. Sources are given beside ea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 
 
@@ -77,7 +78,7 @@ class ModelSpec:
         return self.moe_layers * self.a2a_bytes_per_token_layer_node * self.remote_nodes_per_token(ep_nodes)
 
     def cache_compute_ratio_gb_per_pflop(self, context: int, append: int) -> float:
-        """GB of hit KV per PFLOP of new-token compute for one turn (spec section 7)."""
+        """GB of hit KV per PFLOP of new-token compute for one turn (docs/architecture.md#paper-models)."""
         attention, dense, expert = self.prefill_flops(context, append)
         return (context * self.kv_bytes_per_token / 1e9) / ((attention + dense + expert) / 1e15)
 
@@ -110,7 +111,7 @@ def _deepep_bytes(hidden: int) -> float:
 DS660B = ModelSpec(
     name="ds660b",
     layers=61,
-    # MLA FP8 latent 512 + scales + 64 rope dims = 656 B/token/layer (spec section 7, DeepSeek-V3.2).
+    # MLA FP8 latent 512 + scales + 64 rope dims = 656 B/token/layer (docs/architecture.md#paper-models, DeepSeek-V3.2).
     kv_bytes_per_token_layer=656,
     # 37 B active parameters (DeepSeek-V3 report); routed experts: 58 MoE layers x 8 experts x 3 x 7168 x 2048
     # = 20.4 B; the other 16.6 B (MLA, 3 dense FFN layers, shared expert, embeddings/head) are per-GPU work.
@@ -119,19 +120,19 @@ DS660B = ModelSpec(
     attn_flops_per_qk_layer=2 * 128 * _MLA_QK_PV_DIMS,  # 128 heads
     weights_bytes=671e9,  # 671 B parameters in FP8 (DeepSeek-V3 report)
     moe=True,
-    sparse_top_k=2048,  # DSA top-2048 (spec section 7)
-    indexer_flops_per_qk_layer=2 * 64 * 128,  # indexer 64 heads x dim 128 (spec section 7)
+    sparse_top_k=2048,  # DSA top-2048 (docs/architecture.md#paper-models)
+    indexer_flops_per_qk_layer=2 * 64 * 128,  # indexer 64 heads x dim 128 (docs/architecture.md#paper-models)
     indexer_key_bytes_per_token_layer=128 + 4,  # FP8 128-dim indexer key + scale
     a2a_bytes_per_token_layer_node=_deepep_bytes(7168),
     moe_layers=58,
     experts_per_token=8,
-    source="DeepSeek-V3 technical report (arXiv 2412.19437) and DeepSeek-V3.2 DSA; spec section 7",
+    source="DeepSeek-V3 technical report (arXiv 2412.19437) and DeepSeek-V3.2 DSA; docs/architecture.md#paper-models",
 )
 
 DS27B = ModelSpec(
     name="ds27b",
     layers=30,
-    kv_bytes_per_token_layer=656,  # [assumed] same MLA latent as V3.2 (spec section 7)
+    kv_bytes_per_token_layer=656,  # [assumed] same MLA latent as V3.2 (docs/architecture.md#paper-models)
     # [assumed] V3.2-like, hidden 2560, 72 routed experts (6 active) + 2 shared. Expert FFN width 1408
     # (DeepSeek-V2-Lite's) makes the total ~27 B: routed active 30 x 6 x 3 x 2560 x 1408 = 1.95 B;
     # shared experts 0.65 B, MLA ~1.8 B, embeddings/head 0.33 B = 2.8 B per-GPU work.
@@ -140,13 +141,13 @@ DS27B = ModelSpec(
     attn_flops_per_qk_layer=2 * 32 * _MLA_QK_PV_DIMS,  # [assumed] 32 heads at hidden 2560
     weights_bytes=27e9,  # FP8
     moe=True,
-    sparse_top_k=1024,  # spec section 7
-    indexer_flops_per_qk_layer=2 * 32 * 64,  # indexer 32 heads x dim 64 (spec section 7)
+    sparse_top_k=1024,  # docs/architecture.md#paper-models
+    indexer_flops_per_qk_layer=2 * 32 * 64,  # indexer 32 heads x dim 64 (docs/architecture.md#paper-models)
     indexer_key_bytes_per_token_layer=64 + 4,
     a2a_bytes_per_token_layer_node=_deepep_bytes(2560),
     moe_layers=30,
     experts_per_token=6,
-    source="spec section 7 (DS 27B, V3.2-like); undisclosed widths [assumed] from DeepSeek-V2-Lite",
+    source="docs/architecture.md#paper-models (DS 27B, V3.2-like); undisclosed widths [assumed] from DeepSeek-V2-Lite",
 )
 
 QWEN32B = ModelSpec(
@@ -159,7 +160,7 @@ QWEN32B = ModelSpec(
     # [assumed] FP8 weights (32.5 GB): with BF16 (65 GB) one 80 GB GPU would hold barely one 48K context.
     weights_bytes=32.5e9,
     moe=False,
-    source="Qwen2.5-32B config (64 layers, hidden 5120, 40/8 heads, FFN 27648); spec section 7",
+    source="Qwen2.5-32B config (64 layers, hidden 5120, 40/8 heads, FFN 27648); docs/architecture.md#paper-models",
 )
 
 DEEPSEEK_V3 = ModelSpec(
@@ -178,9 +179,12 @@ DEEPSEEK_V3 = ModelSpec(
 )
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (DS660B, DS27B, QWEN32B, DEEPSEEK_V3)}
+# The names a scenario's model.name accepts, derived from the registry above (add a model there and
+# it is accepted; the enum values are the YAML spellings).
+ModelName = StrEnum("ModelName", [(name.upper().replace("-", "_"), name) for name in MODELS])  # type: ignore[misc]
 
 # ------------------------------------------------------------------ cache-compute table only
-# Two more models for the cache-compute ratio table (spec section 7); scenarios cannot simulate them
+# Two more models for the cache-compute ratio table (docs/architecture.md#paper-models); scenarios cannot simulate them
 # (model.name does not list them). KV is BF16 (2 bytes), the serving default for both.
 
 # GPT-OSS-120B (openai/gpt-oss-120b config.json): 36 layers alternating sliding-window (128 tokens)

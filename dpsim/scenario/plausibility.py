@@ -6,12 +6,10 @@ The thresholds are listed in docs/validation-of-inputs.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dpsim.scenario import units
-
-if TYPE_CHECKING:  # dpsim.scenario.config calls this module on every scenario it loads
-    from dpsim.scenario.config import Scenario
+from dpsim.scenario.config import Scenario
 
 GBPS = 1e9 / 8  # bytes/s in one Gbit/s
 NIC_RANGE_BPS = (1 * GBPS, 10_000 * GBPS)  # a datacenter NIC: 1 Gbps .. 10 Tbps
@@ -35,7 +33,7 @@ def _gbps(bytes_per_s: float) -> str:
     return f"{bytes_per_s / GBPS:.4g} Gbps"
 
 
-def plausibility_warnings(scenario: "Scenario", data: dict) -> list[tuple[tuple[str, ...], str]]:
+def plausibility_warnings(scenario: Scenario, data: dict) -> list[tuple[tuple[str, ...], str]]:
     """(field location, message) for every implausible value of a validated `scenario`; `data` is
     the raw input it was validated from (to see how a value was written)."""
     hw = scenario.hardware

@@ -51,7 +51,7 @@ def bare_simpy_events_per_s(events: int = 100_000, repeats: int = 3) -> float:
 
         def proc():
             while True:
-                yield env.timeout(1.0)
+                yield env.timeout(1.0)  # noqa: B023  (the process runs within this iteration)
 
         for _ in range(100):
             env.process(proc())
@@ -115,7 +115,7 @@ def profile_layers(scenario, system: str) -> None:
     profiler = cProfile.Profile()
     profiler.runcall(api.run, sc, trajectories, progress=False)
     by_layer: dict[str, float] = {}
-    for func, (_, _, self_s, _, callers) in pstats.Stats(profiler).stats.items():
+    for func, (_, _, self_s, _, callers) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
         layer = _layer(func[0])
         if layer is not None:
             by_layer[layer] = by_layer.get(layer, 0.0) + self_s

@@ -24,8 +24,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from dpsim.kernel.resources.build_state import (  # noqa: F401  (the build state, re-exported)
-    MODULES, PACKAGE, PACKAGE_DIR, SOURCE_ROOT, compiled_files, stale_sources)
+from dpsim.kernel.resources.build_state import MODULES, PACKAGE, PACKAGE_DIR, SOURCE_ROOT, compiled_files, stale_sources  # noqa: F401  (the build state, re-exported)
 
 
 def missing_build_tools() -> str | None:

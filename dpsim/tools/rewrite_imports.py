@@ -63,15 +63,19 @@ MOVES: list[tuple[str, str]] = [
     ("testbed_fit", "reproduce.testbed_fit"),
     ("bench", "tools.bench"),
     ("compiled", "tools.compiled"),
-    ("cli", "cli.app"),
     ("plan_cli", "cli.plan"),
     ("trace_cli", "cli.trace"),
     ("reproduce.cli", "cli.reproduce"),
 ]
 MODULE_MAP: dict[str, str] = {f"dpsim.{old}": f"dpsim.{new}" for old, new in MOVES}
+# Names that moved to another module (after the module moves above): (module, name) -> new module.
+NAME_MOVES: dict[tuple[str, str], str] = {
+    ("dpsim.scenario.config", "load_scenario"): "dpsim.scenario.loading",
+}
 _NEW = set(MODULE_MAP.values())
 _DOTTED = re.compile(r"(?<![\w.])(-m\s+)?(dpsim(?:\.[A-Za-z_]\w*)+)")
 _PATH = re.compile(r"(?<![\w/])dpsim/((?:[A-Za-z_]\w*/)*[A-Za-z_]\w*)(\.pyx|\.pxd|\.py|/)")
+_FROM_MODULE = re.compile(r"^([ \t]*)from (dpsim(?:\.\w+)+) import (\([^)]*\)|[^\n#(]*?)([ \t]*#[^\n]*)?$", re.MULTILINE)
 _FROM_DPSIM = re.compile(r"^([ \t]*)from dpsim import (\([^)]*\)|[^\n#]*?)([ \t]*#[^\n]*)?$", re.MULTILINE)
 
 
@@ -112,6 +116,20 @@ def _rewrite_from_dpsim(match: re.Match) -> str:
     return "\n".join(lines)
 
 
+def _rewrite_moved_names(match: re.Match) -> str:
+    indent, module, names, comment = match.group(1), match.group(2), match.group(3), match.group(4) or ""
+    items = [n.strip() for n in names.strip("()").replace("\n", " ").split(",") if n.strip()]
+    if not any((module, item.split(" as ")[0].strip()) in NAME_MOVES for item in items):
+        return match.group(0)
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        target = NAME_MOVES.get((module, item.split(" as ")[0].strip()), module)
+        groups.setdefault(target, []).append(item)
+    lines = [f"{indent}from {target} import {', '.join(names)}" for target, names in groups.items()]
+    lines[0] += comment
+    return "\n".join(lines)
+
+
 def _rewrite_path(match: re.Match) -> str:
     stem, suffix = match.group(1), match.group(2)
     dotted = new_name("dpsim." + stem.replace("/", "."))
@@ -121,6 +139,7 @@ def _rewrite_path(match: re.Match) -> str:
 def rewrite_text(text: str) -> str:
     text = _FROM_DPSIM.sub(_rewrite_from_dpsim, text)
     text = _DOTTED.sub(lambda m: m.group(0) if m.group(1) else new_name(m.group(2)), text)
+    text = _FROM_MODULE.sub(_rewrite_moved_names, text)
     return _PATH.sub(_rewrite_path, text)
 
 

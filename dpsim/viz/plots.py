@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dpsim.metrics.guidance import profile_label
+from dpsim.scenario.config import Scenario
+
 
 def new_figure(width_in: float, height_in: float):
     """A figure and its axes, independent of pyplot and its backend."""
@@ -77,9 +80,6 @@ def ttft_cdf(turns_by_label: dict[str, pd.DataFrame], path: Path, slo_s: float |
 
 def run_context(result) -> str:
     """'system, model layout, profile' of a run, for figure titles."""
-    from dpsim.scenario.config import Scenario
-    from dpsim.metrics.guidance import profile_label
-
     s = result.summary
     try:
         profile = profile_label(Scenario.model_validate(result.run_info["scenario"]))

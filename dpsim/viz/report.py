@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dpsim.metrics.guidance import hardware_profile, profile_label
 from dpsim.metrics.results import Result
+from dpsim.planning.capacity import binding_constraint, utilisations
+from dpsim.planning.seeds import fmt as fmt_interval
+from dpsim.scenario.config import Scenario, ScenarioError
+from dpsim.scenario.loading import load_scenario
 
 SYSTEMS = ("basic", "dualpath", "oracle")
 
@@ -32,7 +37,7 @@ class Source:
     seeds: dict | None = None  # seeds.json
     rows: pd.DataFrame | None = None  # sweep rows, or capacity trials
     capacity: dict | None = None  # capacity.json
-    scenario: object = None  # a Scenario, for titles and provenance
+    scenario: Scenario | None = None  # for titles and provenance
     context: str = ""  # "model layout, profile"
 
 
@@ -88,7 +93,6 @@ def load(folder: str | Path) -> Source:
 
 
 def _scenario(record):
-    from dpsim.scenario.config import Scenario
     try:
         return Scenario.model_validate(record) if record else None
     except Exception:  # noqa: BLE001 - a record of an older version: titles say less
@@ -96,7 +100,6 @@ def _scenario(record):
 
 
 def _sweep_scenario(row):
-    from dpsim.scenario.config import ScenarioError, load_scenario
     try:
         return load_scenario(row["base"], [f"{k}={v}" for k, v in row.items() if "." in k and not pd.isna(v)
                                            and k != "base"])
@@ -105,7 +108,6 @@ def _sweep_scenario(row):
 
 
 def _context(src: Source) -> str:
-    from dpsim.metrics.guidance import profile_label
     sc = src.scenario
     if sc is None:
         return "model and profile unknown"
@@ -120,7 +122,6 @@ def _context(src: Source) -> str:
 def run_binding(result: Result) -> tuple[str, dict[str, float]]:
     """The resource closest to its ceiling over the whole run (as the capacity search measures it;
     decode GPU as mean TPOT over the TPOT SLO)."""
-    from dpsim.planning.capacity import binding_constraint, utilisations
     end = float(result.summary["jct_s"] or 0.0)
     util = utilisations(result, 0.0, max(end, 1e-9))
     tpot, slo = result.summary["tpot_s"]["mean"], result.run_info["scenario"]["slo"]["tpot"]
@@ -141,8 +142,8 @@ def answer(src: Source) -> str:
                 parts.append(f"{name} {iv['mean']:.3g} ±{iv['half_width'] or 0:.2g} APS (95 %, {iv['n']} seeds)")
             else:
                 parts.append(f"{name} {doc['aps']:.3g} APS (binding: {doc['binding']})")
-        slo = next((d.get("slo") or next(iter(d.get("by_seed", {}).values()), {}).get("slo") for d in
-                    src.capacity.values() if isinstance(d, dict)), {}) or {}
+        slo: dict = next((d.get("slo") or next(iter(d.get("by_seed", {}).values()), {}).get("slo")  # type: ignore[call-overload]
+                          for d in src.capacity.values() if isinstance(d, dict)), {}) or {}
         return (f"Within the SLO (TTFT {slo.get('stat', 'mean')} ≤ {slo.get('ttft_s', '?')} s, TPOT ≤ "
                 f"{(slo.get('tpot_s') or 0) * 1e3:g} ms) the cluster sustains: " + "; ".join(parts) + ".")
     if src.kind == "sweep":
@@ -161,7 +162,6 @@ def answer(src: Source) -> str:
     base = [k for k in jct if k.startswith("basic")]
     intervals = (src.seeds or {}).get("intervals", {})
     if src.kind == "compare" and intervals.get("speedup_vs_basic_jct"):
-        from dpsim.planning.seeds import fmt as fmt_interval
         n = len(src.seeds["seeds"])
         return (f"{first['agents']} agents on {src.context}, {n} seeds (95 % Student t): mean JCT " + ", ".join(
             f"{k} {fmt_interval(v['jct_s'])} s" for k, v in intervals["systems"].items()) + "; speed-up over "
@@ -186,7 +186,6 @@ def _config(row) -> str:
 def caveats(src: Source) -> list[str]:
     out = []
     if src.scenario is not None:
-        from dpsim.metrics.guidance import hardware_profile
         out.append(f"Hardware: {hardware_profile(src.scenario)}.")
     if src.kind in ("run", "compare") and not src.seeds:
         out.append("One seed: no confidence interval (re-run with --seeds 3 for 95 % intervals).")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dpsim.scenario.models import get_model
 from dpsim.viz.plots import new_figure
 
 # Link resources of the links frame (dpsim.metrics.results.links_frame), by kind prefix and direction.
@@ -82,15 +83,13 @@ def engine_tables(result, bin_s: float) -> dict[str, pd.DataFrame]:
     """Per node and time bin, from the turns: the share of its prefill engines with a prompt in
     progress (prefill start -> first token; waits for KV included, so occupancy rather than compute),
     and the share of its decode HBM held by KV (dispatch -> last token, as the capacity search counts it)."""
-    from dpsim.scenario.models import get_model
-
     turns, summary = result.turns, result.summary
     g = int(result.run_info["scenario"]["cluster"]["gpus_per_node"])
     end = float(np.nanmax(turns.t_finish.to_numpy(float))) if turns.t_finish.notna().any() else 0.0
     if end <= 0:
         return {}
     edges = np.arange(0.0, end + bin_s, bin_s)
-    prefill = {}
+    prefill: dict = {}
     busy = turns.dropna(subset=["t_prefill_start", "t_first_token"])
     for pe, rows in busy.groupby("pe"):
         prefill.setdefault(f"P{int(pe) // g}", []).append(

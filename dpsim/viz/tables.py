@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dpsim.planning.seeds import METHOD, fmt as fmt_interval
+from collections.abc import Sequence
+
+from dpsim.planning.seeds import METHOD
+from dpsim.planning.seeds import fmt as fmt_interval
 
 
 def fmt(value, digits=4) -> str:
@@ -59,7 +62,7 @@ def summary_table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def interval_table(columns: dict[str, dict[str, dict]], seeds: list[int], extra: list[tuple[str, str]] = ()) -> str:
+def interval_table(columns: dict[str, dict[str, dict]], seeds: list[int], extra: Sequence[tuple[str, str]] = ()) -> str:
     """One column per system: mean ±95 % half-width of each metric over the seeds
     (columns: {system: {flat key: dpsim.planning.seeds.interval}})."""
     names = list(columns)

@@ -5,9 +5,9 @@ import pytest
 import yaml
 
 from calibrate.check import closure, closure_gates, host_copy, profile_scenario, simulate_loader
-from calibrate.priority import priority_closure, simulate_flows
 from calibrate.errors import CalibrateError
 from calibrate.measure import log_sizes
+from calibrate.priority import priority_closure, simulate_flows
 from calibrate.profile import build_profile, fit_samples, hardware_values, load_profile, write_profile
 
 pytest.importorskip("dpsim.kernel.resources.net", reason="closure needs dpsim.kernel.resources.net")
@@ -212,10 +212,10 @@ def test_unequal_flows_separate_strict_priority_from_fair_sharing():
 
 
 def test_scenario_includes_the_profile(profile_path, tmp_path):
-    config = pytest.importorskip("dpsim.scenario.config", reason="scenario loading needs dpsim.scenario.config")
+    loading = pytest.importorskip("dpsim.scenario.loading", reason="scenario loading needs dpsim.scenario.loading")
     scen = tmp_path / "s.yaml"
     scen.write_text(f"include: [{profile_path}]\ncluster: {{prefill_nodes: 1, decode_nodes: 1}}\nmodel: {{name: ds27b}}\n")
-    s = config.load_scenario(scen)
+    s = loading.load_scenario(scen)
     vals = hardware_values(load_profile(profile_path))
     assert s.hardware.compute_nic.bandwidth == pytest.approx(vals["compute_bw"], rel=1e-5)
     assert s.hardware.storage_nic.bandwidth * s.hardware.storage.read_efficiency == pytest.approx(vals["storage_bw"],

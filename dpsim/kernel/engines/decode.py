@@ -15,21 +15,18 @@ generated tokens) is written back: D2H through the compute NIC, then storage wri
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import simpy
 
+from dpsim.kernel.context import SimContext
 from dpsim.kernel.entities import DecodeEngine, Request
 from dpsim.kernel.resources.gpu import GpuModel
-
-if TYPE_CHECKING:
-    from dpsim.kernel.simulation import Simulation
 
 
 class DecodeGroup:
     """The engines of one decode EP group and the SimPy process that steps them."""
 
-    def __init__(self, sim: Simulation, index: int, nodes: int, gpu: GpuModel):
+    def __init__(self, sim: SimContext, index: int, nodes: int, gpu: GpuModel):
         self.sim = sim
         self.index = index
         self.nodes = nodes

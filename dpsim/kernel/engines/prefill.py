@@ -20,22 +20,18 @@ batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import simpy
 
-from dpsim.kernel.entities import PrefillEngine, Request
+from dpsim.kernel.context import SimContext
+from dpsim.kernel.entities import PrefillEngine, ReadSide, Request
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.net import TrafficClass
-
-if TYPE_CHECKING:
-    from dpsim.kernel.simulation import Simulation
 
 
 class PrefillGroup:
     """The engines of one EP group and the SimPy process that runs their passes."""
 
-    def __init__(self, sim: Simulation, index: int, nodes: int, gpu: GpuModel):
+    def __init__(self, sim: SimContext, index: int, nodes: int, gpu: GpuModel):
         self.sim = sim
         self.index = index
         self.nodes = nodes  # nodes spanned by the EP group (all-to-all crosses nodes only)
@@ -75,7 +71,7 @@ class PrefillGroup:
         for req in engine.ready:
             cached = req.turn.cached_tokens + req.prefilled
             todo = req.unprefilled
-            if not sim.switches["layerwise"]:
+            if not sim.switches.layerwise:
                 # Whole-prompt prefill holds all the request's KV in HBM during the pass and hand-off.
                 fit = int(hbm_left // kv) - cached
                 if fit < 1:
@@ -107,18 +103,18 @@ class PrefillGroup:
             mean = sum(pass_time.attention_s_by_gpu) / len(pass_time.attention_s_by_gpu)
             self.attention_balance.append(max(pass_time.attention_s_by_gpu) / mean)
         t0 = env.now
-        read_in_pass = sim.switches["kv_read_at_pass"]
+        read_in_pass = sim.switches.kv_read_at_pass
         for engine, batch in zip(self.engines, batches):
             for req, new in batch:
                 if req.t_prefill_start is None and not read_in_pass:
                     req.t_prefill_start = t0
-                if not sim.switches["layerwise"]:
+                if not sim.switches.layerwise:
                     engine.hbm_free -= (req.turn.cached_tokens + req.prefilled + new) * kv
         loads = [self._load_kv(engine, req) if req.t_read_end is not None  # read ahead, or an earlier chunk
                  else env.process(self._read_and_load(engine, req))
                  for engine, batch in zip(self.engines, batches) for req, _ in batch]
         collectives = self._collectives(batches, compute_s)
-        if sim.switches["layerwise"]:
+        if sim.switches.layerwise:
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)
                         for req, n in batch]
             yield simpy.AllOf(env, loads)
@@ -152,7 +148,7 @@ class PrefillGroup:
         buffer of the side that read it."""
         sim = self.sim
         size = (req.turn.cached_tokens + req.prefilled) * sim.model.kv_bytes_per_token
-        if req.read_side == "D":
+        if req.read_side is ReadSide.DECODE:
             path = sim.cluster.remote_dram_to_gpu_path(req.de.node, req.de.gpu, engine.node, engine.gpu)
             return sim.move(path, size, "kv_de_to_pe")
         return sim.move(sim.cluster.loopback_path(engine.node, engine.gpu), size, "kv_h2d_pe")
@@ -171,7 +167,7 @@ class PrefillGroup:
         per_token = sim.model.a2a_bytes_per_token(self.nodes)
         if per_token <= 0:
             return []
-        cls = TrafficClass.HIGH if sim.switches["isolation"] else TrafficClass.LOW
+        cls = TrafficClass.HIGH if sim.switches.isolation else TrafficClass.LOW
         events = []
         for engine, batch in zip(self.engines, batches):
             size = per_token * sum(n for _, n in batch)
@@ -187,7 +183,7 @@ class PrefillGroup:
         """Send this chunk's KV to the DE node's buffer: hit + new on the PE path (first chunk carries
         the hit), new only on the DE path (the hit is already there)."""
         sim = self.sim
-        tokens = new + (req.turn.cached_tokens if req.read_side == "P" and req.prefilled == 0 else 0)
+        tokens = new + (req.turn.cached_tokens if req.read_side is ReadSide.PREFILL and req.prefilled == 0 else 0)
         path = sim.cluster.gpu_to_remote_dram_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
         return sim.move(path, tokens * sim.model.kv_bytes_per_token, "kv_pe_to_de")
 
@@ -196,11 +192,11 @@ class PrefillGroup:
         held = (req.turn.cached_tokens + req.prefilled + new) * sim.model.kv_bytes_per_token
         req.prefilled += new
         req.chunks += 1
-        if not sim.switches["layerwise"]:
+        if not sim.switches.layerwise:
             if handoff.processed:
                 self._release_hbm(engine, held)
             else:
-                handoff.callbacks.append(lambda _e, engine=engine, held=held: self._release_hbm(engine, held))
+                handoff.callbacks.append(lambda _e, engine=engine, held=held: self._release_hbm(engine, held))  # type: ignore[misc]
         if req.unprefilled > 0:
             return
         engine.ready.remove(req)
@@ -208,7 +204,7 @@ class PrefillGroup:
         engine.tok -= req.turn.input_tokens
         engine.seq -= 1
         sim.release_pe_buffer(req)
-        sim.env.process(sim.decode_groups[req.de.group.index].hand_over(req, handoff))
+        sim.hand_over(req, handoff)
 
     def _release_hbm(self, engine: PrefillEngine, size: float) -> None:
         engine.hbm_free += size

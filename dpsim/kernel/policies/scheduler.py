@@ -2,25 +2,36 @@
 
 A scheduler is a small object with four methods over engines' reported state (tok, seq, free HBM,
 the node's storage read queue). It never touches engine internals, so a new policy adds a class here
-and nothing in the engines. `DualPathScheduler` follows spec section 5 rule by rule;
+and nothing in the engines. `DualPathScheduler` follows the paper's rules (docs/architecture.md#paper-scheduler) one by one;
 `RoundRobinScheduler` is the "no scheduling" ablation and the Basic system's placement.
+`SCHEDULERS` maps each `SchedulerName` a scenario may give to its factory (docs/architecture.md,
+"Adding a policy").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dpsim.kernel.entities import ReadSide
+from dpsim.kernel.resources.hardware import Node
+from dpsim.scenario.config import SchedulerName
 
 
 class EngineView(Protocol):
+    """What a scheduler may read of an engine: its load, its free HBM and its node's read queue."""
+
+    index: int
     tok: int
     seq: int
     hbm_free: float
-    node: object
+    node: Node
 
 
 class DualPathScheduler:
-    """Spec section 5: PE choice by alpha/beta, DE choice by group load and Z, read side by queue."""
+    """The paper's rules (docs/architecture.md#paper-scheduler): PE choice by alpha/beta, DE choice by
+    group load and Z, read side by queue."""
 
     def __init__(self, alpha_tokens: float, beta_tokens: float, z_slack: float = 1.05, dual_path: bool = True):
         self.alpha_tokens = alpha_tokens
@@ -60,11 +71,11 @@ class DualPathScheduler:
             return min(under_z, key=lambda e: (e.seq, e.tok, e.index))
         return min(with_hbm, key=lambda e: (e.tok, e.index))
 
-    def pick_read_side(self, pe: EngineView, de: EngineView) -> str:
-        """'P' or 'D': the side whose node has the shorter storage read queue (ties: PE side)."""
+    def pick_read_side(self, pe: EngineView, de: EngineView) -> ReadSide:
+        """The side whose node has the shorter storage read queue (ties: PE side)."""
         if not self.dual_path:
-            return "P"
-        return "D" if de.node.read_queue_tokens < pe.node.read_queue_tokens else "P"
+            return ReadSide.PREFILL
+        return ReadSide.DECODE if de.node.read_queue_tokens < pe.node.read_queue_tokens else ReadSide.PREFILL
 
 
 class RoundRobinScheduler:
@@ -94,8 +105,35 @@ class RoundRobinScheduler:
                 return engine
         return None
 
-    def pick_read_side(self, pe: EngineView, de: EngineView) -> str:
+    def pick_read_side(self, pe: EngineView, de: EngineView) -> ReadSide:
         if not self.dual_path:
-            return "P"
+            return ReadSide.PREFILL
         self._next_side += 1
-        return "D" if self._next_side % 2 == 0 else "P"
+        return ReadSide.DECODE if self._next_side % 2 == 0 else ReadSide.PREFILL
+
+
+class Scheduler(Protocol):
+    """What the simulation asks a global scheduler (the engines are `EngineView`s)."""
+
+    def prefill_available(self, engines: Sequence[Any]) -> bool: ...
+    def pick_prefill(self, engines: Sequence[Any]) -> Any: ...
+    def pick_decode(self, groups: Sequence[Sequence[Any]], tokens: int, hbm_bytes: float) -> Any: ...
+    def pick_read_side(self, pe: Any, de: Any) -> ReadSide: ...
+
+
+@dataclass(frozen=True)
+class SchedulerInputs:
+    """What a scheduler factory may use: the thresholds in tokens (docs/architecture.md#paper-scheduler) and the switches."""
+
+    alpha_tokens: float  # read-queue threshold: tokens the node's storage NIC reads in policy.alpha
+    beta_tokens: float  # PE overload threshold: tokens one prefill GPU computes in policy.beta
+    z_slack: float  # DE balance target multiplier
+    dual_path: bool  # reads may go to the decode side
+
+
+# The registry: one factory per name a scenario may give (policy.scheduler).
+SCHEDULERS: dict[SchedulerName, Callable[[SchedulerInputs], Scheduler]] = {
+    SchedulerName.DUALPATH: lambda i: DualPathScheduler(i.alpha_tokens, i.beta_tokens, i.z_slack,
+                                                        dual_path=i.dual_path),
+    SchedulerName.ROUND_ROBIN: lambda i: RoundRobinScheduler(dual_path=i.dual_path),
+}

@@ -32,8 +32,18 @@ def stale_sources(package_dir: Path = PACKAGE_DIR) -> list[str]:
     return stale
 
 
+def in_checkout(source_root: Path = SOURCE_ROOT) -> bool:
+    """Whether dpsim runs from a source checkout (pyproject.toml beside dpsim/), where sources are
+    edited in place. An installed copy (site-packages) is not: pip writes a wheel's files with the time
+    it extracts them, the compiled module before its .py, so mtimes say nothing there."""
+    return (source_root / "pyproject.toml").is_file()
+
+
 def check_fresh() -> None:
-    """Refuse to run compiled modules older than their sources (called by `dpsim.kernel.resources.net` when compiled)."""
+    """Refuse to run compiled modules older than their sources in a checkout (called by
+    `dpsim.kernel.resources.net` when compiled)."""
+    if not in_checkout():
+        return
     stale = stale_sources()
     if stale:
         raise ImportError(f"dpsim: the compiled network in {PACKAGE_DIR} is older than {', '.join(stale)}; "

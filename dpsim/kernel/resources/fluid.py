@@ -25,12 +25,37 @@ import enum
 import heapq
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dpsim.kernel.resources.net import Flow, Link
+from typing import Any, Protocol, TypeVar
 
 _RATE_TOLERANCE = 1e-9
+
+
+class SolverLink(Protocol):
+    """A link as the solver sees it: its capacity, and the scratch state the solver keeps on it while
+    it solves (`dpsim.kernel.resources.net.Link` is one; its .pxd declares the same fields for the
+    compiled build). This module does not import the network, so the import graph runs net -> fluid."""
+
+    name: str
+    index: int
+    capacity: float
+    avail: float
+    unfixed: int
+    members: list
+
+
+class SolverFlow(Protocol):
+    """A flow as the solver sees it (`dpsim.kernel.resources.net.Flow` is one)."""
+
+    path: Any
+    traffic_class: Any
+    max_rate: Any
+    tag: Any
+    seq: int
+    solved: float
+    fixed: bool
+
+
+FlowT = TypeVar("FlowT", bound=SolverFlow)  # the caller's flow type, handed back as the rates' keys
 
 
 class MultiLinkHighFlow(ValueError):
@@ -52,7 +77,7 @@ class TrafficClass(enum.IntEnum):
     LOW = 1  # KV cache transfers, H2D/D2H copies, storage I/O
 
 
-def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: float) -> dict[Flow, float]:
+def solve_rates(links: Sequence[SolverLink], flows: Sequence[FlowT], low_class_share: float) -> dict[FlowT, float]:
     """Weighted two-class max-min fair rates for `flows` on `links` (a closed component).
 
     HIGH is filled first on each link's capacity minus the LOW guarantee (reserved only on links where
@@ -62,8 +87,8 @@ def solve_rates(links: Sequence[Link], flows: Sequence[Flow], low_class_share: f
     return solve_two_class(links, flows, low_class_share)[0]
 
 
-def solve_two_class(links: Sequence[Link], flows: Sequence[Flow], low_class_share: float,
-                    free_links: Sequence[Link] = ()) -> tuple[dict[Flow, float], bool]:
+def solve_two_class(links: Sequence[SolverLink], flows: Sequence[FlowT], low_class_share: float,
+                    free_links: Sequence[SolverLink] = ()) -> tuple[dict[FlowT, float], bool]:
     """`solve_rates`, and whether the refill ran (some HIGH flow was limited by a link, not its cap).
     Raises `MultiLinkHighFlow` for a HIGH flow whose path is not one link.
 
@@ -76,8 +101,8 @@ def solve_two_class(links: Sequence[Link], flows: Sequence[Flow], low_class_shar
             check_high_path(flow.path, flow.tag)
         rate = min([link.capacity for link in flow.path])
         return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}, False
-    high: list[Flow] = []
-    low: list[Flow] = []
+    high: list[FlowT] = []
+    low: list[FlowT] = []
     for flow in flows:  # loops, not comprehensions, here and below: the compiled build types them
         if flow.traffic_class == high_class:
             if len(flow.path) != 1:
@@ -109,21 +134,21 @@ def solve_two_class(links: Sequence[Link], flows: Sequence[Flow], low_class_shar
     return _solved(flows), True
 
 
-def _solved(flows: Sequence[Flow]) -> dict[Flow, float]:
+def _solved(flows: Sequence[FlowT]) -> dict[FlowT, float]:
     rates = {}
     for flow in flows:
         rates[flow] = flow.solved
     return rates
 
 
-def _all_at_own_cap(flows: list[Flow]) -> bool:
+def _all_at_own_cap(flows: Sequence[SolverFlow]) -> bool:
     for f in flows:
         if f.max_rate is None or f.solved < f.max_rate * (1 - _RATE_TOLERANCE):
             return False
     return True
 
 
-def _set_residual(links: Sequence[Link], fixed: list[Flow]) -> None:
+def _set_residual(links: Sequence[SolverLink], fixed: list[SolverFlow]) -> None:
     """Set each link's `avail` to its capacity minus the rates of `fixed` (in fixing order), floored at 0."""
     for link in links:
         link.avail = link.capacity
@@ -135,7 +160,7 @@ def _set_residual(links: Sequence[Link], fixed: list[Flow]) -> None:
         link.avail = max(link.avail, 0.0)
 
 
-def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, float]:
+def _max_min(flows: Sequence[SolverFlow], capacity: dict[SolverLink, float]) -> dict[SolverFlow, float]:
     """Max-min fair rates of `flows` on links of the given capacities (see `_fill`)."""
     links = list(capacity)
     for link in links:
@@ -144,7 +169,7 @@ def _max_min(flows: Sequence[Flow], capacity: dict[Link, float]) -> dict[Flow, f
     return _solved(flows)
 
 
-def _fill(links: Sequence[Link], flows: Sequence[Flow], free_links: Sequence[Link]) -> list[Flow]:
+def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: Sequence[SolverLink]) -> list[SolverFlow]:
     """Max-min fair rates by progressive filling, honouring per-flow caps, on each link's `avail`
     bytes/s (consumed); `free_links` (also on the paths) constrain nothing. Sets every flow's `solved`
     rate; returns the flows in the order they were fixed.
@@ -172,7 +197,7 @@ def _fill(links: Sequence[Link], flows: Sequence[Flow], free_links: Sequence[Lin
     heapq.heapify(heap)
     capped = sorted([f for f in flows if f.max_rate is not None], key=_cap_order)
     next_cap = 0
-    order: list[Flow] = []
+    order: list[SolverFlow] = []
     total = len(flows)
 
     while len(order) < total:
@@ -196,7 +221,7 @@ def _fill(links: Sequence[Link], flows: Sequence[Flow], free_links: Sequence[Lin
             next_cap += 1
         else:
             heapq.heappop(heap)
-            limited, share = link.members, link_share
+            limited, share = link.members, link_share  # type: ignore[assignment]  # a list, not a 1-tuple
         for flow in limited:
             if flow.fixed:
                 continue
@@ -209,5 +234,5 @@ def _fill(links: Sequence[Link], flows: Sequence[Flow], free_links: Sequence[Lin
     return order
 
 
-def _cap_order(flow: Flow) -> tuple[float, int]:
+def _cap_order(flow: SolverFlow) -> tuple[float, int]:
     return flow.max_rate, flow.seq

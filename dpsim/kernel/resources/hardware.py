@@ -11,7 +11,7 @@ bytes/s, i.e. a fixed cost per Full-Block read with a bounded number in flight, 
 aggregate limit of the storage cluster. Compute and storage networks are separate links, so they
 never share bandwidth.
 
-Paths (spec sections 3-4): every byte into or out of a GPU crosses the GPU's own compute NIC. A local
+Paths (docs/architecture.md#paper-data-paths): every byte into or out of a GPU crosses the GPU's own compute NIC. A local
 H2D or D2H copy is an RDMA loopback, so it crosses that NIC's tx *and* rx link; this is what makes the
 paper's bottleneck-free P/D bounds come out (see docs/modeling.md).
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from dpsim.scenario.config import Scenario
 from dpsim.kernel.resources.net import Link, Network
+from dpsim.scenario.config import Scenario
 
 
 class BufferPool:
@@ -118,7 +118,7 @@ class Cluster:
     def nodes(self) -> list[Node]:
         return self.prefill_nodes + self.decode_nodes
 
-    # Paths of each transfer kind (spec section 3).
+    # Paths of each transfer kind (docs/architecture.md#paper-data-paths).
     def storage_read_path(self, node: Node) -> list[Link]:
         return self.storage_aggregate + [node.storage_read, node.dram]
 

@@ -79,6 +79,9 @@ class Link:
         self._last_t = 0.0
         self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
         self.seen = 0
+        self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
+        self.unfixed = 0
+        self.members: list = []
 
     def __repr__(self) -> str:
         return f"Link({self.name}, {self.capacity:.3g} B/s)"
@@ -110,6 +113,8 @@ class Flow:
         self.seq = seq
         self.start_t = now
         self.seen = 0
+        self.solved = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverFlow)
+        self.fixed = False
 
     def __repr__(self) -> str:
         return f"Flow({self.tag}, {self.remaining:.3g}/{self.size:.3g} B @ {self.rate:.3g} B/s)"
@@ -255,7 +260,7 @@ class Network:
         event = simpy.Event(self.env)
         event._ok, event._value = True, None  # a triggered event, as SimPy's own Timeout sets it
         event.callbacks.append(self._flush)
-        self.env.schedule(event, _END_OF_INSTANT)
+        self.env.schedule(event, _END_OF_INSTANT)  # type: ignore[arg-type]  # an int priority
 
     def _flush(self, _event=None) -> None:
         self._flush_pending = False
