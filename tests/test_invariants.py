@@ -1,13 +1,15 @@
-"""Each end-of-run invariant (dpsim/invariants.py) holds on a clean run and fires when its property
+"""Each end-of-run invariant (dpsim/kernel/invariants.py) holds on a clean run and fires when its property
 is broken: a check that cannot fail would prove nothing."""
 
 import pytest
 import simpy
 
-from dpsim import api, net
-from dpsim.invariants import check_invariants
-from dpsim.net import Network, TrafficClass
-from dpsim.simulator import Simulation
+from dpsim import api
+from dpsim.kernel.invariants import check_invariants
+from dpsim.kernel.resources import net
+from dpsim.kernel.resources.net import Network, TrafficClass
+from dpsim.kernel.simulation import Simulation
+from dpsim.metrics.results import run_simulation
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +18,7 @@ def finished():
                                                          "policy.system=dualpath"])
     trajectories = api.build_workload(sc)
     sim = Simulation(sc, trajectories, progress=False)
-    result = sim.run(api.arrival_times(sc, trajectories))
+    result = run_simulation(sim, api.arrival_times(sc, trajectories))
     return sim, result
 
 
