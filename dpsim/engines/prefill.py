@@ -208,7 +208,8 @@ class PrefillGroup:
         engine.tok -= req.turn.input_tokens
         engine.seq -= 1
         sim.release_pe_buffer(req)
-        sim.env.process(sim.decode_groups[req.de.group.index].hand_over(req, handoff))
+        group = sim.decode_groups[req.de.group.index]
+        sim.call_soon(lambda: group.hand_over(req, handoff))
 
     def _release_hbm(self, engine: PrefillEngine, size: float) -> None:
         engine.hbm_free += size
