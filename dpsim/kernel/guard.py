@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+import simpy
+
 from dpsim.kernel.simulation import Simulation, SimulationError
 
 SLACK = 100.0
@@ -73,32 +75,62 @@ def bounds(sim: Simulation, arrivals_s: list[float]) -> tuple[float, int]:
     return max(arrivals_s, default=0.0) + SLACK * serial_time_s(sim) + MARGIN_S, max_events
 
 
+CHECK_EVERY = 256  # events between two checks: a run passes its bound by at most this many events
+
+
 def install(sim: Simulation, arrivals_s: list[float]) -> None:
-    """Make `sim.env` check, before every event, that the run stays inside its bounds; past them it
-    raises GuardTripped (a SimulationError: the CLIs print it as one line)."""
+    """Make `sim.env.run` check that the run stays inside its bounds; past them it raises GuardTripped
+    (a SimulationError: the CLIs print it as one line). The checks sit in the run loop rather than
+    around every step: the simulated-time bounds after every event, the event count every CHECK_EVERY
+    events."""
     time_bound_s, max_events = bounds(sim, arrivals_s)
     if sim.scenario.run.max_sim_time is not None:  # the run stops there by itself (at most 1e7 s)
         time_bound_s = max(time_bound_s, sim.scenario.run.max_sim_time)
     bins_bound_s = MAX_BINS * sim.scenario.run.bin
     env = sim.env
-    step = env.step
-    events = 0
 
-    def guarded_step() -> None:
-        nonlocal events
-        events += 1
+    def check(events: int) -> None:
         next_event_s = env.peek()
-        if next_event_s < math.inf:
-            if events > max_events:
-                _trip(sim, f"{events - 1:,} events (bound {max_events:,})")
-            if next_event_s > time_bound_s:
-                _trip(sim, f"{next_event_s:.4g} simulated seconds (bound {time_bound_s:.4g} s)")
-            if next_event_s > bins_bound_s:
-                _trip(sim, f"{next_event_s:.4g} simulated seconds, more than {MAX_BINS:,} time bins of "
-                           f"run.bin = {sim.scenario.run.bin:g} s (raise run.bin for a run this long)")
-        step()
+        if next_event_s < math.inf and events > max_events:
+            _trip(sim, f"{events - 1:,} events (bound {max_events:,})")
+        at_s = env.now if next_event_s == math.inf else max(env.now, next_event_s)
+        if at_s > time_bound_s:
+            _trip(sim, f"{at_s:.4g} simulated seconds (bound {time_bound_s:.4g} s)")
+        if at_s > bins_bound_s:
+            _trip(sim, f"{at_s:.4g} simulated seconds, more than {MAX_BINS:,} time bins of "
+                       f"run.bin = {sim.scenario.run.bin:g} s (raise run.bin for a run this long)")
 
-    env.step = guarded_step  # type: ignore[method-assign]  # the guard wraps SimPy's step
+    def guarded_run(until: float | simpy.Event | None = None):
+        """`simpy.Environment.run`, with the guard's checks in its loop."""
+        if until is not None:
+            if not isinstance(until, simpy.Event):
+                at = float(until)
+                if at <= env.now:
+                    raise ValueError(f"until ({at}) must be greater than the current simulation time")
+                until = simpy.Event(env)
+                until._ok, until._value = True, None
+                env.schedule(until, simpy.events.URGENT, at - env.now)
+            elif until.callbacks is None:
+                return until.value
+            until.callbacks.append(simpy.core.StopSimulation.callback)
+        step = env.step
+        time_limit_s = min(time_bound_s, bins_bound_s)
+        events = 0
+        check(1)
+        try:
+            while True:
+                step()
+                events += 1
+                if env.now > time_limit_s or not events % CHECK_EVERY:
+                    check(events + 1)
+        except simpy.core.StopSimulation as stop:
+            return stop.args[0]
+        except simpy.core.EmptySchedule:
+            if until is not None:
+                raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
+        return None
+
+    env.run = guarded_run  # type: ignore[method-assign]  # the guard's run loop replaces SimPy's
 
 
 def _trip(sim: Simulation, what: str) -> None:

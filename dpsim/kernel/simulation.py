@@ -225,7 +225,8 @@ class Simulation:
 
     def hand_over(self, req: Request, kv_sent: simpy.Event) -> None:
         """The prefill is done: the request's decode group copies its KV in once `kv_sent` fires."""
-        self.env.process(self.decode_groups[req.de.group.index].hand_over(req, kv_sent))
+        group = self.decode_groups[req.de.group.index]
+        self.call_soon(lambda: group.hand_over(req, kv_sent))
 
     def finish(self, req: Request) -> None:
         """The last token is out: free decode HBM, write back the new KV, wake the agent."""
@@ -238,14 +239,28 @@ class Simulation:
         self.turns_finished += 1
         if self._bar is not None:
             self._bar.update(1)
-        self.env.process(self._write_back(req))
+        self.call_soon(lambda: self._write_back(req))
         req.done.succeed()
         self.dispatch()
 
-    def _write_back(self, req: Request):
+    def call_soon(self, action: Callable[[], None]) -> None:
+        """Run `action` later in this instant, where a new SimPy process would take its first step (an
+        urgent event). Chains of transfers use it with callbacks instead of a process per chain:
+        the same order of events, without a generator and its end event."""
+        event = simpy.Event(self.env)
+        event._ok, event._value = True, None  # triggered, as SimPy's Initialize is
+        event.callbacks.append(lambda _event: action())
+        self.env.schedule(event, simpy.events.URGENT)
+
+    def _write_back(self, req: Request) -> None:
+        """The turn's new KV goes back to storage: D2H through the compute NIC, then the storage write."""
         node, size = req.de.node, (req.turn.new_tokens + req.turn.output_tokens) * self.model.kv_bytes_per_token
-        yield self.move(self.cluster.loopback_path(node, req.de.gpu), size, "kv_d2h_de")
-        yield self.move(self.cluster.storage_write_path(node), size, "storage_write")
+        d2h = self.move(self.cluster.loopback_path(node, req.de.gpu), size, "kv_d2h_de")
+
+        def write(_event: simpy.Event) -> None:
+            self.move(self.cluster.storage_write_path(node), size, "storage_write")
+
+        d2h.callbacks.append(write)
 
     # --------------------------------------------------------------------------------------- run
     def _monitor(self, stop_rule, check_every_s: float):

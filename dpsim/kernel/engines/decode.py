@@ -14,6 +14,7 @@ generated tokens) is written back: D2H through the compute NIC, then storage wri
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import simpy
@@ -33,6 +34,12 @@ class DecodeGroup:
         self.gpu = gpu
         self.engines: list[DecodeEngine] = []
         self._joining: list[Request] = []
+        # Finish times on a step-count clock: (group step at which the request's last token is out,
+        # its place in the batch order, request). The place (engine position, admission number)
+        # finishes same-step requests in batch order, so the run is the same as stepping each one.
+        self._finishes: list[tuple[int, tuple[int, int], Request]] = []
+        self._admitted = 0
+        self._position: dict[int, int] = {}  # id(engine) -> its position in the group
         self._wakeup: simpy.Event | None = None
         self.busy_s = 0.0
         self.steps = 0
@@ -40,33 +47,53 @@ class DecodeGroup:
     def start(self) -> None:
         self.sim.env.process(self._run())
 
-    def hand_over(self, req: Request, kv_arrived: simpy.Event):
-        """Process: wait for the prompt KV at the DE node, copy it into HBM, then join."""
+    def hand_over(self, req: Request, kv_arrived: simpy.Event) -> None:
+        """Wait for the prompt KV at the DE node, copy it into HBM, then join (a chain of callbacks,
+        started by `sim.call_soon` where a process would take its first step)."""
         sim = self.sim
-        yield kv_arrived
-        req.t_kv_at_decode = sim.env.now
         size = req.turn.input_tokens * sim.model.kv_bytes_per_token
-        yield sim.move(sim.cluster.loopback_path(req.de.node, req.de.gpu), size, "kv_h2d_de")
-        sim.release_buffer(req.de.node, size)
-        if req.turn.output_tokens <= 1:
-            req.t_second_token = sim.env.now
-            sim.finish(req)
-            return
-        req.decode_remaining = req.turn.output_tokens - 1
-        context = req.turn.input_tokens
-        req.decode_kv_read_bytes = sim.model.decode_kv_read_bytes(context)
-        req.decode_attn_flops = sim.model.decode_attention_flops(context)
-        self._joining.append(req)
-        if self._wakeup is not None and not self._wakeup.triggered:
-            self._wakeup.succeed()
 
-    def _admit(self) -> None:
-        for req in self._joining:
+        def arrived(_event=None) -> None:
+            req.t_kv_at_decode = sim.env.now
+            h2d = sim.move(sim.cluster.loopback_path(req.de.node, req.de.gpu), size, "kv_h2d_de")
+            h2d.callbacks.append(loaded)
+
+        def loaded(_event) -> None:
+            sim.release_buffer(req.de.node, size)
+            if req.turn.output_tokens <= 1:
+                req.t_second_token = sim.env.now
+                sim.finish(req)
+                return
+            req.decode_remaining = req.turn.output_tokens - 1
+            context = req.turn.input_tokens
+            req.decode_kv_read_bytes = sim.model.decode_kv_read_bytes(context)
+            req.decode_attn_flops = sim.model.decode_attention_flops(context)
+            self._joining.append(req)
+            if self._wakeup is not None and not self._wakeup.triggered:
+                self._wakeup.succeed()
+
+        if kv_arrived.callbacks is None:  # already processed: go on at once, as a process would
+            arrived()
+        else:
+            kv_arrived.callbacks.append(arrived)
+
+    def _admit(self) -> list[Request]:
+        """Join the waiting requests to the batch; return them (their second token is the next step's)."""
+        joined = self._joining
+        if not joined:
+            return []  # not the waiting list itself: requests that join during the next segment must not count
+        if not self._position:
+            self._position = {id(engine): i for i, engine in enumerate(self.engines)}
+        for req in joined:
             engine = req.de
             engine.active.append(req)
             engine.kv_read_bytes += req.decode_kv_read_bytes
             engine.attn_flops += req.decode_attn_flops
-        self._joining.clear()
+            self._admitted += 1
+            heapq.heappush(self._finishes, (self.steps + req.decode_remaining,
+                                            (self._position[id(engine)], self._admitted), req))
+        self._joining = []
+        return joined
 
     def _step_seconds(self) -> float:
         engines = self.engines
@@ -75,15 +102,15 @@ class DecodeGroup:
 
     def _run(self):
         sim, env = self.sim, self.sim.env
+        finishes = self._finishes
         while True:
-            self._admit()
-            active = [r for e in self.engines for r in e.active]
-            if not active:
+            joined = self._admit()
+            if not finishes:
                 self._wakeup = env.event()
                 yield self._wakeup
                 continue
             step_s = self._step_seconds()
-            steps_to_next_finish = min(r.decode_remaining for r in active)
+            steps_to_next_finish = finishes[0][0] - self.steps
             t0 = env.now
             self._wakeup = env.event()
             segment_end = t0 + steps_to_next_finish * step_s
@@ -96,13 +123,16 @@ class DecodeGroup:
                 yield env.timeout(max(t0 + steps * step_s - env.now, 0.0))
             self.busy_s += steps * step_s
             self.steps += steps
-            for req in active:
-                if req.t_second_token is None:
-                    req.t_second_token = t0 + step_s
-                req.decode_remaining -= steps
-                if req.decode_remaining <= 0:
-                    self._remove(req)
-                    sim.finish(req)
+            for req in joined:
+                req.t_second_token = t0 + step_s
+            done = []
+            while finishes and finishes[0][0] <= self.steps:
+                done.append(heapq.heappop(finishes))
+            done.sort(key=lambda entry: entry[1])  # batch order
+            for _, _, req in done:
+                req.decode_remaining = 0
+                self._remove(req)
+                sim.finish(req)
 
     def _remove(self, req: Request) -> None:
         engine = req.de

@@ -171,7 +171,8 @@ class Network:
             return event
         if max_rate is not None and not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
-        traffic_class = TrafficClass(traffic_class)
+        if type(traffic_class) is not TrafficClass:
+            traffic_class = TrafficClass(traffic_class)
         if traffic_class == TrafficClass.HIGH and len(path) != 1:
             check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
         flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
