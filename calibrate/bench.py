@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file-size", default="1GiB")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    from dpsim.units import parse_bytes
+    from dpsim.scenario.units import parse_bytes
 
     if a.rounds < 1 or a.streams < 1 or a.tcp_depth < 1:
         print(f"bench: --rounds, --streams and --tcp-depth must be at least 1 (got {a.rounds}, {a.streams}, "
@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     for rep in out:
         print(rep["what"])
         for i, (r, o) in enumerate(zip(rep["reference_Bps"], rep["ours_Bps"])):
-            print(f"  round {i}: reference {r * 8 / 1e9:8.2f} Gbit/s ({r / 1e6:9.1f} MB/s)   ours {o * 8 / 1e9:8.2f} Gbit/s ({o / 1e6:9.1f} MB/s)")
+            print(f"  round {i}: reference {r * 8 / 1e9:8.2f} Gbit/s ({r / 1e6:9.1f} MB/s)   "
+                  f"ours {o * 8 / 1e9:8.2f} Gbit/s ({o / 1e6:9.1f} MB/s)")
         print(f"  median: reference {rep['reference_median_Bps'] / 1e6:.1f} MB/s, ours {rep['ours_median_Bps'] / 1e6:.1f} MB/s;"
               f" paired ratio ours/reference: median {rep['median_paired_ratio']:.3f}, worst "
               f"{rep['worst_paired_ratio']:.3f} ({len(rep['paired_ratios'])} rounds)")

@@ -101,7 +101,7 @@ def test_profile_carries_rate_and_latency_and_records_the_bucket_apart(shaped_pr
 
 
 def test_link_sweep_closure_uses_the_bucket_the_samples_record(shaped_profile):
-    pytest.importorskip("dpsim.net")
+    pytest.importorskip("dpsim.kernel.resources.net")
     from calibrate.check import _link_experiments, profile_scenario
 
     path, samples = shaped_profile
@@ -116,7 +116,7 @@ def test_link_sweep_closure_uses_the_bucket_the_samples_record(shaped_profile):
 def test_loader_closure_gives_an_idle_link_its_bucket(shaped_profile):
     """One PE-path request of 4 blocks at depth 1: the first block's bucket crosses at once, and
     each copy between reads refills copy_s x rate of it."""
-    pytest.importorskip("dpsim.net")
+    pytest.importorskip("dpsim.kernel.resources.net")
     from calibrate.check import profile_scenario, simulate_loader
 
     path, _ = shaped_profile
@@ -137,7 +137,7 @@ def test_priority_closure_with_the_htb_bucket_matches_the_measured_pattern():
     39.5-40.1 ms against 43.9 ms at the rate; beside a 16 MiB high flow the high one took 172.4-177.0
     ms (173.0 median) whether it started together or 20 ms late, and the low one 214.9-215.9 ms
     against 219.3 at the rate: 4 ms early, one bucket, not two."""
-    pytest.importorskip("dpsim.net")
+    pytest.importorskip("dpsim.kernel.resources.net")
     from calibrate.priority import simulate_flows
 
     rate, b = 95.64e6, 400_000
@@ -181,7 +181,7 @@ def test_fit_command_prints_the_warning(tmp_path):
 def test_priority_closure_takes_the_median_of_the_runs_alone():
     """One of three 40 ms runs alone stalled to 49 ms (measured in a session at load 11): the
     slowdown is measured against their median, not against whichever run came first."""
-    pytest.importorskip("dpsim.net")
+    pytest.importorskip("dpsim.kernel.resources.net")
     from calibrate.priority import priority_closure
 
     low, high = 4 << 20, 16 << 20
