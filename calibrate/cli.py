@@ -7,21 +7,20 @@ printed as one line on stderr with a non-zero exit status; no traceback.
 from __future__ import annotations
 
 import functools
-import os
 import json
+import os
 import signal
 import sys
 import time
 
 import click
 
-from dpsim.units import UnitError, parse_bandwidth, parse_bytes, parse_time
+from dpsim.scenario.units import UnitError, parse_bandwidth, parse_bytes, parse_time
 
 from . import __version__
 from .errors import CalibrateError, Unavailable, one_line
 from .measure import SampleLog, format_table, parse_size_list, provenance, read_samples, summarise
 from .testbed import DEFAULT_COMPUTE_RATE, DEFAULT_STORAGE_RATE
-
 
 SWITCH_INTERVAL_S = 0.0005
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE of sysexits.h
@@ -111,7 +110,8 @@ def _sigterm(*_):
 @main.command()
 @click.option("--listen", default="0.0.0.0:18515", show_default=True, help="HOST:PORT (port 0 = any)")
 @click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]))
-@click.option("--buffer", "buffer_size", default="64MiB", callback=_quantity(parse_bytes), show_default=True, help="size of the 'mem' region")
+@click.option("--buffer", "buffer_size", default="64MiB", callback=_quantity(parse_bytes), show_default=True,
+              help="size of the 'mem' region")
 @click.option("--files", type=click.Path(exists=True, file_okay=False), help="serve every file of DIR as a region")
 @click.option("--delay", default="0s", show_default=True, help="delay injected into each READ and WRITE (latency ground truth)")
 @click.option("--duration", default=None, help="exit after this long (default: until killed)")
@@ -162,12 +162,16 @@ def serve(listen, transport, buffer_size, files, delay, duration, device, gid_in
 @click.option("--gid-index", default=None, type=int)
 @click.option("--doorbell", default=None, type=int, help="RDMA: work requests chained per post_send (doorbell batching)")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--gap", default=None, callback=_quantity(parse_time),
+              help="idle this long before each timed sample (lets a shaper's token bucket refill; test bed)")
+@click.option("--bucket", default=None, callback=_quantity(parse_bytes),
+              help="the link's token bucket, recorded in each sample for the fit (test bed; real NICs have none)")
 @click.option("--raw", type=click.Path(dir_okay=False), help="append raw samples to this JSONL file")
 @click.option("--resume", is_flag=True, help="continue an interrupted --raw file")
 @click.option("--json", "as_json", is_flag=True)
 @_guard
 def transport(address, transport, op, link, region, sizes, reps, warmup, depths, concurrency, count, priority,
-              device, gid_index, doorbell, seed, raw, resume, as_json):
+              device, gid_index, doorbell, seed, gap, bucket, raw, resume, as_json):
     """Size / depth / concurrency sweep of one-sided READ or WRITE to a `serve` peer."""
     from .sweeps import TransportSweep
 
@@ -177,7 +181,8 @@ def transport(address, transport, op, link, region, sizes, reps, warmup, depths,
 
         probe(device)  # one clear line if pyverbs or a device is missing
     sweep = TransportSweep(address, transport, op, region, link, tuple(parse_size_list(sizes)), reps, warmup,
-                           _ints(depths), _ints(concurrency), count, priority, seed, opts)
+                           _ints(depths), _ints(concurrency), count, priority, seed, opts,
+                           gap_s=parse_time(gap) if gap else 0.0, bucket_bytes=int(parse_bytes(bucket)) if bucket else 0)
     with _open_log(raw, resume, tool="transport", transport=transport) as log:
         sweep.run(log)
         _print_summary([s for s in log.samples if s.get("config") == sweep.config()], as_json)
@@ -325,10 +330,13 @@ def decode_agent(listen, storage_addr, duration):
 @main.command()
 @click.argument("raw", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="profile YAML to write")
-@click.option("--storage-nic", default=None, callback=_quantity(parse_bandwidth), help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
-@click.option("--compute-nic", default=None, callback=_quantity(parse_bandwidth), help="compute NIC line rate (recorded beside the fitted goodput)")
+@click.option("--storage-nic", default=None, callback=_quantity(parse_bandwidth),
+              help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
+@click.option("--compute-nic", default=None, callback=_quantity(parse_bandwidth),
+              help="compute NIC line rate (recorded beside the fitted goodput)")
 @click.option("--boot", default=300, show_default=True, type=click.IntRange(10, 100_000), help="bootstrap resamples")
-@click.option("--min-size", default=None, callback=_quantity(parse_bytes), help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
+@click.option("--min-size", default=None, callback=_quantity(parse_bytes),
+              help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
 @click.option("--max-size", default=None, callback=_quantity(parse_bytes), help="leave out messages larger than this")
 @click.option("--json", "as_json", is_flag=True, help="also print the fit report as JSON")
 @_guard
@@ -351,6 +359,8 @@ def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json
     write_profile(prof, output)
     click.echo(fit_report_text(report))
     click.echo(f"wrote {output}")
+    for warning in prof["calibration"].get("warnings", []):
+        click.echo(f"dpsim-calibrate fit: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=float))
 

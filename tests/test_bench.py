@@ -1,8 +1,11 @@
-"""dpsim.bench: the --paper slices, the figures file and the wall estimate `reproduce --list` prints."""
+"""dpsim.tools.bench: the --paper slices, the figures file and the wall estimate `reproduce --list` prints."""
 
 import pytest
 
-from dpsim import api, bench, net
+from dpsim import api
+from dpsim.kernel.resources import net
+from dpsim.planning import run_estimate
+from dpsim.tools import bench
 
 COMPILED = str(bool(net.COMPILED))
 
@@ -13,7 +16,7 @@ def _row(slice_name, model, system, ratio, compiled=COMPILED):
 
 
 def test_wall_estimate_uses_the_model_and_system_figure_and_the_bare_loop_now():
-    wall = bench.WallEstimate([_row("ds660b-2p4d-64k", "ds660b", "dualpath", 0.002),
+    wall = run_estimate.WallEstimate([_row("ds660b-2p4d-64k", "ds660b", "dualpath", 0.002),
                                _row("ds27b-1p1d-48k", "ds27b", "dualpath", 0.004),
                                _row("quickstart", "ds27b", "dualpath", 1.0),  # not a paper slice: ignored
                                _row("ds27b-1p1d-48k", "ds27b", "oracle", 9.0, compiled=str(not net.COMPILED))])
@@ -23,14 +26,14 @@ def test_wall_estimate_uses_the_model_and_system_figure_and_the_bare_loop_now():
     assert wall.seconds("ds27b", "dualpath", 1000) == pytest.approx(1000 / 0.004 / bare)
     assert wall.seconds("qwen32b", "dualpath", 1000) == pytest.approx(1000 / 0.003 / bare)  # the system's median
     assert wall.seconds("ds27b", "oracle", 1000) is None  # only the other solver's figure
-    assert not bench.WallEstimate([])
+    assert not run_estimate.WallEstimate([])
 
 
 def test_figures_file_round_trips(tmp_path):
     path = tmp_path / "bench.csv"
-    assert bench.read_figures(path) == []
-    path.write_text(",".join(bench.FIGURE_COLUMNS) + "\n" + ",".join(_row("s", "m", "basic", 0.01).values()) + "\n")
-    assert bench.read_figures(path)[0]["turns_per_bare_event_median"] == "0.01"
+    assert run_estimate.read_figures(path) == []
+    path.write_text(",".join(run_estimate.FIGURE_COLUMNS) + "\n" + ",".join(_row("s", "m", "basic", 0.01).values()) + "\n")
+    assert run_estimate.read_figures(path)[0]["turns_per_bare_event_median"] == "0.01"
 
 
 def test_paper_slices_load():
@@ -44,7 +47,7 @@ def test_paper_slices_load():
 
 
 def test_trace_replays_use_the_trace_figure():
-    wall = bench.WallEstimate([_row("ds660b-2p4d-64k", "ds660b", "basic", 0.004),
+    wall = run_estimate.WallEstimate([_row("ds660b-2p4d-64k", "ds660b", "basic", 0.004),
                                {**_row("ds660b-2p4d-claude-code", "ds660b", "basic", 0.001), "workload": "trace"}],
                               bare_events_per_s=1e6)
     assert wall.seconds("ds660b", "basic", 1000) == pytest.approx(0.25)

@@ -1,4 +1,4 @@
-"""The wall-time estimate printed before a long run (dpsim.run_estimate): the arithmetic from the
+"""The wall-time estimate printed before a long run (dpsim.planning.run_estimate): the arithmetic from the
 bench figures, the turn counts, and that run, compare, sweep and capacity print it when it exceeds
 a minute and stay quiet when it does not."""
 
@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dpsim import api, bench, net, run_estimate
+from dpsim import api
 from dpsim.cli import main
+from dpsim.kernel.resources import net
+from dpsim.planning import run_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "scenarios" / "quickstart.yaml")
@@ -24,11 +26,11 @@ def _row(model, system, ratio, workload="synthetic"):
 
 def _wall(ratio):
     rows = [_row("ds27b", s, ratio) for s in ("basic", "dualpath", "oracle")]
-    return bench.WallEstimate(rows, bare_events_per_s=BARE)
+    return run_estimate.WallEstimate(rows, bare_events_per_s=BARE)
 
 
 def test_estimate_is_turns_over_the_bench_rate_with_the_trace_figure_for_trace_replays():
-    wall = bench.WallEstimate([_row("ds27b", "basic", 0.004), _row("ds27b", "basic", 0.001, "trace")],
+    wall = run_estimate.WallEstimate([_row("ds27b", "basic", 0.004), _row("ds27b", "basic", 0.001, "trace")],
                               bare_events_per_s=BARE)
     synthetic = run_estimate.Job("ds27b", "basic", 40_000)
     trace = run_estimate.Job("ds27b", "basic", 40_000, trace=True)
@@ -38,9 +40,9 @@ def test_estimate_is_turns_over_the_bench_rate_with_the_trace_figure_for_trace_r
     assert run_estimate.estimate_s([run_estimate.Job("qwen32b", "basic", 40_000)], wall) == pytest.approx(10.0)
     assert run_estimate.estimate_s([run_estimate.Job("ds27b", "oracle", 40_000)], wall) is None
     # a trace replay with only synthetic figures falls back to them
-    only_synthetic = bench.WallEstimate([_row("ds27b", "basic", 0.004)], bare_events_per_s=BARE)
+    only_synthetic = run_estimate.WallEstimate([_row("ds27b", "basic", 0.004)], bare_events_per_s=BARE)
     assert run_estimate.estimate_s([trace], only_synthetic) == pytest.approx(10.0)
-    assert run_estimate.estimate_s([synthetic], bench.WallEstimate([])) is None
+    assert run_estimate.estimate_s([synthetic], run_estimate.WallEstimate([])) is None
 
 
 def test_notice_only_over_a_minute_and_names_turns_and_duration():

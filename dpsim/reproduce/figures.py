@@ -1,7 +1,7 @@
 """The paper's figures drawn from points.csv (and the balance series), one PNG per experiment.
 
 Figures are `matplotlib.figure.Figure`s (not pyplot), saved with the Agg canvas without selecting a
-backend: importing this module leaves a notebook's backend as it was (as dpsim.plots)."""
+backend: importing this module leaves a notebook's backend as it was (as dpsim.viz.plots)."""
 
 from __future__ import annotations
 
