@@ -140,6 +140,32 @@ class StorageConfig(_Section):
     aggregate_bandwidth: Bandwidth | None = None
 
 
+class DramTierEviction(str, Enum):
+    """How the DRAM tier picks what to drop when full (docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage)."""
+
+    LRU_BLOCK = "lru_block"  # least recently used Full Block first
+
+
+class DramTierConfig(_Section):
+    """A Mooncake-store-style pool of host DRAM in front of storage (dpsim.dram_tier); off by default."""
+
+    enabled: bool = False
+    # Paper §8: the SGL(MC) baseline ran SGLang with a Mooncake store of 1.5 TB DRAM per node.
+    capacity_per_node: Bytes = "1.5TB"
+    # DRAM of the pool taken by other state (e.g. an RL rollout's offloaded training state) [assumed 0].
+    reserved_per_node: BytesOrZero = "0GB"
+    eviction: DramTierEviction = DramTierEviction.LRU_BLOCK
+
+    @field_validator("reserved_per_node")
+    @classmethod
+    def _fits(cls, reserved: float, info: ValidationInfo) -> float:
+        capacity = info.data.get("capacity_per_node")
+        if capacity is not None and reserved > capacity:
+            raise ValueError(f"reserves {reserved / 1e9:.4g} GB, more than the pool's capacity_per_node of "
+                             f"{capacity / 1e9:.4g} GB; expected at most the capacity (equal: an empty pool)")
+        return reserved
+
+
 class NetworkConfig(_Section):
     low_class_share: float = Field(0.01, ge=1e-4, le=0.9999)
 
@@ -151,6 +177,7 @@ class HardwareConfig(_Section):
     host: HostConfig = HostConfig()
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
+    dram_tier: DramTierConfig = DramTierConfig()
 
 
 class ModelConfig(_Section):
@@ -205,6 +232,8 @@ class PolicyConfig(_Section):
     z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (spec section 5)
     attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
     block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, spec section 3]
+    de_bypass: bool = Field(False, description="GPUDirect RDMA of the prompt KV straight into decode HBM, "
+                            "without the DE DRAM buffer (docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm)")
 
 
 class SloConfig(_Section):

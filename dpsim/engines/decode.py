@@ -48,9 +48,10 @@ class DecodeGroup:
         sim = self.sim
         yield kv_arrived
         req.t_kv_at_decode = sim.env.now
-        size = req.turn.input_tokens * sim.model.kv_bytes_per_token
-        yield sim.move(sim.cluster.loopback_path(req.de.node, req.de.gpu), size, "kv_h2d_de")
-        sim.release_buffer(req.de.node, size)
+        size = sim.de_buffer_tokens(req) * sim.model.kv_bytes_per_token
+        if size or not sim.scenario.policy.de_bypass:
+            yield sim.move(sim.cluster.loopback_path(req.de.node, req.de.gpu), size, "kv_h2d_de")
+            sim.release_buffer(req.de.node, size)
         if req.turn.output_tokens <= 1:
             req.t_second_token = sim.env.now
             sim.finish(req)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from dpsim import de_bypass
 from dpsim.entities import PrefillEngine, Request
 from dpsim.gpu import GpuModel
 from dpsim.net import TrafficClass
@@ -188,7 +189,10 @@ class PrefillGroup:
         the hit), new only on the DE path (the hit is already there)."""
         sim = self.sim
         tokens = new + (req.turn.cached_tokens if req.read_side == "P" and req.prefilled == 0 else 0)
-        path = sim.cluster.gpu_to_remote_dram_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
+        if sim.scenario.policy.de_bypass:  # GPUDirect RDMA into decode HBM (dpsim.de_bypass)
+            path = de_bypass.hand_off_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
+        else:
+            path = sim.cluster.gpu_to_remote_dram_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
         return sim.move(path, tokens * sim.model.kv_bytes_per_token, "kv_pe_to_de")
 
     def _chunk_done(self, engine: PrefillEngine, req: Request, new: int, handoff: simpy.Event) -> None:
