@@ -36,6 +36,10 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     else:
         trajectories = generate_trajectories(int(w.mal), w.agents or 500, seed, w.append_scale, w.gen_scale,
                                              think_time_s=w.tool_latency)
+        if w.tool_latency_source.value == "claude_code":  # docs/whatif.md#5-tool-latency-and-larger-working-sets
+            from dpsim.workload.tool_latency import with_claude_code_gaps
+
+            trajectories = with_claude_code_gaps(trajectories, seed, w.tool_latency_max)
     if w.max_turns:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]

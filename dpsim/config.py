@@ -184,6 +184,13 @@ class ModelConfig(_Section):
     name: Literal["ds660b", "ds27b", "qwen32b", "deepseek-v3"]
 
 
+class ToolLatencySource(str, Enum):
+    """Where each turn's tool latency comes from (docs/whatif.md#5-tool-latency-and-larger-working-sets)."""
+
+    FIXED = "fixed"  # workload.tool_latency, the same for every turn
+    CLAUDE_CODE = "claude_code"  # drawn from real Claude Code sessions' gaps (dpsim.workload.tool_latency)
+
+
 class WorkloadConfig(_Section):
     trace: str | None = Field(None, min_length=1, description="trace file (format detected); relative to the scenario file")
     mal: Tokens = Field("64K", description="maximum context length of the synthetic set: 32K, 48K or 64K")
@@ -191,11 +198,23 @@ class WorkloadConfig(_Section):
     mode: Literal["offline", "online"] = "offline"
     aps: float | None = Field(None, gt=0, le=1e6, description="online: agent arrivals per second (Poisson)")
     tool_latency: SecondsOrZero = "0s"
+    tool_latency_source: ToolLatencySource = Field(
+        ToolLatencySource.FIXED, description="'fixed' (tool_latency per turn) or 'claude_code' (drawn from real "
+        "Claude Code gaps up to tool_latency_max; synthetic sets only; dpsim.workload.tool_latency)")
+    tool_latency_max: Seconds = "30s"  # claude_code draws: gaps above are people, not tools [assumed; issue 19's range]
     max_context: Tokens | None = Field(None, description="cut trace sessions whose context exceeds this")
     time_scale: Scale = 1.0
     max_turns: int | None = Field(None, ge=1, le=MAX_COUNT, description="truncate trajectories to this many turns")
     append_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every append (synthetic sets)")
     gen_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every generation (synthetic sets)")
+
+    @field_validator("tool_latency_source")
+    @classmethod
+    def _synthetic_only(cls, source: ToolLatencySource, info: ValidationInfo) -> ToolLatencySource:
+        if source is ToolLatencySource.CLAUDE_CODE and info.data.get("trace") is not None:
+            raise ValueError("draws tool latencies for the synthetic sets; a trace carries its own think times "
+                             "(scale them with workload.time_scale), expected 'fixed' with workload.trace")
+        return source
 
     @field_validator("mal")
     @classmethod
