@@ -45,7 +45,7 @@ def _gain(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def dram_tier(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
     f = _ok(frame)
-    f["tier"] = f["hardware.dram_tier.enabled"].astype(str) != "false"
+    f["tier"] = f["hardware.dram_tier.enabled"].astype(str).str.lower() != "false"
     capacity = units.parse_bytes("1.5TB")
     f["pool_gb"] = [(capacity - units.parse_bytes(r)) / 1e9 if t else float("nan")
                     for r, t in zip(f["hardware.dram_tier.reserved_per_node"].fillna("0GB"), f.tier)]
@@ -61,7 +61,7 @@ def dram_tier(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
                           "dualpath_jct_worst_s": jct[("worst", "dualpath")],
                           "gain_median": gain["median"], "gain_worst": gain["worst"],
                           "hit_fraction_median": hits["median"], "hit_fraction_worst": hits["worst"]})
-    print(f"working set per node (peak pool use with the 1.5 TB pool): {working_set_gb:.1f} GB")
+    print(f"peak KV per node with the 1.5 TB pool (the x-axis scale): {working_set_gb:.1f} GB")
     print("no tier:", {k: round(v, 1) for k, v in off["median"].items()}, "worst", {k: round(v, 1) for k, v in off["worst"].items()})
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     shown = table[table.index <= 4 * working_set_gb]
@@ -70,20 +70,20 @@ def dram_tier(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
         a1.plot(x, shown[f"{system}_jct_median_s"], "o-", color=color, label=f"{system} + DRAM tier (median)")
         a1.plot(x, shown[f"{system}_jct_worst_s"], "v", color=color, ms=4, alpha=0.6, label=f"{system} + tier (worst seed)")
         a1.axhline(off.loc[system, "median"], color=color, ls="--", lw=1, label=f"{system}, no tier")
-    a1.set_xlabel("DRAM pool per node / working set per node"); a1.set_ylabel("JCT (s)")
+    a1.set_xlabel("DRAM pool per node / peak KV per node (pool unlimited)"); a1.set_ylabel("JCT (s)")
     a1.legend(fontsize=7)
     a2.plot(x, shown.hit_fraction_median, "o-", color="tab:green", label="hit KV served from DRAM")
     a2.plot(x, shown.gain_median, "s-", color="tab:red", label="DualPath gain (Basic/DualPath JCT)")
-    a2.set_xlabel("DRAM pool per node / working set per node"); a2.legend(fontsize=7); a2.set_ylim(bottom=0)
+    a2.set_xlabel("DRAM pool per node / peak KV per node (pool unlimited)"); a2.legend(fontsize=7); a2.set_ylim(bottom=0)
     fig.suptitle(f"DRAM tier crossover: DS 27B 1P1D, 64K set, 128 agents, offline, {HARDWARE} "
-                 f"(working set {working_set_gb:.0f} GB/node)", fontsize=9)
+                 f"(peak KV {working_set_gb:.0f} GB/node)", fontsize=9)
     _save(fig, out)
     return table
 
 
 def de_bypass(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
     f = _ok(frame)
-    f["bypass"] = f["policy.de_bypass"].astype(str) == "true"
+    f["bypass"] = f["policy.de_bypass"].astype(str).str.lower() == "true"
     f["host_gbs"] = [units.parse_bandwidth(v) / 1e9 for v in f["hardware.host.memory_bandwidth"]]
     jct = _spread(f, ["host_gbs", "bypass"], "jct_s").unstack()
     per_seed = f.pivot_table(index=["host_gbs", "run.seed"], columns="bypass", values="jct_s")
@@ -120,28 +120,36 @@ def tool_latency(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
     f = _ok(frame)
     f["latency"] = [("Claude Code gaps" if s == "claude_code" else f"{units.parse_time(t):g} s")
                     for s, t in zip(f["workload.tool_latency_source"], f["workload.tool_latency"].fillna("0s"))]
-    gain = _gain(f, ["workload.agents", "latency", "layout"])
-    jct = _spread(f[f["policy.system"] == "dualpath"], ["workload.agents", "latency", "layout"], "jct_s")
-    basic = _spread(f[f["policy.system"] == "basic"], ["workload.agents", "latency", "layout"], "jct_s")
+    keys = ["latency", "layout"]
+    gain = _gain(f, keys)
+    jct = _spread(f[f["policy.system"] == "dualpath"], keys, "jct_s")
+    basic = _spread(f[f["policy.system"] == "basic"], keys, "jct_s")
     table = pd.DataFrame({"gain_median": gain["median"], "gain_worst": gain["worst"],
                           "dualpath_jct_median_s": jct["median"], "dualpath_jct_worst_s": jct["worst"],
-                          "basic_jct_median_s": basic["median"]})
-    order = ["0 s", "10 s", "30 s", "Claude Code gaps"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, agents in zip(axes, sorted(f["workload.agents"].unique())):
-        sub = table.loc[agents]
-        for layout in sorted(sub.index.get_level_values("layout").unique()):
-            rows = sub.xs(layout, level="layout").reindex(order)
-            ax.plot(range(len(order)), rows.gain_median, "o-", label=f"{layout} gain (median)")
-            ax.plot(range(len(order)), rows.gain_worst, "v", color=ax.lines[-1].get_color(), alpha=0.6)
-        best = [sub.xs(lat, level="latency").dualpath_jct_median_s.idxmin() for lat in order]
-        ax.set_xticks(range(len(order)), [f"{o}\nbest {b}" for o, b in zip(order, best)], fontsize=7)
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_ylabel("DualPath gain (Basic JCT / DualPath JCT)"); ax.set_title(f"{agents} agents", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Tool latency per turn: DS 27B on 4 nodes, 64K set (60 turns), offline, {HARDWARE}; "
-                 "'best' = DualPath's fastest layout", fontsize=9)
+                          "basic_jct_median_s": basic["median"], "basic_jct_worst_s": basic["worst"]})
+    order = [o for o in ["0 s", "10 s", "30 s", "Claude Code gaps"] if o in table.index.get_level_values("latency")]
+    layouts = sorted(table.index.get_level_values("layout").unique())
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for layout in layouts:
+        rows = table.xs(layout, level="layout").reindex(order)
+        a1.plot(range(len(order)), rows.gain_median, "o-", label=f"{layout} (median)")
+        a1.plot(range(len(order)), rows.gain_worst, "v", color=a1.lines[-1].get_color(), alpha=0.6)
+        a2.plot(range(len(order)), rows.dualpath_jct_median_s, "o-", label=f"DualPath {layout}")
+        a2.plot(range(len(order)), rows.basic_jct_median_s, "x--", color=a2.lines[-1].get_color(), alpha=0.7,
+                label=f"Basic {layout}")
+    best = {system: [table.xs(lat, level="latency")[f"{system}_jct_median_s"].idxmin() for lat in order]
+            for system in ("dualpath", "basic")}
+    a1.axhline(1.0, color="grey", lw=0.8)
+    a1.set_xticks(range(len(order)), order, fontsize=8)
+    a1.set_ylabel("DualPath gain (Basic JCT / DualPath JCT)"); a1.legend(fontsize=7, title="worst seed: v", title_fontsize=7)
+    a2.set_xticks(range(len(order)), [f"{o}\nbest D {d}, B {b}" for o, d, b in zip(order, best["dualpath"], best["basic"])],
+                  fontsize=7)
+    a2.set_ylabel("JCT (s), median over seeds"); a2.set_yscale("log"); a2.legend(fontsize=6, ncol=2)
+    fig.suptitle(f"Tool latency per turn: DS 27B on 4 nodes, 64K set (60 turns), 256 agents, offline, {HARDWARE}",
+                 fontsize=9)
     _save(fig, out)
+    print("fastest layout per latency:", {lat: (d, b) for lat, d, b in zip(order, best["dualpath"], best["basic"])},
+          "(DualPath, Basic)")
     return table
 
 
