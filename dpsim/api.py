@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsim import guard
-from dpsim.config import Scenario, ScenarioError, load_scenario
-from dpsim.cost import run_cost
-from dpsim.results import Result
-from dpsim.simulator import Simulation, SimulationError
+from dpsim.kernel import guard
+from dpsim.kernel import progress as bar
+from dpsim.kernel.simulation import Simulation, SimulationError
+from dpsim.metrics.results import Result, run_simulation
+from dpsim.scenario.config import Scenario, ScenarioError, ToolLatencySource
+from dpsim.scenario.cost import run_cost
+from dpsim.scenario.loading import load_scenario
+from dpsim.workload.readers import TraceError, apply_workload_options, detect_format, read_trace
 from dpsim.workload.synthetic import generate_trajectories
+from dpsim.workload.tool_latency import with_claude_code_gaps
 from dpsim.workload.trajectory import Trajectory, Turn
 
 __all__ = ["Scenario", "ScenarioError", "SimulationError", "load_scenario", "build_workload", "arrival_times",
@@ -28,17 +32,13 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     w = scenario.workload
     seed = scenario.run.seed
     if w.trace:
-        from dpsim.workload.readers import apply_workload_options, read_trace  # optional module
-
         trajectories = apply_workload_options(
             read_trace(_resolve_trace(scenario)), agents=w.agents, aps=None, time_scale=w.time_scale, seed=seed,
             max_context=int(w.max_context) if w.max_context else None)
     else:
         trajectories = generate_trajectories(int(w.mal), w.agents or 500, seed, w.append_scale, w.gen_scale,
                                              think_time_s=w.tool_latency)
-        if w.tool_latency_source.value == "claude_code":  # docs/whatif.md#5-tool-latency-and-larger-working-sets
-            from dpsim.workload.tool_latency import with_claude_code_gaps
-
+        if w.tool_latency_source is ToolLatencySource.CLAUDE_CODE:  # docs/whatif.md#5-tool-latency-and-larger-working-sets
             trajectories = with_claude_code_gaps(trajectories, seed, w.tool_latency_max)
     if w.max_turns:
         for t in trajectories:
@@ -65,7 +65,6 @@ def check_trace_file(scenario: Scenario) -> str | None:
     the scenario, the field and the file if it is missing, not a file, or in no known format."""
     if not scenario.workload.trace:
         return None
-    from dpsim.workload.readers import TraceError, detect_format
 
     path = _resolve_trace(scenario)
     try:
@@ -94,17 +93,15 @@ def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progre
         stop_rule=None, check_every_s: float = 10.0, label: str = "") -> Result:
     """Simulate one scenario. `stop_rule(sim) -> str | None`, asked every `check_every_s` simulated
     seconds, may end the run early (its reason lands in summary["stop_reason"]). `progress`: a bar
-    on stderr (turns, simulated time, ETA; see dpsim.progress), None: run.progress, else only on a
+    on stderr (turns, simulated time, ETA; see dpsim.kernel.progress), None: run.progress, else only on a
     terminal; `label` names the run on the bar (default: its policy.system)."""
-    from dpsim import progress as bar
-
     trajectories = build_workload(scenario) if trajectories is None else trajectories
     sim = Simulation(scenario, trajectories, progress=False)
     if bar.wanted(progress, scenario):
         bar.attach(sim, label or scenario.policy.system)
     arrivals_s = arrival_times(scenario, trajectories)
     guard.install(sim, arrivals_s)
-    result = sim.run(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
+    result = run_simulation(sim, arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
     cost = run_cost(scenario, result.turns, result.summary["agents"])
     if cost is not None:  # only with a cost: section, so summaries without one are unchanged
         result.summary["cost"] = cost

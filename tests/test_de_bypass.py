@@ -1,16 +1,17 @@
-"""DE-buffer bypass (dpsim.de_bypass, docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm):
+"""DE-buffer bypass (dpsim.kernel.de_bypass, docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm):
 where the prompt KV's bytes go, and the HBM it holds early."""
 
 import pandas as pd
 import pytest
 
-from dpsim import api, de_bypass
-from dpsim.config import ScenarioError
+from dpsim import api
+from dpsim.kernel import de_bypass
+from dpsim.scenario.config import ScenarioError
 
 QUICK = "scenarios/quickstart.yaml"
 SMALL = ["workload.mal=64K", "workload.agents=16", "workload.max_turns=12", "hardware.storage_nic.bandwidth=25Gbps"]
 KV = 656 * 30  # DS 27B bytes per token
-# Transfer kinds that cross a decode node's DRAM once each when the tier is off (dpsim.hardware paths).
+# Transfer kinds that cross a decode node's DRAM once each when the tier is off (dpsim.kernel.resources.hardware paths).
 DE_DRAM_TAGS = ("storage_read_de_side", "kv_de_to_pe", "kv_pe_to_de", "kv_h2d_de", "kv_d2h_de", "storage_write")
 
 

@@ -1,4 +1,4 @@
-"""The DRAM cache tier (dpsim.dram_tier, docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage):
+"""The DRAM cache tier (dpsim.kernel.dram_tier, docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage):
 LRU by block, its closed-form behaviour, and the tier inside small simulations."""
 
 import random
@@ -7,8 +7,8 @@ from collections import OrderedDict
 import pytest
 
 from dpsim import api
-from dpsim.config import ScenarioError
-from dpsim.dram_tier import NodeLru
+from dpsim.kernel.dram_tier import NodeLru
+from dpsim.scenario.config import ScenarioError
 
 QUICK = "scenarios/quickstart.yaml"
 SMALL = ["workload.mal=64K", "workload.agents=16", "workload.max_turns=12", "hardware.storage_nic.bandwidth=25Gbps"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dpsim import api
-from dpsim.config import ScenarioError
+from dpsim.scenario.config import ScenarioError
 from dpsim.workload.tool_latency import CLAUDE_CODE_GAP_PERCENTILES_S, draw_gaps, gap_cdf
 
 QUICK = "scenarios/quickstart.yaml"
