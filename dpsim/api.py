@@ -15,11 +15,12 @@ from dpsim.kernel import guard
 from dpsim.kernel import progress as bar
 from dpsim.kernel.simulation import Simulation, SimulationError
 from dpsim.metrics.results import Result, run_simulation
-from dpsim.scenario.config import Scenario, ScenarioError
+from dpsim.scenario.config import Scenario, ScenarioError, ToolLatencySource
 from dpsim.scenario.cost import run_cost
 from dpsim.scenario.loading import load_scenario
 from dpsim.workload.readers import TraceError, apply_workload_options, detect_format, read_trace
 from dpsim.workload.synthetic import generate_trajectories
+from dpsim.workload.tool_latency import with_claude_code_gaps
 from dpsim.workload.trajectory import Trajectory, Turn
 
 __all__ = ["Scenario", "ScenarioError", "SimulationError", "load_scenario", "build_workload", "arrival_times",
@@ -37,6 +38,8 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     else:
         trajectories = generate_trajectories(int(w.mal), w.agents or 500, seed, w.append_scale, w.gen_scale,
                                              think_time_s=w.tool_latency)
+        if w.tool_latency_source is ToolLatencySource.CLAUDE_CODE:  # docs/whatif.md#5-tool-latency-and-larger-working-sets
+            trajectories = with_claude_code_gaps(trajectories, seed, w.tool_latency_max)
     if w.max_turns:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]

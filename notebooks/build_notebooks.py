@@ -194,6 +194,69 @@ from dpsim.viz.plots import nic_utilisation
 path = nic_utilisation(result.links, "snic.rx", "storage NIC reads (profiled)", FIGURES / "calibration_snic.png")
 display(Image(filename=str(path)))""",
     ],
+    "05-whatif.ipynb": [
+        "# What if: a DRAM cache tier in front of storage, and where it breaks down\n"
+        "The DualPath paper's SGL(MC) baseline put a Mooncake store (1.5 TB of DRAM per node) in front of "
+        "storage. Two claims to check (docs/whatif.md, sections 1 and 2): **DualPath adds little on top of a "
+        "DRAM cache that holds the working set**, and **a DRAM pool breaks down once the working set outgrows "
+        "it** (more agents x longer contexts, or DRAM taken by other state, e.g. an RL rollout's offloaded "
+        "training state: `hardware.dram_tier.reserved_per_node`). A storage-bound miniature: DS 27B on 1 prefill "
+        "+ 1 decode node, 16 agents of the 64K set cut to 12 turns, storage NICs slowed to 25 Gbps (as in "
+        "notebook 02) so that reading cached KV sets the pace, H800 preset. The pool is then shrunk from "
+        "'holds everything' to nothing.",
+        SETUP,
+        """SETS = ["workload.mal=64K", "workload.agents=16", "workload.max_turns=12",
+        "hardware.storage_nic.bandwidth=25Gbps"]
+TIER = ["hardware.dram_tier.enabled=true", "hardware.dram_tier.capacity_per_node=1.5TB"]
+# 1. How much KV does the workload put in the pool? Run once with the whole 1.5 TB per node.
+full = api.run(api.load_scenario(QUICK, SETS + TIER), progress=False).summary["dram_tier"]
+working_set = full["peak_used_fraction"] * full["pool_bytes_per_node"]
+print(f"KV in the pool at its peak: {working_set / 1e9:.2f} GB per node; hit KV served from DRAM: {full['hit_fraction']:.0%}")""",
+        """# 2. Shrink the pool: reserve all but a fraction of the working set for other state.
+FRACTIONS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2]
+grid = {"policy.system": ["basic", "dualpath"],
+        "hardware.dram_tier.reserved_per_node": [f"{1.5e12 - f * working_set:.0f}B" for f in FRACTIONS]}
+points = sweep.expand(QUICK, grid=grid, fixed=SETS + TIER)
+points += sweep.expand(QUICK, grid={"policy.system": ["basic", "dualpath"]}, fixed=SETS)  # no tier
+frame = sweep.run_points(points, jobs=2, progress=False)
+frame["pool_fraction"] = [(1.5e12 - float(r[:-1])) / working_set if isinstance(r, str) else float("nan")
+                          for r in frame["hardware.dram_tier.reserved_per_node"]]
+tier = frame.dropna(subset=["pool_fraction"])
+jct = tier.pivot(index="pool_fraction", columns="policy.system", values="jct_s").round(2)
+jct["hit_fraction"] = tier.groupby("pool_fraction").dram_tier_hit_fraction.mean().round(3)
+jct["dualpath_gain"] = (jct.basic / jct.dualpath).round(3)
+no_tier = frame[frame.pool_fraction.isna()].set_index("policy.system").jct_s
+print("no tier:", no_tier.round(2).to_dict())
+jct""",
+        """fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+for system, color in (("basic", "tab:blue"), ("dualpath", "tab:orange")):
+    a1.plot(jct.index, jct[system], "o-", color=color, label=f"{system} + DRAM tier")
+    a1.axhline(no_tier[system], color=color, ls="--", lw=1, label=f"{system}, no tier")
+a1.set_xlabel("DRAM pool per node / KV in the pool at its peak"); a1.set_ylabel("JCT (s)"); a1.legend(fontsize=7)
+a2.plot(jct.index, jct.hit_fraction, "o-", color="tab:green", label="hit KV served from DRAM")
+a2.plot(jct.index, jct.dualpath_gain, "s-", color="tab:red", label="DualPath gain (Basic / DualPath JCT)")
+a2.set_xlabel("DRAM pool per node / KV in the pool at its peak"); a2.set_ylim(bottom=0); a2.legend(fontsize=7)
+fig.suptitle("DRAM tier crossover: DS 27B 1P1D, 25 Gbps storage NICs, H800 preset (miniature)", fontsize=9)
+show(fig, "dram_tier_crossover.png");""",
+        "## Why the cliff is steep\n"
+        "LRU by block with agents taking turns: a pool short of the working set by *e* blocks loses exactly *e* "
+        "blocks per access once warm (each request's misses evict the next agent's oldest blocks), so the hit "
+        "fraction falls linearly from 1 to 0 while the shortfall grows by one agent's context "
+        "(`tests/test_dram_tier.py` checks this closed form). The pool needs only the *live* contexts (agents "
+        "still running), which is why it still serves every hit somewhat below the peak of all KV ever written. "
+        "Below that, Basic falls back to its storage NIC and DualPath's second read path matters again.",
+        """full_hits = jct[jct.hit_fraction >= 0.999]
+smallest_full = full_hits.index.min()
+print(f"Every hit from DRAM down to a pool of {smallest_full:.1f}x the peak KV; there DualPath's gain is "
+      f"{full_hits.dualpath_gain.min():.2f}-{full_hits.dualpath_gain.max():.2f}x (no tier: "
+      f"{no_tier['basic'] / no_tier['dualpath']:.2f}x).")
+empty = jct.loc[0.0]
+print(f"Empty pool: hits {empty.hit_fraction:.0%}, DualPath gain {empty.dualpath_gain:.2f}x, as without a tier.")""",
+        "## Split reads on top (what-if 2)\n"
+        "> **PLACEHOLDER, to be filled by the split-read study (docs/whatif.md section 2, branch issue19b):** "
+        "the gain of reading one request's hit KV from both sides at once, measured on this same miniature "
+        "and beside the DRAM-tier numbers above. Nothing in this notebook depends on it yet.",
+    ],
 }
 
 

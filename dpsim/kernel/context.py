@@ -39,6 +39,10 @@ class SimContext(Protocol):
     def read_hit_kv(self, req: Request) -> Generator[simpy.Event, Any, None]:
         """Process body: read the request's hit KV from storage into its read side's buffer."""
 
+    def de_buffer_tokens(self, req: Request) -> int:
+        """Tokens of the request's KV that gather in the DE node's buffer (all of the prompt, or
+        only a DE-side hit with the DE-buffer bypass, docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm)."""
+
     def release_buffer(self, node: Node, size_bytes: float) -> None:
         """Give back DRAM buffer space of `node`."""
 

@@ -38,7 +38,8 @@ class Request:
     __slots__ = ("id", "trajectory_id", "turn_index", "turn", "done", "pe", "de", "read_node", "read_side",
                  "prefilled", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
                  "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "decode_remaining",
-                 "decode_kv_read_bytes", "decode_attn_flops", "chunks", "pe_buffer_held", "alloc_wait_s")
+                 "decode_kv_read_bytes", "decode_attn_flops", "chunks", "pe_buffer_held", "alloc_wait_s",
+                 "tier_hit_tokens")
 
     def __init__(self, rid: int, trajectory_id: str, turn_index: int, turn: Turn, done: simpy.Event, now: float):
         self.id = rid
@@ -54,6 +55,7 @@ class Request:
         self.chunks = 0
         self.pe_buffer_held = False  # the PE node's DRAM buffer holds this request's hit KV
         self.alloc_wait_s = 0.0  # time spent waiting for DRAM buffer space (the TTFT's allocation part)
+        self.tier_hit_tokens = 0  # hit KV found in the DRAM tier (dpsim.kernel.dram_tier), read from there
         self.t_arrive = now
         self.t_dispatch: float | None = None
         self.t_read_start: float | None = None

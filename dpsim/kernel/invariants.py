@@ -36,13 +36,18 @@ def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
     # 2. bytes
     if not sim.switches.free_io and not cut:
         kv = sim.model.kv_bytes_per_token
+        tier = sim.dram_tier  # hit KV found in the DRAM tier is not read from storage
         for side, tag in ((ReadSide.PREFILL, "storage_read_pe_side"), (ReadSide.DECODE, "storage_read_de_side")):
             expected = float(turns.loc[turns.read_side == side, "cached_tokens"].sum()) * kv
+            if tier is not None:
+                expected -= tier.hit_tokens[side] * kv
             got = net.bytes_by_tag.get(tag, 0.0)
             if not np.isclose(expected, got, rtol=1e-9, atol=1.0):
                 failures.append(f"byte conservation: {tag} moved {got:.6g} B, dispatched turns hit {expected:.6g} B")
         handed = net.bytes_by_tag.get("kv_h2d_de", 0.0)
         expected_handed = float(turns.input_tokens.sum()) * kv
+        if sim.scenario.policy.de_bypass:  # only DE-side hits pass through the DE buffer (dpsim.kernel.de_bypass)
+            expected_handed = float(turns.loc[turns.read_side == "D", "cached_tokens"].sum()) * kv
         if not np.isclose(handed, expected_handed, rtol=1e-9, atol=1.0):
             failures.append(f"byte conservation: decode H2D moved {handed:.6g} B, prompts hold {expected_handed:.6g} B")
     # 3 and 5: recorded by the network as it ran.

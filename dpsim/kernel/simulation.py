@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
+from dpsim.kernel import de_bypass, dram_tier
 from dpsim.kernel.engines.decode import DecodeGroup
 from dpsim.kernel.engines.prefill import PrefillGroup
 from dpsim.kernel.entities import DecodeEngine, PrefillEngine, ReadSide, Request
@@ -57,6 +58,7 @@ class Simulation:
         self._build_engines()
         self._check_fits()
         self.scheduler = self._make_scheduler()
+        self.dram_tier = dram_tier.make_dram_tier(scenario, self.cluster, self.block_bytes, self.switches.free_io)
 
     # ------------------------------------------------------------------------------ construction
     def _groups(self, nodes: list[Node], ep_nodes: int) -> list[list[Node]]:
@@ -136,6 +138,11 @@ class Simulation:
         return self.cluster.net.transfer([] if self.switches.free_io else path, size_bytes, TrafficClass.LOW,
                                          tag=tag)
 
+    def de_buffer_tokens(self, req: Request) -> int:
+        """Tokens of the request's KV that gather in the DE node's buffer: the whole prompt, or only
+        a DE-side hit with the DE-buffer bypass (docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm)."""
+        return de_bypass.de_buffer_tokens(req) if self.scenario.policy.de_bypass else req.turn.input_tokens
+
     def release_buffer(self, node: Node, size: float) -> None:
         if not self.switches.free_io:
             node.buffer.release(size)
@@ -183,7 +190,9 @@ class Simulation:
             de.tok += req.turn.input_tokens + req.turn.output_tokens
             de.seq += 1
             de.hbm_free -= hbm
-            req.read_node.read_queue_tokens += req.turn.cached_tokens
+            if self.dram_tier is not None:  # docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage
+                req.tier_hit_tokens = self.dram_tier.lookup(req)
+            req.read_node.read_queue_tokens += req.turn.cached_tokens - req.tier_hit_tokens
             self.env.process(self._load(req))
 
     def _load(self, req: Request):
@@ -193,7 +202,7 @@ class Simulation:
             # Everything that will land in the DE node's buffer (the whole prompt's KV), reserved up
             # front so that a hand-off can never wait for buffer space (no deadlock).
             t_wait = self.env.now
-            yield req.de.node.buffer.allocate(req.turn.input_tokens * self.model.kv_bytes_per_token)
+            yield req.de.node.buffer.allocate(self.de_buffer_tokens(req) * self.model.kv_bytes_per_token)
             req.alloc_wait_s += self.env.now - t_wait
         if not self.switches.kv_read_at_pass:
             yield from self.read_hit_kv(req)
@@ -211,6 +220,10 @@ class Simulation:
             req.alloc_wait_s += self.env.now - t_wait
             req.pe_buffer_held = True
         req.t_read_start = self.env.now
+        if self.dram_tier is not None:  # docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage
+            yield from dram_tier.read_hit_kv(self, req)
+            req.t_read_end = self.env.now
+            return
         if req.turn.cached_tokens and not self.switches.free_io:
             if self.cluster.request_latency_s:
                 yield self.env.timeout(self.cluster.request_latency_s)
@@ -255,10 +268,14 @@ class Simulation:
     def _write_back(self, req: Request) -> None:
         """The turn's new KV goes back to storage: D2H through the compute NIC, then the storage write."""
         node, size = req.de.node, (req.turn.new_tokens + req.turn.output_tokens) * self.model.kv_bytes_per_token
+        if self.dram_tier is not None:
+            self.dram_tier.store(req)  # in the pool from now on: the trajectory's next turn may come at once
         d2h = self.move(self.cluster.loopback_path(node, req.de.gpu), size, "kv_d2h_de")
 
         def write(_event: simpy.Event) -> None:
             self.move(self.cluster.storage_write_path(node), size, "storage_write")
+            if self.dram_tier is not None:
+                dram_tier.write_back_copy(self, req)  # a copy to the pool's owner (dpsim.kernel.dram_tier)
 
         d2h.callbacks.append(write)
 

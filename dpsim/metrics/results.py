@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dpsim import __version__
+from dpsim.kernel import de_bypass
 from dpsim.kernel.entities import ReadSide
 from dpsim.kernel.invariants import check_invariants
 from dpsim.kernel.resources import net
@@ -236,6 +237,10 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "read_side_fraction_de": _r((done.read_side == ReadSide.DECODE.value).mean()) if len(done) else None,
     }
     summary.update(decode_hbm_summary(sim, turns, start_s, end_s))
+    if sim.dram_tier is not None:  # only when switched on, so other summaries are unchanged
+        summary["dram_tier"] = sim.dram_tier.summary(sim.model.kv_bytes_per_token)
+    if scenario.policy.de_bypass:
+        summary["de_bypass"] = de_bypass.summary(turns, sim.model.kv_bytes_per_token, decode_kv_capacity_bytes(sim))
     failures = check_invariants(sim, turns)
     summary["invariants_ok"] = not failures
     run_info = {

@@ -148,6 +148,32 @@ class StorageConfig(_Section):
     aggregate_bandwidth: Bandwidth | None = None
 
 
+class DramTierEviction(StrEnum):
+    """How the DRAM tier picks what to drop when full (docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage)."""
+
+    LRU_BLOCK = "lru_block"  # least recently used Full Block first
+
+
+class DramTierConfig(_Section):
+    """A Mooncake-store-style pool of host DRAM in front of storage (dpsim.kernel.dram_tier); off by default."""
+
+    enabled: bool = False
+    # Paper §8: the SGL(MC) baseline ran SGLang with a Mooncake store of 1.5 TB DRAM per node.
+    capacity_per_node: Bytes = "1.5TB"
+    # DRAM of the pool taken by other state (e.g. an RL rollout's offloaded training state) [assumed 0].
+    reserved_per_node: BytesOrZero = "0GB"
+    eviction: DramTierEviction = DramTierEviction.LRU_BLOCK
+
+    @field_validator("reserved_per_node")
+    @classmethod
+    def _fits(cls, reserved: float, info: ValidationInfo) -> float:
+        capacity = info.data.get("capacity_per_node")
+        if capacity is not None and reserved > capacity:
+            raise ValueError(f"reserves {reserved / 1e9:.4g} GB, more than the pool's capacity_per_node of "
+                             f"{capacity / 1e9:.4g} GB; expected at most the capacity (equal: an empty pool)")
+        return reserved
+
+
 class NetworkConfig(_Section):
     low_class_share: float = Field(0.01, ge=1e-4, le=0.9999)
 
@@ -159,10 +185,18 @@ class HardwareConfig(_Section):
     host: HostConfig = HostConfig()
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
+    dram_tier: DramTierConfig = DramTierConfig()
 
 
 class ModelConfig(_Section):
     name: ModelName  # the names of dpsim.scenario.models.MODELS
+
+
+class ToolLatencySource(StrEnum):
+    """Where each turn's tool latency comes from (docs/whatif.md#5-tool-latency-and-larger-working-sets)."""
+
+    FIXED = "fixed"  # workload.tool_latency, the same for every turn
+    CLAUDE_CODE = "claude_code"  # drawn from real Claude Code sessions' gaps (dpsim.workload.tool_latency)
 
 
 class WorkloadConfig(_Section):
@@ -172,11 +206,23 @@ class WorkloadConfig(_Section):
     mode: Literal["offline", "online"] = "offline"
     aps: float | None = Field(None, gt=0, le=1e6, description="online: agent arrivals per second (Poisson)")
     tool_latency: SecondsOrZero = "0s"
+    tool_latency_source: ToolLatencySource = Field(
+        ToolLatencySource.FIXED, description="'fixed' (tool_latency per turn) or 'claude_code' (drawn from real "
+        "Claude Code gaps up to tool_latency_max; synthetic sets only; dpsim.workload.tool_latency)")
+    tool_latency_max: Seconds = "30s"  # claude_code draws: gaps above are people, not tools [assumed; issue 19's range]
     max_context: Tokens | None = Field(None, description="cut trace sessions whose context exceeds this")
     time_scale: Scale = 1.0
     max_turns: int | None = Field(None, ge=1, le=MAX_COUNT, description="truncate trajectories to this many turns")
     append_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every append (synthetic sets)")
     gen_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every generation (synthetic sets)")
+
+    @field_validator("tool_latency_source")
+    @classmethod
+    def _synthetic_only(cls, source: ToolLatencySource, info: ValidationInfo) -> ToolLatencySource:
+        if source is ToolLatencySource.CLAUDE_CODE and info.data.get("trace") is not None:
+            raise ValueError("draws tool latencies for the synthetic sets; a trace carries its own think times "
+                             "(scale them with workload.time_scale), expected 'fixed' with workload.trace")
+        return source
 
     @field_validator("mal")
     @classmethod
@@ -240,6 +286,8 @@ class PolicyConfig(_Section):
     z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (docs/architecture.md#paper-scheduler)
     attention_quota: Seconds = "300ms"  # per forward pass (docs/architecture.md#paper-scheduler)
     block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, docs/architecture.md#paper-data-paths]
+    de_bypass: bool = Field(False, description="GPUDirect RDMA of the prompt KV straight into decode HBM, "
+                            "without the DE DRAM buffer (docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm)")
 
 
 class SloConfig(_Section):

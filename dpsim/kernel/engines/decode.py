@@ -51,10 +51,13 @@ class DecodeGroup:
         """Wait for the prompt KV at the DE node, copy it into HBM, then join (a chain of callbacks,
         started by `sim.call_soon` where a process would take its first step)."""
         sim = self.sim
-        size = req.turn.input_tokens * sim.model.kv_bytes_per_token
+        size = sim.de_buffer_tokens(req) * sim.model.kv_bytes_per_token
 
         def arrived(_event=None) -> None:
             req.t_kv_at_decode = sim.env.now
+            if not size and sim.scenario.policy.de_bypass:  # already in HBM (dpsim.kernel.de_bypass)
+                loaded(None)
+                return
             h2d = sim.move(sim.cluster.loopback_path(req.de.node, req.de.gpu), size, "kv_h2d_de")
             h2d.callbacks.append(loaded)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import simpy
 
+from dpsim.kernel import de_bypass
 from dpsim.kernel.context import SimContext
 from dpsim.kernel.entities import PrefillEngine, ReadSide, Request
 from dpsim.kernel.resources.gpu import GpuModel
@@ -184,7 +185,10 @@ class PrefillGroup:
         the hit), new only on the DE path (the hit is already there)."""
         sim = self.sim
         tokens = new + (req.turn.cached_tokens if req.read_side is ReadSide.PREFILL and req.prefilled == 0 else 0)
-        path = sim.cluster.gpu_to_remote_dram_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
+        if sim.scenario.policy.de_bypass:  # GPUDirect RDMA into decode HBM (dpsim.kernel.de_bypass)
+            path = de_bypass.hand_off_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
+        else:
+            path = sim.cluster.gpu_to_remote_dram_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
         return sim.move(path, tokens * sim.model.kv_bytes_per_token, "kv_pe_to_de")
 
     def _chunk_done(self, engine: PrefillEngine, req: Request, new: int, handoff: simpy.Event) -> None:
