@@ -39,6 +39,12 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     if w.max_turns:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]
+    if w.phase_profile is not None:  # docs/whatif.md#4-adaptive-pd
+        from dpsim.workload.phases import apply_phase_profile
+
+        p = w.phase_profile
+        apply_phase_profile(trajectories, p.split, p.first_append_scale, p.first_gen_scale, p.second_append_scale,
+                            p.second_gen_scale, max_context_tokens=int(w.mal))
     return trajectories
 
 

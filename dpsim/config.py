@@ -157,6 +157,17 @@ class ModelConfig(_Section):
     name: Literal["ds660b", "ds27b", "qwen32b", "deepseek-v3"]
 
 
+class PhaseProfileConfig(_Section):
+    """Two phases per trajectory (docs/whatif.md#4-adaptive-pd): turns before `split` (a fraction of
+    its turns) scale their appends and generations by the `first_` factors, the rest by `second_`."""
+
+    split: float = Field(0.5, gt=0, lt=1)
+    first_append_scale: float = Field(1.0, gt=0, le=1e3)
+    first_gen_scale: float = Field(1.0, gt=0, le=1e3)
+    second_append_scale: float = Field(1.0, gt=0, le=1e3)
+    second_gen_scale: float = Field(1.0, gt=0, le=1e3)
+
+
 class WorkloadConfig(_Section):
     trace: str | None = Field(None, min_length=1, description="trace file (format detected); relative to the scenario file")
     mal: Tokens = Field("64K", description="maximum context length of the synthetic set: 32K, 48K or 64K")
@@ -169,6 +180,16 @@ class WorkloadConfig(_Section):
     max_turns: int | None = Field(None, ge=1, le=MAX_COUNT, description="truncate trajectories to this many turns")
     append_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every append (synthetic sets)")
     gen_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every generation (synthetic sets)")
+    phase_profile: PhaseProfileConfig | None = Field(None, description="scale appends/generations by trajectory phase")
+
+    @field_validator("phase_profile")
+    @classmethod
+    def _synthetic_only(cls, profile, info: ValidationInfo):
+        """Phases rebuild a trajectory from its appends and generations, which only the synthetic set's
+        purely agentic turns have (docs/whatif.md#4-adaptive-pd)."""
+        if profile is not None and info.data.get("trace") is not None:
+            raise ValueError("a phase profile applies to the synthetic set only; remove workload.trace or it")
+        return profile
 
     @field_validator("mal")
     @classmethod
@@ -190,6 +211,46 @@ class WholePromptKvRead(str, Enum):
     AT_PASS = "at_pass"  # when the prefill pass that needs it forms (storage -> DRAM -> HBM, then compute)
 
 
+class ReadSplit(str, Enum):
+    """How much of a request's hit KV each side reads (docs/whatif.md#2-split-reads)."""
+
+    WHOLE = "whole"  # all of it on the side with the shorter read queue (paper §5): today's behaviour
+    BALANCED = "balanced"  # split between PE and DE node so both read queues end equal (paper §6.1 future work)
+
+
+class DispatchOrder(str, Enum):
+    """Which request a scheduler serves first (docs/whatif.md#6-tail-aware-scheduling)."""
+
+    FIFO = "fifo"  # arrival order; PE by the paper's alpha/beta rule (paper §5): today's behaviour
+    DEADLINE = "deadline"  # earliest TTFT deadline first, PE with the earliest expected first token
+
+
+class RoleSwitching(str, Enum):
+    """Whether nodes change role between prefill and decode as load shifts (docs/whatif.md#4-adaptive-pd)."""
+
+    FIXED = "fixed"  # the layout of `cluster` for the whole run: today's behaviour
+    BACKLOG = "backlog"  # move one node at a time toward the side whose backlog is out of bounds
+
+
+class AdaptivePdConfig(_Section):
+    """Role switching (docs/whatif.md#4-adaptive-pd); every default is [assumed] and swept there."""
+
+    mode: RoleSwitching = RoleSwitching.FIXED
+    switch_cost: SecondsOrZero = Field("30s", description="node idle between draining and its new role")
+    check_every: Seconds = Field("10s", description="how often the controller looks at the load")
+    backlog_high: Seconds = Field("10s", description="prefill backlog (per PE) above which a D node turns P")
+    backlog_low: Seconds = Field("1s", description="prefill backlog (per PE) below which a P node turns D")
+    decode_hbm_limit: Fraction = Field(0.7, description="turn no D node into P if the rest's KV HBM would pass this")
+
+    @field_validator("backlog_low")
+    @classmethod
+    def _below_high(cls, low: float, info: ValidationInfo) -> float:
+        high = info.data.get("backlog_high")
+        if high is not None and low >= high:
+            raise ValueError(f"must be below backlog_high ({high:g} s), or nodes would switch back and forth")
+        return low
+
+
 class PolicyConfig(_Section):
     system: Literal["basic", "dualpath", "oracle"] = "dualpath"
     layerwise: bool | None = None
@@ -205,6 +266,9 @@ class PolicyConfig(_Section):
     z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (spec section 5)
     attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
     block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, spec section 3]
+    read_split: ReadSplit = ReadSplit.WHOLE  # docs/whatif.md#2-split-reads
+    dispatch_order: DispatchOrder = DispatchOrder.FIFO  # docs/whatif.md#6-tail-aware-scheduling
+    adaptive_pd: AdaptivePdConfig = AdaptivePdConfig()  # docs/whatif.md#4-adaptive-pd
 
 
 class SloConfig(_Section):

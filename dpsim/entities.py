@@ -25,7 +25,8 @@ class Request:
     __slots__ = ("id", "trajectory_id", "turn_index", "turn", "done", "pe", "de", "read_node", "read_side",
                  "prefilled", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
                  "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "decode_remaining",
-                 "decode_kv_read_bytes", "decode_attn_flops", "chunks", "pe_buffer_held", "alloc_wait_s")
+                 "decode_kv_read_bytes", "decode_attn_flops", "chunks", "pe_buffer_held", "alloc_wait_s",
+                 "hit_tokens_de")
 
     def __init__(self, rid: int, trajectory_id: str, turn_index: int, turn: Turn, done: simpy.Event, now: float):
         self.id = rid
@@ -37,6 +38,7 @@ class Request:
         self.de: DecodeEngine | None = None
         self.read_node: Node | None = None
         self.read_side = ""
+        self.hit_tokens_de = 0  # hit tokens the DE node reads: 0 (side P), all (D) or part (S, split reads)
         self.prefilled = 0  # new tokens prefilled so far
         self.chunks = 0
         self.pe_buffer_held = False  # the PE node's DRAM buffer holds this request's hit KV

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 TURN_COLUMNS = ["request", "trajectory", "turn", "input_tokens", "cached_tokens", "output_tokens", "read_side",
                 "pe", "de", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
-                "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "chunks", "alloc_wait_s"]
+                "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "chunks", "alloc_wait_s",
+                "hit_tokens_de"]
 
 
 @dataclass
@@ -79,7 +80,7 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
         rows.append((r.id, r.trajectory_id, r.turn_index, r.turn.input_tokens, r.turn.cached_tokens,
                      r.turn.output_tokens, r.read_side, r.pe.index if r.pe else -1, r.de.index if r.de else -1,
                      r.t_arrive, r.t_dispatch, r.t_read_start, r.t_read_end, r.t_prefill_start, r.t_first_token,
-                     r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks, r.alloc_wait_s))
+                     r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks, r.alloc_wait_s, r.hit_tokens_de))
     df = pd.DataFrame(rows, columns=TURN_COLUMNS)
     for col in [c for c in TURN_COLUMNS if c.startswith("t_")]:
         df[col] = df[col].astype(float)
@@ -231,6 +232,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "read_side_fraction_de": _r((done.read_side == "D").mean()) if len(done) else None,
     }
     summary.update(decode_hbm_summary(sim, turns, start_s, end_s))
+    summary.update(sim.extra_summary(done))  # what-if options' own figures (docs/whatif.md); none when off
     failures = check_invariants(sim, turns)
     summary["invariants_ok"] = not failures
     run_info = {

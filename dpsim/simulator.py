@@ -17,15 +17,18 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from dpsim.config import Scenario
+from dpsim.config import DispatchOrder, ReadSplit, RoleSwitching, Scenario
 from dpsim.engines.decode import DecodeGroup
 from dpsim.engines.prefill import PrefillGroup
+from dpsim.engines.roles import RoleController
 from dpsim.entities import DecodeEngine, PrefillEngine, Request
 from dpsim.gpu import GpuModel
 from dpsim.hardware import Cluster, Node
 from dpsim.models import get_model
 from dpsim.net import Link, TrafficClass
+from dpsim.policies.deadline import DeadlineScheduler, enqueue_by_deadline
 from dpsim.policies.scheduler import DualPathScheduler, RoundRobinScheduler
+from dpsim.policies.split_reads import ReadSide, balanced_de_share, side_of_share
 from dpsim.workload.trajectory import Trajectory
 
 
@@ -54,6 +57,9 @@ class Simulation:
         self._progress_wanted = progress
         self._bar = None
         self._build_engines()
+        self.decode_pool = list(self.decode_groups)  # decode groups open for placement (all, unless roles switch)
+        self.roles = (None if scenario.policy.adaptive_pd.mode is RoleSwitching.FIXED
+                      else RoleController(self, SimulationError))  # docs/whatif.md#4-adaptive-pd
         self._check_fits()
         self.scheduler = self._make_scheduler()
 
@@ -120,6 +126,10 @@ class Simulation:
     def _make_scheduler(self):
         sw, policy = self.switches, self.scenario.policy
         if sw["scheduler"] == "round_robin":
+            if policy.dispatch_order is not DispatchOrder.FIFO:
+                raise SimulationError(f"{self.scenario.source_path or '<scenario>'}: policy.dispatch_order = "
+                                      f"{policy.dispatch_order.value}: needs the dualpath scheduler (policy.scheduler: "
+                                      "dualpath, the default of systems dualpath and oracle), not round_robin")
             return RoundRobinScheduler(dual_path=sw["dual_path"])
         kv = self.model.kv_bytes_per_token
         turns = [t for tr in self.trajectories for t in tr.turns] or None
@@ -128,6 +138,9 @@ class Simulation:
         alpha = policy.alpha * self.cluster.storage_read_rate / kv
         beta = policy.beta * self.prefill_groups[0].gpu.prefill_tokens_per_s(cached, new)
         self.alpha_tokens, self.beta_tokens = alpha, beta
+        if policy.dispatch_order is DispatchOrder.DEADLINE:  # docs/whatif.md#6-tail-aware-scheduling
+            return DeadlineScheduler(alpha, beta, alpha / policy.alpha, beta / policy.beta, policy.z_slack,
+                                     dual_path=sw["dual_path"])
         return DualPathScheduler(alpha, beta, policy.z_slack, dual_path=sw["dual_path"])
 
     # ------------------------------------------------------------------------------------ actors
@@ -144,7 +157,7 @@ class Simulation:
         """Free the PE-side buffer that holds the request's hit KV (once: read_hit_kv took it)."""
         if req.pe_buffer_held:
             req.pe_buffer_held = False
-            self.release_buffer(req.read_node, req.turn.cached_tokens * self.model.kv_bytes_per_token)
+            self.release_buffer(req.read_node, (req.turn.cached_tokens - req.hit_tokens_de) * self.model.kv_bytes_per_token)
 
     def _agent(self, trajectory: Trajectory, arrival_s: float):
         env = self.env
@@ -168,7 +181,7 @@ class Simulation:
             if not self.scheduler.prefill_available(self.prefill_engines):
                 return  # the head waits for a PE anyway: skip the decode-side search
             hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
-            de = self.scheduler.pick_decode([g.engines for g in self.decode_groups], req.turn.input_tokens, hbm)
+            de = self.scheduler.pick_decode([g.engines for g in self.decode_pool], req.turn.input_tokens, hbm)
             if de is None:
                 return
             pe = self.scheduler.pick_prefill(self.prefill_engines)
@@ -176,15 +189,28 @@ class Simulation:
                 return
             self.queue.popleft()
             req.pe, req.de, req.t_dispatch = pe, de, self.env.now
-            req.read_side = self.scheduler.pick_read_side(pe, de) if req.turn.cached_tokens else "P"
-            req.read_node = pe.node if req.read_side == "P" else de.node
+            self._choose_read_side(req, pe, de)
             pe.tok += req.turn.input_tokens
             pe.seq += 1
             de.tok += req.turn.input_tokens + req.turn.output_tokens
             de.seq += 1
             de.hbm_free -= hbm
-            req.read_node.read_queue_tokens += req.turn.cached_tokens
+            pe.node.read_queue_tokens += req.turn.cached_tokens - req.hit_tokens_de
+            de.node.read_queue_tokens += req.hit_tokens_de
             self.env.process(self._load(req))
+
+    def _choose_read_side(self, req: Request, pe: PrefillEngine, de: DecodeEngine) -> None:
+        """The whole hit on the side the scheduler picks, or (policy.read_split: balanced, with dual
+        paths) a share on each side from both read queues (docs/whatif.md#2-split-reads)."""
+        hit = req.turn.cached_tokens
+        if hit and self.switches["dual_path"] and self.scenario.policy.read_split is ReadSplit.BALANCED:
+            req.hit_tokens_de = balanced_de_share(pe.node.read_queue_tokens, de.node.read_queue_tokens, hit,
+                                                  self.scenario.policy.block_tokens)
+            req.read_side = side_of_share(req.hit_tokens_de, hit)
+        else:
+            req.read_side = self.scheduler.pick_read_side(pe, de) if hit else "P"
+            req.hit_tokens_de = hit if req.read_side == "D" else 0
+        req.read_node = de.node if req.read_side == "D" else pe.node  # a split's PE part uses the PE buffer
 
     def _load(self, req: Request):
         """Reserve the DE node's buffer, read the hit KV ahead or leave the read to the prefill pass
@@ -197,7 +223,10 @@ class Simulation:
             req.alloc_wait_s += self.env.now - t_wait
         if not self.switches["kv_read_at_pass"]:
             yield from self.read_hit_kv(req)
-        req.pe.ready.append(req)
+        if self.scenario.policy.dispatch_order is DispatchOrder.DEADLINE:
+            enqueue_by_deadline(req.pe.ready, req)
+        else:
+            req.pe.ready.append(req)
         req.pe.group.wake()
 
     def read_hit_kv(self, req: Request):
@@ -205,23 +234,36 @@ class Simulation:
         storage into it. The PE-side buffer is held until the request's prefill releases it."""
         kv = self.model.kv_bytes_per_token
         node = req.read_node
-        if not self.switches["free_io"] and req.read_side == "P" and req.turn.cached_tokens:
+        pe_hit = req.turn.cached_tokens - req.hit_tokens_de
+        if not self.switches["free_io"] and req.read_side != "D" and pe_hit:
             t_wait = self.env.now
-            yield node.buffer.allocate(req.turn.cached_tokens * kv)
+            yield node.buffer.allocate(pe_hit * kv)
             req.alloc_wait_s += self.env.now - t_wait
             req.pe_buffer_held = True
         req.t_read_start = self.env.now
         if req.turn.cached_tokens and not self.switches["free_io"]:
             if self.cluster.request_latency_s:
                 yield self.env.timeout(self.cluster.request_latency_s)
-            tag = "storage_read_pe_side" if req.read_side == "P" else "storage_read_de_side"
-            # A client reads its queued requests' blocks in submission order, so requests finish
-            # roughly FIFO rather than all together: a few requests in flight per node.
-            with node.read_slots.request() as slot:
-                yield slot
-                yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
-        node.read_queue_tokens -= req.turn.cached_tokens
+            if req.read_side == ReadSide.SPLIT:  # both parts at once, each on its own node
+                yield self.env.all_of([
+                    self.env.process(self._read_part(req.pe.node, pe_hit, "storage_read_pe_side")),
+                    self.env.process(self._read_part(req.de.node, req.hit_tokens_de, "storage_read_de_side"))])
+            else:
+                tag = "storage_read_pe_side" if req.read_side == "P" else "storage_read_de_side"
+                yield from self._read_part(node, req.turn.cached_tokens, tag)
+        else:
+            req.pe.node.read_queue_tokens -= pe_hit
+            req.de.node.read_queue_tokens -= req.hit_tokens_de
         req.t_read_end = self.env.now
+
+    def _read_part(self, node: Node, tokens: int, tag: str):
+        """Process body: read `tokens` of hit KV from storage into `node`'s buffer."""
+        # A client reads its queued requests' blocks in submission order, so requests finish
+        # roughly FIFO rather than all together: a few requests in flight per node.
+        with node.read_slots.request() as slot:
+            yield slot
+            yield self.move(self.cluster.storage_read_path(node), tokens * self.model.kv_bytes_per_token, tag)
+        node.read_queue_tokens -= tokens
 
     def finish(self, req: Request) -> None:
         """The last token is out: free decode HBM, write back the new KV, wake the agent."""
@@ -242,6 +284,18 @@ class Simulation:
         node, size = req.de.node, (req.turn.new_tokens + req.turn.output_tokens) * self.model.kv_bytes_per_token
         yield self.move(self.cluster.loopback_path(node, req.de.gpu), size, "kv_d2h_de")
         yield self.move(self.cluster.storage_write_path(node), size, "storage_write")
+
+    def extra_summary(self, done) -> dict:
+        """Summary entries of the what-if options that are on (docs/whatif.md); empty when all are off,
+        so a run with them off summarises exactly as before. `done`: the finished turns' frame."""
+        extra: dict = {}
+        if self.scenario.policy.read_split is not ReadSplit.WHOLE:
+            hit = float(done.cached_tokens.sum())
+            extra["hit_fraction_de"] = round(float(done.hit_tokens_de.sum()) / hit, 9) if hit else None
+            extra["read_side_fraction_split"] = round(float((done.read_side == ReadSide.SPLIT).mean()), 9) if len(done) else None
+        if self.roles is not None:
+            extra.update(self.roles.summary(float(done.t_finish.max()) if len(done) else self.env.now))
+        return extra
 
     # --------------------------------------------------------------------------------------- run
     def _monitor(self, stop_rule, check_every_s: float):
@@ -275,6 +329,8 @@ class Simulation:
             group.start()
         for trajectory, arrival in zip(self.trajectories, arrivals_s, strict=True):
             self.env.process(self._agent(trajectory, arrival))
+        if self.roles is not None:
+            self.env.process(self.roles.run())
         if stop_rule is not None:
             self._stopped = self.env.event()
             self.env.process(self._monitor(stop_rule, check_every_s))

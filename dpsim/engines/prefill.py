@@ -26,7 +26,9 @@ import simpy
 
 from dpsim.entities import PrefillEngine, Request
 from dpsim.gpu import GpuModel
+from dpsim.engines.split_load import load_split_kv
 from dpsim.net import TrafficClass
+from dpsim.policies.split_reads import ReadSide
 
 if TYPE_CHECKING:
     from dpsim.simulator import Simulation
@@ -151,6 +153,8 @@ class PrefillGroup:
         """Move the request's already-computed KV (hit + earlier chunks) into the PE's HBM, from the
         buffer of the side that read it."""
         sim = self.sim
+        if req.read_side == ReadSide.SPLIT:
+            return load_split_kv(sim, engine, req)
         size = (req.turn.cached_tokens + req.prefilled) * sim.model.kv_bytes_per_token
         if req.read_side == "D":
             path = sim.cluster.remote_dram_to_gpu_path(req.de.node, req.de.gpu, engine.node, engine.gpu)
@@ -185,9 +189,9 @@ class PrefillGroup:
 
     def _hand_off(self, engine: PrefillEngine, req: Request, new: int) -> simpy.Event:
         """Send this chunk's KV to the DE node's buffer: hit + new on the PE path (first chunk carries
-        the hit), new only on the DE path (the hit is already there)."""
+        the hit), new only on the DE path (the hit is already there); a split read sends its PE part."""
         sim = self.sim
-        tokens = new + (req.turn.cached_tokens if req.read_side == "P" and req.prefilled == 0 else 0)
+        tokens = new + (req.turn.cached_tokens - req.hit_tokens_de if req.prefilled == 0 else 0)
         path = sim.cluster.gpu_to_remote_dram_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
         return sim.move(path, tokens * sim.model.kv_bytes_per_token, "kv_pe_to_de")
 
@@ -208,7 +212,7 @@ class PrefillGroup:
         engine.tok -= req.turn.input_tokens
         engine.seq -= 1
         sim.release_pe_buffer(req)
-        sim.env.process(sim.decode_groups[req.de.group.index].hand_over(req, handoff))
+        sim.env.process(req.de.group.hand_over(req, handoff))
 
     def _release_hbm(self, engine: PrefillEngine, size: float) -> None:
         engine.hbm_free += size

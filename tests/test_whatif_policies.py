@@ -1,0 +1,176 @@
+"""What-if policies of docs/whatif.md sections 2, 4 and 6: split reads, adaptive P/D roles and the
+phase profile, tail-aware (deadline) scheduling. Each has a closed-form or small-scenario check of its
+mechanism, and switched off the simulation is the one of before (a digest recorded before they
+existed)."""
+
+import hashlib
+from dataclasses import dataclass, field
+
+import pytest
+
+from dpsim import api
+from dpsim.config import ScenarioError
+from dpsim.policies.deadline import DeadlineScheduler, enqueue_by_deadline
+from dpsim.policies.split_reads import balanced_de_share, side_of_share
+from dpsim.simulator import SimulationError
+from dpsim.workload.phases import apply_phase_profile
+from dpsim.workload.trajectory import Trajectory, Turn, agentic_turns
+
+DS27B = "scenarios/paper/ds27b-1p1d.yaml"
+DS660B = "scenarios/paper/ds660b-2p4d.yaml"
+# Every turn time and every link byte count of three small runs, recorded at d562388 (before these
+# options existed): dualpath offline DS 27B, dualpath online DS 660B, basic DS 27B 1P3D.
+BEFORE = [
+    (DS27B, ["workload.agents=24", "workload.max_turns=8", "workload.mal=32K"],
+     "4ac613bc5273f54186fd6cebea800e122d7de0a1"),
+    (DS660B, ["workload.agents=16", "workload.max_turns=6", "workload.mode=online", "workload.aps=2"],
+     "2f3c5044fc0551f089463cbe08ae8ab5d963f60d"),
+    (DS27B, ["workload.agents=24", "workload.max_turns=8", "workload.mal=32K", "cluster.decode_nodes=3",
+             "policy.system=basic"], "3d8321ca3ad176cadd60f2acc5f149d3ec7edd67"),
+]
+OFF = ["policy.read_split=whole", "policy.dispatch_order=fifo", "policy.adaptive_pd.mode=fixed"]
+
+
+def _digest(result) -> str:
+    """The turns table (every column it had before: all but hit_tokens_de) and the links table."""
+    turns = result.turns.drop(columns=["hit_tokens_de"])
+    return hashlib.sha1(turns.to_csv().encode() + result.links.to_csv().encode()).hexdigest()
+
+
+@pytest.mark.parametrize("path,sets,digest", BEFORE)
+def test_switched_off_the_run_is_bit_identical_to_before(path, sets, digest):
+    default = api.run(api.load_scenario(path, sets), progress=False)
+    explicit = api.run(api.load_scenario(path, sets + OFF), progress=False)
+    assert _digest(default) == _digest(explicit) == digest
+    assert default.summary == explicit.summary
+    assert not {"hit_fraction_de", "role_switches", "prefill_nodes_mean"} & set(default.summary)
+
+
+# ------------------------------------------------------------------------------------- split reads
+def test_balanced_share_equalises_the_two_read_queues_in_whole_blocks():
+    assert balanced_de_share(0, 0, 640, 64) == 320  # empty queues: half each
+    assert balanced_de_share(1000, 0, 640, 64) == 640  # PE queue far longer: all on the DE side
+    assert balanced_de_share(0, 1000, 640, 64) == 0
+    share = balanced_de_share(300, 100, 640, 64)  # exact balance at 420 tokens -> 448 (7 blocks)
+    assert share == 448 and share % 64 == 0
+    assert abs((300 + 640 - share) - (100 + share)) <= 64  # queues equal to within a block
+    assert balanced_de_share(0, 0, 0, 64) == 0
+    assert [side_of_share(s, 640) for s in (0, 320, 640)] == ["P", "S", "D"]
+
+
+def _one_turn(hit_tokens: int, new_tokens: int = 64):
+    return [Trajectory("t0", [Turn(hit_tokens + new_tokens, hit_tokens, 4)])]
+
+
+def test_a_split_read_of_one_request_takes_half_the_time_of_a_whole_one():
+    """One request alone, both nodes idle: the whole hit through one storage NIC, or half through
+    each at once; storage request latency 0, so the read time halves exactly."""
+    sets = ["workload.agents=1", "hardware.storage.request_latency=0s"]
+    reads = {}
+    for split in ("whole", "balanced"):
+        sc = api.load_scenario(DS27B, sets + [f"policy.read_split={split}"])
+        result = api.run(sc, _one_turn(64 * 200), progress=False)
+        turn = result.turns.iloc[0]
+        reads[split] = turn.t_read_end - turn.t_read_start
+        assert result.invariant_failures == []
+        if split == "balanced":
+            assert turn.read_side == "S" and turn.hit_tokens_de == 64 * 100
+            assert result.summary["hit_fraction_de"] == pytest.approx(0.5)
+            kv = sc.model and result.summary["bytes_by_path"]
+            assert kv["storage_read_pe_side"] == pytest.approx(kv["storage_read_de_side"])
+    assert reads["whole"] / reads["balanced"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_split_reads_conserve_bytes_per_side_in_a_busy_run():
+    sc = api.load_scenario(DS27B, ["workload.agents=24", "workload.max_turns=8", "workload.mal=32K",
+                                   "cluster.decode_nodes=3", "policy.read_split=balanced"])
+    result = api.run(sc, progress=False)
+    assert result.invariant_failures == []  # includes byte conservation by side, splits counted per part
+    turns = result.turns
+    assert (turns.read_side == "S").any()
+    assert ((turns.hit_tokens_de > 0) & (turns.hit_tokens_de < turns.cached_tokens)).eq(turns.read_side == "S").all()
+    kv = result.summary["bytes_by_path"]
+    assert kv["storage_read_de_side"] / (kv["storage_read_de_side"] + kv["storage_read_pe_side"]) == pytest.approx(
+        result.summary["hit_fraction_de"], rel=1e-6)
+
+
+def test_split_reads_need_both_paths():
+    """Basic has one read path: read_split changes nothing there."""
+    sets = ["workload.agents=8", "workload.max_turns=4", "workload.mal=32K", "policy.system=basic"]
+    plain = api.run(api.load_scenario(DS27B, sets), progress=False)
+    split = api.run(api.load_scenario(DS27B, sets + ["policy.read_split=balanced"]), progress=False)
+    assert _digest(plain) == _digest(split) and (split.turns.read_side == "P").all()
+
+
+def test_bad_read_split_is_a_located_error():
+    with pytest.raises(ScenarioError, match=r"policy\.read_split = 'half'.*'whole' or 'balanced'"):
+        api.load_scenario(DS27B, ["policy.read_split=half"])
+
+
+# -------------------------------------------------------------------------- tail-aware scheduling
+@dataclass
+class Node:
+    read_queue_tokens: int = 0
+
+
+@dataclass
+class E:
+    index: int
+    tok: int = 0
+    seq: int = 0
+    hbm_free: float = 1e12
+    node: Node = field(default_factory=Node)
+
+
+def test_deadline_picks_the_earliest_expected_start_where_the_paper_rule_picks_the_smallest_tok():
+    # Read 100 tokens/s, prefill 100 tokens/s; alpha 300 tokens (3 s), beta 1000.
+    # Engine 0: 2.9 s of reading ahead (under alpha) and 0.1 s of prefill; engine 1: 0 s and 0.5 s.
+    engines = [E(0, tok=10, node=Node(290)), E(1, tok=50, node=Node(0))]
+    deadline = DeadlineScheduler(300, 1000, read_tokens_per_s=100, prefill_tokens_per_s=100)
+    assert [deadline.expected_start_s(e) for e in engines] == [pytest.approx(2.9), pytest.approx(0.5)]
+    assert deadline.pick_prefill(engines).index == 1
+    from dpsim.policies.scheduler import DualPathScheduler
+    assert DualPathScheduler(300, 1000).pick_prefill(engines).index == 0  # both short queues: smallest tok
+    assert deadline.pick_prefill([E(0, tok=1001)]) is None  # the beta rule still holds
+
+
+def test_ready_requests_are_served_oldest_first():
+    @dataclass
+    class R:
+        t_arrive: float
+
+    ready: list = []
+    for t in (3.0, 1.0, 2.0, 1.0):
+        enqueue_by_deadline(ready, R(t))
+    assert [r.t_arrive for r in ready] == [1.0, 1.0, 2.0, 3.0]
+
+
+def test_deadline_runs_online_with_every_invariant():
+    sets = ["workload.agents=16", "workload.max_turns=6", "workload.mode=online", "workload.aps=2",
+            "policy.dispatch_order=deadline"]
+    result = api.run(api.load_scenario(DS660B, sets), progress=False)
+    assert result.invariant_failures == [] and result.summary["turns"] == result.summary["turns_started"]
+
+
+def test_deadline_with_round_robin_is_a_located_error():
+    sc = api.load_scenario(DS27B, ["policy.system=basic", "policy.dispatch_order=deadline"])
+    with pytest.raises(SimulationError, match=r"ds27b-1p1d\.yaml: policy\.dispatch_order = deadline: needs the dualpath"):
+        api.run(sc, progress=False)
+
+
+# ------------------------------------------------------------------ phase profile and adaptive P/D
+def test_phase_profile_scales_appends_and_generations_by_phase_and_rebuilds_contexts():
+    turns = agentic_turns([100, 100, 100, 100], [10, 10, 10, 10])
+    [trajectory] = apply_phase_profile([Trajectory("a", turns)], 0.5, 3.0, 1.0, 1.0, 2.0)
+    got = trajectory.turns
+    assert [t.new_tokens for t in got] == [300, 300, 100, 100]
+    assert [t.output_tokens for t in got] == [10, 10, 20, 20]
+    assert [t.cached_tokens for t in got] == [0, 310, 620, 740]  # every earlier append and generation
+    [cut] = apply_phase_profile([Trajectory("b", agentic_turns([100] * 4, [10] * 4))], 0.5, 3.0, 1.0, 1.0, 1.0,
+                                max_context_tokens=700)
+    assert [t.input_tokens + t.output_tokens for t in cut.turns] == [310, 620]  # the next (720) passes MAL
+
+
+def test_phase_profile_with_a_trace_is_a_located_error():
+    with pytest.raises(ScenarioError, match=r"workload\.phase_profile.*synthetic set only"):
+        api.load_scenario(DS27B, ["workload.trace=x.jsonl", "workload.phase_profile.split=0.5"])
