@@ -174,3 +174,60 @@ def test_phase_profile_scales_appends_and_generations_by_phase_and_rebuilds_cont
 def test_phase_profile_with_a_trace_is_a_located_error():
     with pytest.raises(ScenarioError, match=r"workload\.phase_profile.*synthetic set only"):
         api.load_scenario(DS27B, ["workload.trace=x.jsonl", "workload.phase_profile.split=0.5"])
+
+
+ADAPTIVE = ["workload.agents=48", "workload.max_turns=10", "workload.mal=32K", "cluster.prefill_nodes=2",
+            "cluster.decode_nodes=2", "cluster.prefill_ep_nodes=1", "cluster.decode_ep_nodes=1",
+            "policy.adaptive_pd.mode=backlog"]
+
+
+def _simulate(sets):
+    from dpsim.simulator import Simulation
+
+    sc = api.load_scenario(DS27B, sets)
+    trajectories = api.build_workload(sc)
+    sim = Simulation(sc, trajectories, progress=False)
+    return sim, sim.run(api.arrival_times(sc, trajectories))
+
+
+def test_a_switching_node_drains_pays_its_cost_then_serves_only_its_new_role():
+    # A backlog always under backlog_low: at the first check a prefill node turns decode, and only one
+    # (one prefill node must stay).
+    sim, result = _simulate(ADAPTIVE + ["policy.adaptive_pd.backlog_high=2000s", "policy.adaptive_pd.backlog_low=1000s",
+                                        "policy.adaptive_pd.check_every=2s", "policy.adaptive_pd.switch_cost=3s"])
+    assert result.invariant_failures == [] and result.summary["turns"] == result.summary["turns_started"]
+    (t_drain, node, event, role), (t_ready, node2, event2, role2) = sim.roles.log
+    assert (event, event2, role, role2, node2) == ("drain", "ready", "D", "D", node) and t_drain == pytest.approx(2.0)
+    assert result.summary["role_switches"] == 1
+    pe_on_node = {e.index for g in sim.roles.prefill_groups[node] for e in g.engines}
+    de_on_node = {e.index for g in sim.roles.decode_groups[node] for e in g.engines}
+    turns = result.turns
+    held = turns[turns.pe.isin(pe_on_node)]
+    assert (held.t_dispatch <= t_drain).all() and len(held)  # no prefill placed on it after the drain began
+    assert t_ready >= held.t_first_token.max() + 3.0 - 1e-9  # drained, then the switch cost
+    served = turns[turns.de.isin(de_on_node)]
+    assert len(served) and (served.t_dispatch >= t_ready).all()  # decode work only once ready
+    assert result.summary["role_switching_node_s"] == pytest.approx(t_ready - t_drain)
+    span = result.summary["jct_s"]
+    assert result.summary["prefill_nodes_mean"] == pytest.approx((2 * t_drain + (span - t_drain)) / span, rel=1e-6)
+
+
+def test_prefill_pressure_turns_decode_nodes_into_prefill_nodes():
+    sets = [s.replace("prefill_nodes=2", "prefill_nodes=1").replace("decode_nodes=2", "decode_nodes=3") for s in ADAPTIVE]
+    sim, result = _simulate(sets + ["workload.phase_profile.first_append_scale=8", "policy.adaptive_pd.backlog_high=0.05s",
+                                    "policy.adaptive_pd.backlog_low=0.01s", "policy.adaptive_pd.check_every=1s",
+                                    "policy.adaptive_pd.switch_cost=0s"])
+    assert result.invariant_failures == [] and result.summary["turns"] == result.summary["turns_started"]
+    assert any(role == "P" and event == "ready" for _, _, event, role in sim.roles.log)
+    assert result.summary["prefill_nodes_mean"] > 1.0
+
+
+def test_adaptive_pd_needs_one_node_engine_groups_for_moe():
+    sc = api.load_scenario(DS27B, ["policy.adaptive_pd.mode=backlog"])
+    with pytest.raises(SimulationError, match=r"policy\.adaptive_pd\.mode = backlog: .*prefill_ep_nodes.*got 4 and 18"):
+        api.run(sc, progress=False)
+
+
+def test_backlog_bounds_out_of_order_are_a_located_error():
+    with pytest.raises(ScenarioError, match=r"policy\.adaptive_pd\.backlog_low = '20s': must be below backlog_high"):
+        api.load_scenario(DS27B, ["policy.adaptive_pd.backlog_low=20s"])
