@@ -233,14 +233,16 @@ class RoleSwitching(str, Enum):
 
 
 class AdaptivePdConfig(_Section):
-    """Role switching (docs/whatif.md#4-adaptive-pd); every default is [assumed] and swept there."""
+    """Role switching (docs/whatif.md#4-adaptive-pd). Every default is [assumed]: the switch cost is an
+    engine restart in the other role (weights stay; KV pool, CUDA graphs, warm-up), swept 0-120 s
+    there; the backlog bounds are 1/2 and 1/8 of the paper's 4 s TTFT SLO (paper §6)."""
 
     mode: RoleSwitching = RoleSwitching.FIXED
     switch_cost: SecondsOrZero = Field("30s", description="node idle between draining and its new role")
     check_every: Seconds = Field("10s", description="how often the controller looks at the load")
-    backlog_high: Seconds = Field("10s", description="prefill backlog (per PE) above which a D node turns P")
-    backlog_low: Seconds = Field("1s", description="prefill backlog (per PE) below which a P node turns D")
-    decode_hbm_limit: Fraction = Field(0.7, description="turn no D node into P if the rest's KV HBM would pass this")
+    backlog_high: Seconds = Field("2s", description="prefill backlog (per PE) above which a D node turns P")
+    backlog_low: Seconds = Field("0.5s", description="prefill backlog (per PE) below which a P node may turn D")
+    decode_hbm_limit: Fraction = Field(0.7, description="D under pressure above this KV HBM use; no D->P past it")
 
     @field_validator("backlog_low")
     @classmethod

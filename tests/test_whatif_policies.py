@@ -191,9 +191,10 @@ def _simulate(sets):
 
 
 def test_a_switching_node_drains_pays_its_cost_then_serves_only_its_new_role():
-    # A backlog always under backlog_low: at the first check a prefill node turns decode, and only one
-    # (one prefill node must stay).
-    sim, result = _simulate(ADAPTIVE + ["policy.adaptive_pd.backlog_high=2000s", "policy.adaptive_pd.backlog_low=1000s",
+    # A backlog always under backlog_low and decode steps always over the TPOT SLO: at the first check
+    # a prefill node turns decode, and only one (one prefill node must stay).
+    sim, result = _simulate(ADAPTIVE + ["slo.tpot=1us", "policy.adaptive_pd.backlog_high=2000s",
+                                        "policy.adaptive_pd.backlog_low=1000s",
                                         "policy.adaptive_pd.check_every=2s", "policy.adaptive_pd.switch_cost=3s"])
     assert result.invariant_failures == [] and result.summary["turns"] == result.summary["turns_started"]
     (t_drain, node, event, role), (t_ready, node2, event2, role2) = sim.roles.log
@@ -231,3 +232,10 @@ def test_adaptive_pd_needs_one_node_engine_groups_for_moe():
 def test_backlog_bounds_out_of_order_are_a_located_error():
     with pytest.raises(ScenarioError, match=r"policy\.adaptive_pd\.backlog_low = '20s': must be below backlog_high"):
         api.load_scenario(DS27B, ["policy.adaptive_pd.backlog_low=20s"])
+
+
+def test_no_prefill_node_turns_decode_while_decode_has_slack():
+    sim, result = _simulate(ADAPTIVE + ["slo.tpot=10s", "policy.adaptive_pd.backlog_high=2000s",
+                                        "policy.adaptive_pd.backlog_low=1000s", "policy.adaptive_pd.check_every=2s"])
+    assert sim.roles.log == [] and result.summary["role_switches"] == 0
+    assert result.summary["prefill_nodes_mean"] == pytest.approx(2.0)

@@ -9,7 +9,9 @@ expressed in, paper §5).
 
 - backlog > `backlog_high`, and the decode nodes left would hold at most `decode_hbm_limit` of
   their KV HBM: the decode node with the fewest requests turns prefill;
-- backlog < `backlog_low`: the prefill node with the fewest queued tokens turns decode.
+- backlog < `backlog_low`, and decode is under pressure (its engines hold more than
+  `decode_hbm_limit` of their KV HBM, or a decode step takes longer than the TPOT SLO): the prefill
+  node with the fewest queued tokens turns decode.
 
 A switch takes the node out of placement at once, waits until its engines have finished every
 request they hold (drain), then leaves the node idle for `switch_cost` (restarting the engine in
@@ -77,15 +79,20 @@ class RoleController:
         queued = sum(r.turn.input_tokens for r in sim.queue) + sum(e.tok for e in engines)
         return queued / (max(len(engines), 1) * self.prefill_tokens_per_s)
 
-    def _decode_hbm_use_without(self, node: str) -> float:
-        """Fraction of the active decode engines' KV HBM in use if `node`'s engines left the pool."""
+    def _decode_hbm_use(self, without: str | None = None) -> float:
+        """Fraction of the active decode engines' KV HBM in use (as if `without`'s engines had left the pool)."""
         held = total = 0.0
         for group in self.sim.decode_pool:
             capacity = self.sim._hbm_for_kv(group.gpu, "decode")
             for e in group.engines:
                 held += capacity - e.hbm_free
-                total += 0.0 if e.node.name == node else capacity
+                total += 0.0 if e.node.name == without else capacity
         return held / total if total > 0 else float("inf")
+
+    def decode_step_s(self) -> float:
+        """The longest current decode step among the active decode groups (0 when none decodes)."""
+        steps = [g._step_seconds() for g in self.sim.decode_pool if any(e.active for e in g.engines)]
+        return max(steps, default=0.0)
 
     def decide(self) -> tuple[str, str] | None:
         """(node, new role) of the switch to make now, or None."""
@@ -94,9 +101,11 @@ class RoleController:
         decode = [n for n, r in self.role.items() if r == "D"]
         if backlog > self.cfg.backlog_high and len(decode) > 1:
             node = min(decode, key=lambda n: (sum(e.seq for g in self.decode_groups[n] for e in g.engines), n))
-            if self._decode_hbm_use_without(node) <= self.cfg.decode_hbm_limit:
+            if self._decode_hbm_use(without=node) <= self.cfg.decode_hbm_limit:
                 return node, "P"
-        elif backlog < self.cfg.backlog_low and len(prefill) > 1:
+        elif backlog < self.cfg.backlog_low and len(prefill) > 1 and (
+                self._decode_hbm_use() > self.cfg.decode_hbm_limit
+                or self.decode_step_s() > self.sim.scenario.slo.tpot):
             node = min(prefill, key=lambda n: (sum(e.tok for g in self.prefill_groups[n] for e in g.engines), n))
             return node, "D"
         return None
