@@ -47,6 +47,10 @@ def measure(point: Point) -> dict:
     row["layout"] = f"{cl.prefill_nodes}P{cl.decode_nodes}D"
     if labels["study"] == "split-reads":
         row.update(storage_utilisation(result.links))
+    elif labels["study"] == "adaptive-pd":
+        pd_cfg = scenario.policy.adaptive_pd
+        row["variant"] = (f"{row['layout']} fixed" if pd_cfg.mode.value == "fixed" else
+                          f"{row['layout']} adaptive, switch {pd_cfg.switch_cost:g} s")
     elif labels["study"] == "tail-aware":
         row.update(window_ttft(result.turns, float(labels.get("warmup_s", 0.0)), float(result.summary["jct_s"])
                                if scenario.run.max_sim_time is None else scenario.run.max_sim_time))

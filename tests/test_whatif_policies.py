@@ -239,3 +239,45 @@ def test_no_prefill_node_turns_decode_while_decode_has_slack():
                                         "policy.adaptive_pd.backlog_low=1000s", "policy.adaptive_pd.check_every=2s"])
     assert sim.roles.log == [] and result.summary["role_switches"] == 0
     assert result.summary["prefill_nodes_mean"] == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------------------- study runner
+def test_window_ttft_counts_waiting_turns_with_their_wait_so_far():
+    import numpy as np
+    import pandas as pd
+
+    from dpsim.whatif_studies import window_ttft
+
+    turns = pd.DataFrame({"t_arrive": [1.0, 5.0, 6.0, 9.0], "t_first_token": [2.0, 6.5, np.nan, np.nan],
+                          "ttft_s": [1.0, 1.5, np.nan, np.nan]})
+    got = window_ttft(turns, warmup_s=4.0, end_s=10.0)  # the first turn is before the window
+    assert got["window_turns"] == 3 and got["window_waiting"] == 2
+    assert got["window_ttft_s_max"] == pytest.approx(4.0)  # arrived at 6, still waiting at 10
+    assert got["window_ttft_s_p50"] == pytest.approx(1.5)
+
+
+def test_study_summary_takes_the_worst_seed_in_the_metric_s_bad_direction():
+    import pandas as pd
+
+    from dpsim.whatif_studies import summarise
+
+    table = pd.DataFrame({"status": ["ok"] * 4 + ["error"], "layout": ["1P7D"] * 5,
+                          "policy.read_split": ["whole", "whole", "whole", "balanced", "whole"],
+                          "snic_utilisation": [0.9, 0.8, 0.85, 0.95, 0.1], "jct_s": [1.0, 1.2, 1.1, 0.9, 9.0]})
+    row = summarise(table, "split-reads").set_index("policy.read_split").loc["whole"]
+    assert row.seeds == 3  # the failed point is left out
+    assert (row.snic_utilisation_median, row.snic_utilisation_worst) == (0.85, 0.8)
+    assert (row.jct_s_median, row.jct_s_worst) == (1.1, 1.2)
+
+
+def test_study_runner_needs_a_known_study_label(tmp_path):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from dpsim.whatif_studies import main
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"base: {Path(DS27B).resolve()}\nset: [workload.agents=1]\nlabels: {{study: nope}}\n")
+    result = CliRunner().invoke(main, [str(sweep), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "labels.study = ['nope']: expected one of split-reads" in result.output
