@@ -157,7 +157,8 @@ class Simulation:
         """Free the PE-side buffer that holds the request's hit KV (once: read_hit_kv took it)."""
         if req.pe_buffer_held:
             req.pe_buffer_held = False
-            self.release_buffer(req.read_node, (req.turn.cached_tokens - req.hit_tokens_de) * self.model.kv_bytes_per_token)
+            pe_part = req.turn.cached_tokens - req.hit_tokens_de
+            self.release_buffer(req.read_node, pe_part * self.model.kv_bytes_per_token)
 
     def _agent(self, trajectory: Trajectory, arrival_s: float):
         env = self.env
@@ -292,7 +293,8 @@ class Simulation:
         if self.scenario.policy.read_split is not ReadSplit.WHOLE:
             hit = float(done.cached_tokens.sum())
             extra["hit_fraction_de"] = round(float(done.hit_tokens_de.sum()) / hit, 9) if hit else None
-            extra["read_side_fraction_split"] = round(float((done.read_side == ReadSide.SPLIT).mean()), 9) if len(done) else None
+            split = (done.read_side == ReadSide.SPLIT).mean() if len(done) else None
+            extra["read_side_fraction_split"] = None if split is None else round(float(split), 9)
         if self.roles is not None:
             extra.update(self.roles.summary(float(done.t_finish.max()) if len(done) else self.env.now))
         return extra

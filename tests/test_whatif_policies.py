@@ -154,7 +154,8 @@ def test_deadline_runs_online_with_every_invariant():
 
 def test_deadline_with_round_robin_is_a_located_error():
     sc = api.load_scenario(DS27B, ["policy.system=basic", "policy.dispatch_order=deadline"])
-    with pytest.raises(SimulationError, match=r"ds27b-1p1d\.yaml: policy\.dispatch_order = deadline: needs the dualpath"):
+    with pytest.raises(SimulationError,
+                       match=r"ds27b-1p1d\.yaml: policy\.dispatch_order = deadline: needs the dualpath"):
         api.run(sc, progress=False)
 
 
@@ -214,9 +215,10 @@ def test_a_switching_node_drains_pays_its_cost_then_serves_only_its_new_role():
 
 
 def test_prefill_pressure_turns_decode_nodes_into_prefill_nodes():
-    sets = [s.replace("prefill_nodes=2", "prefill_nodes=1").replace("decode_nodes=2", "decode_nodes=3") for s in ADAPTIVE]
-    sim, result = _simulate(sets + ["workload.phase_profile.first_append_scale=8", "policy.adaptive_pd.backlog_high=0.05s",
-                                    "policy.adaptive_pd.backlog_low=0.01s", "policy.adaptive_pd.check_every=1s",
+    sets = [s.replace("prefill_nodes=2", "prefill_nodes=1").replace("decode_nodes=2", "decode_nodes=3")
+            for s in ADAPTIVE]
+    sim, result = _simulate(sets + ["workload.phase_profile.first_append_scale=8",
+                                    "policy.adaptive_pd.backlog_high=0.05s", "policy.adaptive_pd.backlog_low=0.01s", "policy.adaptive_pd.check_every=1s",
                                     "policy.adaptive_pd.switch_cost=0s"])
     assert result.invariant_failures == [] and result.summary["turns"] == result.summary["turns_started"]
     assert any(role == "P" and event == "ready" for _, _, event, role in sim.roles.log)

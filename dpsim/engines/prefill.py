@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from dpsim.engines.split_load import load_split_kv
 from dpsim.entities import PrefillEngine, Request
 from dpsim.gpu import GpuModel
-from dpsim.engines.split_load import load_split_kv
 from dpsim.net import TrafficClass
 from dpsim.policies.split_reads import ReadSide
 
