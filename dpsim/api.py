@@ -39,7 +39,7 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     if w.max_turns:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]
-    if w.phase_profile is not None:  # docs/whatif.md#4-adaptive-pd
+    if w.phase_profile is not None:  # docs/whatif.md#4-adaptive-prefilldecode-roles
         from dpsim.workload.phases import apply_phase_profile
 
         p = w.phase_profile

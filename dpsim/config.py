@@ -158,7 +158,7 @@ class ModelConfig(_Section):
 
 
 class PhaseProfileConfig(_Section):
-    """Two phases per trajectory (docs/whatif.md#4-adaptive-pd): turns before `split` (a fraction of
+    """Two phases per trajectory (docs/whatif.md#4-adaptive-prefilldecode-roles): turns before `split` (a fraction of
     its turns) scale their appends and generations by the `first_` factors, the rest by `second_`."""
 
     split: float = Field(0.5, gt=0, lt=1)
@@ -186,7 +186,7 @@ class WorkloadConfig(_Section):
     @classmethod
     def _synthetic_only(cls, profile, info: ValidationInfo):
         """Phases rebuild a trajectory from its appends and generations, which only the synthetic set's
-        purely agentic turns have (docs/whatif.md#4-adaptive-pd)."""
+        purely agentic turns have (docs/whatif.md#4-adaptive-prefilldecode-roles)."""
         if profile is not None and info.data.get("trace") is not None:
             raise ValueError("a phase profile applies to the synthetic set only; remove workload.trace or it")
         return profile
@@ -212,7 +212,8 @@ class WholePromptKvRead(str, Enum):
 
 
 class ReadSplit(str, Enum):
-    """How much of a request's hit KV each side reads (docs/whatif.md#2-split-reads)."""
+    """How much of a request's hit KV each side reads:
+    docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once."""
 
     WHOLE = "whole"  # all of it on the side with the shorter read queue (paper §5): today's behaviour
     BALANCED = "balanced"  # split between PE and DE node so both read queues end equal (paper §6.1 future work)
@@ -226,14 +227,15 @@ class DispatchOrder(str, Enum):
 
 
 class RoleSwitching(str, Enum):
-    """Whether nodes change role between prefill and decode as load shifts (docs/whatif.md#4-adaptive-pd)."""
+    """Whether nodes change role between prefill and decode as load shifts:
+    docs/whatif.md#4-adaptive-prefilldecode-roles."""
 
     FIXED = "fixed"  # the layout of `cluster` for the whole run: today's behaviour
     BACKLOG = "backlog"  # move one node at a time toward the side whose backlog is out of bounds
 
 
 class AdaptivePdConfig(_Section):
-    """Role switching (docs/whatif.md#4-adaptive-pd). Every default is [assumed]: the switch cost is an
+    """Role switching (docs/whatif.md#4-adaptive-prefilldecode-roles). Every default is [assumed]: the switch cost is an
     engine restart in the other role (weights stay; KV pool, CUDA graphs, warm-up), swept 0-120 s
     there; the backlog bounds are 1/2 and 1/8 of the paper's 4 s TTFT SLO (paper §6)."""
 
@@ -268,9 +270,9 @@ class PolicyConfig(_Section):
     z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (spec section 5)
     attention_quota: Seconds = "300ms"  # per forward pass (spec section 5)
     block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, spec section 3]
-    read_split: ReadSplit = ReadSplit.WHOLE  # docs/whatif.md#2-split-reads
+    read_split: ReadSplit = ReadSplit.WHOLE  # docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once
     dispatch_order: DispatchOrder = DispatchOrder.FIFO  # docs/whatif.md#6-tail-aware-scheduling
-    adaptive_pd: AdaptivePdConfig = AdaptivePdConfig()  # docs/whatif.md#4-adaptive-pd
+    adaptive_pd: AdaptivePdConfig = AdaptivePdConfig()  # docs/whatif.md#4-adaptive-prefilldecode-roles
 
 
 class SloConfig(_Section):

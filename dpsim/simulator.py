@@ -59,7 +59,7 @@ class Simulation:
         self._build_engines()
         self.decode_pool = list(self.decode_groups)  # decode groups open for placement (all, unless roles switch)
         self.roles = (None if scenario.policy.adaptive_pd.mode is RoleSwitching.FIXED
-                      else RoleController(self, SimulationError))  # docs/whatif.md#4-adaptive-pd
+                      else RoleController(self, SimulationError))  # docs/whatif.md#4-adaptive-prefilldecode-roles
         self._check_fits()
         self.scheduler = self._make_scheduler()
 
@@ -202,7 +202,7 @@ class Simulation:
 
     def _choose_read_side(self, req: Request, pe: PrefillEngine, de: DecodeEngine) -> None:
         """The whole hit on the side the scheduler picks, or (policy.read_split: balanced, with dual
-        paths) a share on each side from both read queues (docs/whatif.md#2-split-reads)."""
+        paths) a share on each side from both read queues (docs/whatif.md, section 2: split reads)."""
         hit = req.turn.cached_tokens
         if hit and self.switches["dual_path"] and self.scenario.policy.read_split is ReadSplit.BALANCED:
             req.hit_tokens_de = balanced_de_share(pe.node.read_queue_tokens, de.node.read_queue_tokens, hit,

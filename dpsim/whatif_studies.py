@@ -98,13 +98,24 @@ def summarise(table: pd.DataFrame, study: str) -> pd.DataFrame:
 
 
 def _title(points: list[Point], what: str) -> str:
+    """`what`, then model, layouts, hardware profile and workload profile of the study's points."""
     from dpsim.guidance import hardware_profile
 
-    scenario = scenario_for(points[0])
-    profile = hardware_profile(scenario).split(" (")[0].split(":")[0]
-    layouts = sorted({f"{scenario_for(p).cluster.prefill_nodes}P{scenario_for(p).cluster.decode_nodes}D"
-                      for p in points[:: max(len(points) // 12, 1)]})
-    return f"{what}\n{scenario.model.name}, {', '.join(layouts)}, {profile}"
+    scenarios = [scenario_for(p) for p in points]
+    first = scenarios[0]
+    hardware = hardware_profile(first)
+    hardware = ("paper testbed profile" if "testbed" in hardware else
+                "H800 preset" if hardware.startswith("no calibration") else hardware.split(" (")[0][:40])
+    layouts = list(dict.fromkeys(f"{s.cluster.prefill_nodes}P{s.cluster.decode_nodes}D" for s in scenarios))
+    w = first.workload
+    load = f"online {w.aps:g} APS" if w.mode == "online" else f"offline {w.agents} agents"
+    phases = ""
+    if w.phase_profile is not None:
+        p = w.phase_profile
+        phases = (f"\nphases (first/second half of each trajectory): appends x{p.first_append_scale:g}/"
+                  f"x{p.second_append_scale:g}, generations x{p.first_gen_scale:g}/x{p.second_gen_scale:g}")
+    return (f"{what}\n{first.model.name}, {', '.join(layouts)}, {hardware}; "
+            f"{int(w.mal) // 1024}K set, {load}{phases}")
 
 
 def draw(summary: pd.DataFrame, study: str, title: str, path: Path) -> Path:
@@ -136,8 +147,8 @@ def draw(summary: pd.DataFrame, study: str, title: str, path: Path) -> Path:
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         ax.set_xlabel({"jct_s": "JCT (s)", "window_ttft_s_p99": "TTFT p99 (s)"}[metric])
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

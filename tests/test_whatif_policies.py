@@ -218,7 +218,8 @@ def test_prefill_pressure_turns_decode_nodes_into_prefill_nodes():
     sets = [s.replace("prefill_nodes=2", "prefill_nodes=1").replace("decode_nodes=2", "decode_nodes=3")
             for s in ADAPTIVE]
     sim, result = _simulate(sets + ["workload.phase_profile.first_append_scale=8",
-                                    "policy.adaptive_pd.backlog_high=0.05s", "policy.adaptive_pd.backlog_low=0.01s", "policy.adaptive_pd.check_every=1s",
+                                    "policy.adaptive_pd.backlog_high=0.05s", "policy.adaptive_pd.backlog_low=0.01s",
+                                    "policy.adaptive_pd.check_every=1s",
                                     "policy.adaptive_pd.switch_cost=0s"])
     assert result.invariant_failures == [] and result.summary["turns"] == result.summary["turns_started"]
     assert any(role == "P" and event == "ready" for _, _, event, role in sim.roles.log)

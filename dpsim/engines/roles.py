@@ -1,4 +1,6 @@
-"""Adaptive prefill/decode roles: nodes that switch role as the load shifts (docs/whatif.md#4-adaptive-pd).
+"""Adaptive prefill/decode roles: nodes that switch role as the load shifts.
+
+See docs/whatif.md#4-adaptive-prefilldecode-roles.
 
 The paper fixes each node's role for a run (paper §2) and notes that an RL rollout's prefill
 pressure is much higher in its first half (paper §8.1). With `policy.adaptive_pd.mode: backlog`

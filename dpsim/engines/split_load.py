@@ -1,4 +1,6 @@
-"""Loading a split read's KV into the prefill GPU (docs/whatif.md#2-split-reads).
+"""Loading a split read's KV into the prefill GPU.
+
+Split reads: docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once.
 
 A split read leaves part of the hit KV in the PE node's DRAM buffer and part in the DE node's. Each
 part moves into the PE's HBM over its own path at once, as a whole-request read of that side would

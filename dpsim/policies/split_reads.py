@@ -1,4 +1,6 @@
-"""Split reads: one request's hit KV read from its PE node and its DE node at once (docs/whatif.md#2).
+"""Split reads: one request's hit KV read from its PE node and its DE node at once.
+
+See docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once.
 
 The paper's scheduler reads a request's whole hit KV on one side, the PE node or the DE node,
 whichever has the shorter storage read queue (paper §5); reading one request from both sides at once,

@@ -1,5 +1,5 @@
 """Phase profiles: appends and generations scaled by where a turn sits in its trajectory
-(docs/whatif.md#4-adaptive-pd).
+(docs/whatif.md#4-adaptive-prefilldecode-roles).
 
 An RL rollout's prefill pressure is much higher in its first half than in its second (paper §8.1).
 `workload.phase_profile` gives the trajectories that shape: the turns before `split` (a fraction of
