@@ -1,4 +1,4 @@
-"""Builds the compiled network (`dpsim.net`, `dpsim.fluid`; see dpsim/compiled.py) at install time
+"""Builds the compiled network (`dpsim.kernel.resources.net`, `dpsim.kernel.resources.fluid`; see dpsim/tools/compiled.py) at install time
 when Cython and a C compiler are there; otherwise, or if the build fails, the install is pure Python
 (the same results, slower). Everything else is in pyproject.toml."""
 
@@ -9,7 +9,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dpsim import compiled  # noqa: E402  (dpsim/__init__.py, compiled.py and build_state.py import nothing else)
+from dpsim.tools import compiled  # noqa: E402  (dpsim/__init__.py, compiled.py and build_state.py import nothing else)
 
 
 class OptionalBuildExt(build_ext):

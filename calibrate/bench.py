@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file-size", default="1GiB")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    from dpsim.units import parse_bytes
+    from dpsim.scenario.units import parse_bytes
 
     out = []
     try:
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for rep in out:
         print(rep["what"])
         for i, (r, o) in enumerate(zip(rep["reference_Bps"], rep["ours_Bps"])):
-            print(f"  round {i}: reference {r * 8 / 1e9:8.2f} Gbit/s ({r / 1e6:9.1f} MB/s)   ours {o * 8 / 1e9:8.2f} Gbit/s ({o / 1e6:9.1f} MB/s)")
+            print(f"  round {i}: reference {r * 8 / 1e9:8.2f} Gbit/s ({r / 1e6:9.1f} MB/s)   "
+                  f"ours {o * 8 / 1e9:8.2f} Gbit/s ({o / 1e6:9.1f} MB/s)")
         print(f"  median: reference {rep['reference_median_Bps'] / 1e6:.1f} MB/s, ours {rep['ours_median_Bps'] / 1e6:.1f} MB/s,"
               f" ratio {rep['ratio']:.3f}")
     if a.json:

@@ -2,9 +2,9 @@
 exactly as ``include:`` gives it to a scenario, and compare per experiment (never summed, so errors
 of opposite sign cannot cancel). The gate is the worst experiment.
 
-The hardware is :class:`dpsim.hardware.Cluster` built from a one-prefill-node, one-decode-node
+The hardware is :class:`dpsim.kernel.resources.hardware.Cluster` built from a one-prefill-node, one-decode-node
 scenario: each node's storage read link runs at dpsim's storage service rate
-(:func:`dpsim.hardware.storage_client_rate`: line rate x read_efficiency, io_overhead and
+(:func:`dpsim.kernel.resources.hardware.storage_client_rate`: line rate x read_efficiency, io_overhead and
 queue_depth), storage reads go over ``storage_read_path`` (storage NIC and host DRAM), a DE-path
 block goes over ``remote_dram_to_gpu_path`` (decode DRAM, decode compute NIC tx, prefill compute NIC
 rx) and pays ``compute_nic.latency``; ``storage.request_latency`` is paid once per request, as in
@@ -43,9 +43,9 @@ def _dpsim():
     try:
         import simpy
 
-        from dpsim.config import ScenarioError, validate_scenario
-        from dpsim.hardware import Cluster, storage_client_rate
-        from dpsim.net import TrafficClass
+        from dpsim.kernel.resources.hardware import Cluster, storage_client_rate
+        from dpsim.kernel.resources.net import TrafficClass
+        from dpsim.scenario.config import ScenarioError, validate_scenario
     except ImportError as e:
         raise Unavailable(f"dpsim is not importable: {e}") from None
     return simpy, validate_scenario, ScenarioError, Cluster, storage_client_rate, TrafficClass
@@ -252,7 +252,7 @@ def closure(profile_path: str, samples: list[dict]) -> dict:
     hw = scenario.hardware
     return {
         "profile": str(profile_path),
-        "parameters_from": "dpsim scenario (dpsim.config + dpsim.hardware)",
+        "parameters_from": "dpsim scenario (dpsim.scenario.config + dpsim.kernel.resources.hardware)",
         "parameters": {"storage_bw": hw.storage_nic.count * hw.storage_nic.bandwidth * hw.storage.read_efficiency,
                        "io_overhead": hw.storage.io_overhead, "queue_depth": hw.storage.queue_depth,
                        "compute_bw": hw.compute_nic.bandwidth, "compute_latency": hw.compute_nic.latency,

@@ -7,21 +7,20 @@ printed as one line on stderr with a non-zero exit status; no traceback.
 from __future__ import annotations
 
 import functools
-import os
 import json
+import os
 import signal
 import sys
 import time
 
 import click
 
-from dpsim.units import UnitError, parse_bandwidth, parse_bytes, parse_time
+from dpsim.scenario.units import UnitError, parse_bandwidth, parse_bytes, parse_time
 
 from . import __version__
 from .errors import CalibrateError, Unavailable, one_line
 from .measure import SampleLog, format_table, parse_size_list, provenance, read_samples, summarise
 from .testbed import DEFAULT_COMPUTE_RATE, DEFAULT_STORAGE_RATE
-
 
 SWITCH_INTERVAL_S = 0.0005
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE of sysexits.h
@@ -111,7 +110,8 @@ def _sigterm(*_):
 @main.command()
 @click.option("--listen", default="0.0.0.0:18515", show_default=True, help="HOST:PORT (port 0 = any)")
 @click.option("--transport", default="tcp", show_default=True, type=click.Choice(["tcp", "rdma"]))
-@click.option("--buffer", "buffer_size", default="64MiB", callback=_quantity(parse_bytes), show_default=True, help="size of the 'mem' region")
+@click.option("--buffer", "buffer_size", default="64MiB", callback=_quantity(parse_bytes), show_default=True,
+              help="size of the 'mem' region")
 @click.option("--files", type=click.Path(exists=True, file_okay=False), help="serve every file of DIR as a region")
 @click.option("--delay", default="0s", show_default=True, help="delay injected into each READ and WRITE (latency ground truth)")
 @click.option("--duration", default=None, help="exit after this long (default: until killed)")
@@ -325,10 +325,13 @@ def decode_agent(listen, storage_addr, duration):
 @main.command()
 @click.argument("raw", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="profile YAML to write")
-@click.option("--storage-nic", default=None, callback=_quantity(parse_bandwidth), help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
-@click.option("--compute-nic", default=None, callback=_quantity(parse_bandwidth), help="compute NIC line rate (recorded beside the fitted goodput)")
+@click.option("--storage-nic", default=None, callback=_quantity(parse_bandwidth),
+              help="storage NIC line rate, e.g. 400Gbps (read_efficiency = fit / line rate)")
+@click.option("--compute-nic", default=None, callback=_quantity(parse_bandwidth),
+              help="compute NIC line rate (recorded beside the fitted goodput)")
 @click.option("--boot", default=300, show_default=True, type=click.IntRange(10, 100_000), help="bootstrap resamples")
-@click.option("--min-size", default=None, callback=_quantity(parse_bytes), help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
+@click.option("--min-size", default=None, callback=_quantity(parse_bytes),
+              help="leave out messages smaller than this (e.g. below a protocol breakpoint)")
 @click.option("--max-size", default=None, callback=_quantity(parse_bytes), help="leave out messages larger than this")
 @click.option("--json", "as_json", is_flag=True, help="also print the fit report as JSON")
 @_guard

@@ -31,7 +31,7 @@ def _trace(what: str, a, b) -> None:
             fh.write(f"{time.perf_counter():.6f} {what} {a} {b}\n")
 
 
-def job_warm_slot(cfg: "LoaderConfig") -> int:
+def job_warm_slot(cfg: LoaderConfig) -> int:
     return 0  # warm-up writes land in slot 0, which the timed run overwrites
 
 
@@ -56,7 +56,7 @@ class DecodeAgent:
         while True:
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 return
             threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 

@@ -206,9 +206,10 @@ def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
 
 
 def fit_profile(raws: list[Path], path: Path, a: argparse.Namespace, note: str, testbed: dict | None = None) -> None:
+    from dpsim.scenario.units import parse_bandwidth
+
     from .measure import read_samples
     from .profile import build_profile, fit_samples, write_profile
-    from dpsim.units import parse_bandwidth
 
     samples = read_samples(raws)
     prof = build_profile(fit_samples(samples, n_boot=a.boot), samples, [str(r) for r in raws],
@@ -240,8 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     priority runs, fit, closure), then every figure's median and worst over the sessions with its
     goal. Exit 1 when a gated figure misses its goal, 2 when the run cannot be made."""
     from .errors import Unavailable, one_line
-    from .sessions import (distribution, failed, format_distribution, format_spread, heldout_figures, link_spread,
-                           session_figures)
+    from .sessions import (
+        distribution,
+        failed,
+        format_distribution,
+        format_spread,
+        heldout_figures,
+        link_spread,
+        session_figures,
+    )
 
     ap = argparse.ArgumentParser(prog="python -m calibrate.experiments", description=main.__doc__)
     ap.add_argument("out", help="output folder (one session-K/ folder per session)")

@@ -72,8 +72,9 @@ def copy_sweep(torch, device: str, sizes: list[int], reps: int, log: SampleLog, 
     for size in sizes:
         host = torch.empty(size, dtype=torch.uint8, pin_memory=cuda)
         dev = torch.empty(size, dtype=torch.uint8, device=device)
-        for link, fn in (("h2d", lambda: dev.copy_(host, non_blocking=True)),
-                         ("d2h", lambda: host.copy_(dev, non_blocking=True))):
+        # The closures run inside this iteration (timer.time), so they see this size's buffers.
+        for link, fn in (("h2d", lambda: dev.copy_(host, non_blocking=True)),  # noqa: B023
+                         ("d2h", lambda: host.copy_(dev, non_blocking=True))):  # noqa: B023
             timer.time(fn, warmup)
             for rep, el in enumerate(timer.time(fn, reps)):
                 log.write({"kind": "gpu", "link": link, "op": "copy", "size": size, "elapsed_s": el, "count": 1,
@@ -92,7 +93,7 @@ def kernel_timing(torch, device: str, model: str, reps: int, log: SampleLog) -> 
     w = torch.randn(h, h, dtype=dtype, device=device)
     for phase, tokens in (("decode", 64), ("prefill", 4096 if cuda else 512)):
         x = torch.randn(tokens, h, dtype=dtype, device=device)
-        fn = lambda: torch.matmul(x, w)  # noqa: E731
+        fn = lambda: torch.matmul(x, w)  # noqa: E731, B023  (timed within this iteration)
         timer.time(fn, 2)
         for rep, el in enumerate(timer.time(fn, reps)):
             flops = 2.0 * tokens * h * h

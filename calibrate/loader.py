@@ -27,8 +27,9 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from dpsim.units import parse_bytes
+from dpsim.scenario.units import parse_bytes
 
 from .errors import CalibrateError
 from .measure import SampleLog
@@ -55,7 +56,7 @@ class LoaderConfig:
 
     @classmethod
     def build(cls, model=None, block_size="1MiB", layers=8, blocks_per_request=8, requests=32, paths="both",
-              depth=2, files="blocks", seed=1, transport="tcp", block_tokens=64) -> "LoaderConfig":
+              depth=2, files="blocks", seed=1, transport="tcp", block_tokens=64) -> LoaderConfig:
         if model:
             lay = BlockLayout.for_model(model, block_tokens)
             bs, nl = lay.full_block, lay.layers
@@ -164,7 +165,7 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
     if cfg.transport == "rdma":
         from .transports.rdma import RdmaServer
 
-        server = RdmaServer(listen)
+        server: Any = RdmaServer(listen)
     else:
         server = TcpServer(listen)
     server.add_buffer("target", target_mem)
@@ -175,7 +176,7 @@ def _one_run(cfg, tr, regions, storage_pe, decode_addr, listen, advertise, log, 
 
     write({"kind": "experiment", "experiment": exp_id, "what": "loader", "config": asdict(cfg),
            "storage_pe": storage_pe, "decode": decode_addr, "rep": rep})
-    queues = {"pe": queue.Queue(), "de": queue.Queue()}
+    queues: dict[str, queue.Queue] = {"pe": queue.Queue(), "de": queue.Queue()}
     for i, p in enumerate(paths):
         queues[p].put(i)
     records: list[dict] = []

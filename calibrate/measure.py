@@ -29,13 +29,14 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from dpsim.units import parse_bytes
+from dpsim.scenario.units import parse_bytes
 
 from .errors import CalibrateError
 from .samples import check_record
@@ -160,7 +161,7 @@ class SampleLog:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "SampleLog":
+    def __enter__(self) -> SampleLog:
         return self
 
     def __exit__(self, *exc) -> None:

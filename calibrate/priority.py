@@ -14,9 +14,9 @@ def _net():
     try:
         import simpy
 
-        from dpsim.net import Network, TrafficClass
+        from dpsim.kernel.resources.net import Network, TrafficClass
     except ImportError as e:
-        raise Unavailable(f"dpsim.net is not importable: {e}") from None
+        raise Unavailable(f"dpsim.kernel.resources.net is not importable: {e}") from None
     return simpy, Network, TrafficClass
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dpsim.units import UnitError, parse_bandwidth, parse_time
+from dpsim.scenario.units import UnitError, parse_bandwidth, parse_time
 
 from .errors import CalibrateError
 from .fit import fit_alpha_beta, fit_concurrency, per_message_times
 from .samples import FIT_KINDS
-
 
 
 def fmt_bw(bps: float) -> str:
@@ -253,7 +252,7 @@ def write_profile(profile: dict, path: str | Path) -> None:
 
 
 def load_profile(path: str | Path) -> dict:
-    from dpsim.config import read_yaml
+    from dpsim.scenario.config import read_yaml
 
     if not Path(path).is_file():
         raise CalibrateError(f"{path}: profile not found")

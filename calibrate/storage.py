@@ -30,7 +30,7 @@ from .measure import PlanItem, SampleLog, make_plan, run_plan, timed_threads
 
 ALIGN = 4096
 
-# KV bytes per token per layer and layer counts (docs/../shared spec dualpath.md section 7).
+# KV bytes per token per layer and layer counts (docs/architecture.md#paper-models).
 MODELS = {
     "ds660b": {"layers": 61, "kv_bytes_per_token_layer": 656},
     "ds27b": {"layers": 30, "kv_bytes_per_token_layer": 656},
@@ -55,7 +55,7 @@ class BlockLayout:
         return -(-self.full_block // ALIGN) * ALIGN
 
     @classmethod
-    def for_model(cls, model: str, block_tokens: int = 64) -> "BlockLayout":
+    def for_model(cls, model: str, block_tokens: int = 64) -> BlockLayout:
         key = model.lower().replace("-", "").replace("_", "").replace(".", "")
         if key not in MODELS:
             raise CalibrateError(f"unknown model {model!r} (known: {', '.join(MODELS)})")

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpsim.units import parse_bandwidth
+from dpsim.scenario.units import parse_bandwidth
 
 from .errors import CalibrateError, Unavailable
 from .fit import expected_tcp_goodput
@@ -132,13 +132,13 @@ class Testbed:
         # interface names <= 15 chars and unique in the root namespace while being created
         return f"{self.prefix}{link.name[0]}{link.name[-2:]}{side}"[-15:]
 
-    def up(self) -> "Testbed":
+    def up(self) -> Testbed:
         ok, reason = netns_available()
         if not ok:
             raise Unavailable(f"network namespaces unavailable: {reason}")
         self.down(quiet=True)
         try:
-            for role, ns in self.namespaces.items():
+            for ns in self.namespaces.values():
                 _run(["ip", "netns", "add", ns])
                 _run(["ip", "-n", ns, "link", "set", "lo", "up"])
             for link in self.links.values():
@@ -182,7 +182,7 @@ class Testbed:
                 raise CalibrateError(f"ip netns del {ns}: {p.stderr.strip()}")
         self._up = False
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Testbed:
         return self.up()
 
     def __exit__(self, *exc) -> None:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsim import guard
-from dpsim.config import Scenario, ScenarioError, load_scenario
-from dpsim.cost import run_cost
-from dpsim.results import Result
-from dpsim.simulator import Simulation, SimulationError
+from dpsim.kernel import guard
+from dpsim.kernel import progress as bar
+from dpsim.kernel.simulation import Simulation, SimulationError
+from dpsim.metrics.results import Result, run_simulation
+from dpsim.scenario.config import Scenario, ScenarioError
+from dpsim.scenario.cost import run_cost
+from dpsim.scenario.loading import load_scenario
+from dpsim.workload.phases import apply_phase_profile
+from dpsim.workload.readers import TraceError, apply_workload_options, detect_format, read_trace
 from dpsim.workload.synthetic import generate_trajectories
 from dpsim.workload.trajectory import Trajectory, Turn
 
@@ -28,8 +32,6 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     w = scenario.workload
     seed = scenario.run.seed
     if w.trace:
-        from dpsim.workload.readers import apply_workload_options, read_trace  # optional module
-
         trajectories = apply_workload_options(
             read_trace(_resolve_trace(scenario)), agents=w.agents, aps=None, time_scale=w.time_scale, seed=seed,
             max_context=int(w.max_context) if w.max_context else None)
@@ -40,8 +42,6 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]
     if w.phase_profile is not None:  # docs/whatif.md#4-adaptive-prefilldecode-roles
-        from dpsim.workload.phases import apply_phase_profile
-
         p = w.phase_profile
         apply_phase_profile(trajectories, p.split, p.first_append_scale, p.first_gen_scale, p.second_append_scale,
                             p.second_gen_scale, max_context_tokens=int(w.mal))
@@ -67,7 +67,6 @@ def check_trace_file(scenario: Scenario) -> str | None:
     the scenario, the field and the file if it is missing, not a file, or in no known format."""
     if not scenario.workload.trace:
         return None
-    from dpsim.workload.readers import TraceError, detect_format
 
     path = _resolve_trace(scenario)
     try:
@@ -96,17 +95,15 @@ def run(scenario: Scenario, trajectories: list[Trajectory] | None = None, progre
         stop_rule=None, check_every_s: float = 10.0, label: str = "") -> Result:
     """Simulate one scenario. `stop_rule(sim) -> str | None`, asked every `check_every_s` simulated
     seconds, may end the run early (its reason lands in summary["stop_reason"]). `progress`: a bar
-    on stderr (turns, simulated time, ETA; see dpsim.progress), None: run.progress, else only on a
+    on stderr (turns, simulated time, ETA; see dpsim.kernel.progress), None: run.progress, else only on a
     terminal; `label` names the run on the bar (default: its policy.system)."""
-    from dpsim import progress as bar
-
     trajectories = build_workload(scenario) if trajectories is None else trajectories
     sim = Simulation(scenario, trajectories, progress=False)
     if bar.wanted(progress, scenario):
         bar.attach(sim, label or scenario.policy.system)
     arrivals_s = arrival_times(scenario, trajectories)
     guard.install(sim, arrivals_s)
-    result = sim.run(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
+    result = run_simulation(sim, arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
     cost = run_cost(scenario, result.turns, result.summary["agents"])
     if cost is not None:  # only with a cost: section, so summaries without one are unchanged
         result.summary["cost"] = cost

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from dpsim import api
-from dpsim.sweep import Point, SweepError, flatten, load_sweep, run_points, scenario_for
+from dpsim.metrics.guidance import hardware_profile
+from dpsim.planning.sweep import Point, SweepError, flatten, load_sweep, run_points, scenario_for
+from dpsim.reproduce.tasks import storage_utilisation
 
 STUDIES = ("split-reads", "adaptive-pd", "tail-aware")
 
@@ -36,8 +38,6 @@ def _labels(point: Point) -> dict:
 
 def measure(point: Point) -> dict:
     """One run of a study point (module level: sweep workers pickle it)."""
-    from dpsim.reproduce.tasks import storage_utilisation
-
     labels = _labels(point)
     scenario = scenario_for(point)
     result = api.run(scenario, progress=False)
@@ -99,8 +99,6 @@ def summarise(table: pd.DataFrame, study: str) -> pd.DataFrame:
 
 def _title(points: list[Point], what: str) -> str:
     """`what`, then model, layouts, hardware profile and workload profile of the study's points."""
-    from dpsim.guidance import hardware_profile
-
     scenarios = [scenario_for(p) for p in points]
     first = scenarios[0]
     hardware = hardware_profile(first)

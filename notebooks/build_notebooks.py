@@ -21,7 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from IPython.display import Image, display
-from dpsim import api, capacity, plan, sweep
+from dpsim import api
+from dpsim.planning import capacity, plan, sweep
 
 FIGURES = Path(os.environ.get("DPSIM_FIGURES", "figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ print("DualPath on one NIC per node", "matches" if abs(dual / second - 1) < 0.05
         "larger share. Here the GPU's peak FLOPs are scaled 1x, 2x, 4x with NICs fixed, and Basic and "
         "DualPath JCT compared (DS 27B 1P1D, 64K agents, offline, small).",
         SETUP,
-        """from dpsim.models import get_model
+        """from dpsim.scenario.models import get_model
 model = get_model("ds27b")
 sc = api.load_scenario(QUICK)
 ratio = model.cache_compute_ratio_gb_per_pflop(32721, 429)  # GB of KV per PFLOP, 64K set averages
@@ -151,13 +152,13 @@ show(fig, "future_hardware.png");""",
         "`dpsim-calibrate` measured storage reads on a machine and fitted a profile "
         "(`scenarios/profiles/local-odirect-ds27b.yaml`: per-read overhead, bandwidth, queue depth). "
         "A scenario `include:`s it. Here the profile's storage model (what the simulator uses: "
-        "`dpsim.hardware.storage_client_rate`) is compared with the raw measurements it was fitted "
+        "`dpsim.kernel.resources.hardware.storage_client_rate`) is compared with the raw measurements it was fitted "
         "from, then a small scenario runs on the profiled storage.",
         SETUP,
         """import json
 import pandas as pd
 import yaml
-from dpsim.hardware import storage_client_rate
+from dpsim.kernel.resources.hardware import storage_client_rate
 
 PROFILE = Path("../scenarios/profiles/local-odirect-ds27b.yaml").resolve()
 profile = yaml.safe_load(PROFILE.read_text())
@@ -189,7 +190,7 @@ show(fig, "calibration_storage.png");""",
         """result = api.run(sc, progress=False)
 print(f"on the profiled storage: JCT {result.summary['jct_s']:.1f} s, "
       f"TTFT p50 {result.summary['ttft_s']['p50']:.3f} s, invariants ok: {result.summary['invariants_ok']}")
-from dpsim.plots import nic_utilisation
+from dpsim.viz.plots import nic_utilisation
 path = nic_utilisation(result.links, "snic.rx", "storage NIC reads (profiled)", FIGURES / "calibration_snic.png")
 display(Image(filename=str(path)))""",
     ],

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from dpsim.config import Scenario
+from dpsim.scenario.config import Scenario
 
 COUNTS: Counter = Counter()  # family -> CLI calls checked (printed by every family test)
 RUNNER = CliRunner()

@@ -39,7 +39,7 @@ def _reads_overlapping_compute(turns) -> int:
 
 def test_whole_prompt_prefill_reads_at_the_pass_by_default_and_layerwise_always_ahead():
     def at_pass(*sets):
-        return api.load_scenario(QUICK, list(sets)).effective_policy()["kv_read_at_pass"]
+        return api.load_scenario(QUICK, list(sets)).effective_policy().kv_read_at_pass
 
     assert at_pass("policy.system=basic")
     assert not at_pass("policy.system=basic", "policy.whole_prompt_kv_read=ahead")

@@ -1,8 +1,10 @@
-"""dpsim.bench: the --paper slices, the figures file and the wall estimate `reproduce --list` prints."""
+"""dpsim.tools.bench: the --paper slices, the figures file and the wall estimate `reproduce --list` prints."""
 
 import pytest
 
-from dpsim import api, bench, net
+from dpsim import api
+from dpsim.kernel.resources import net
+from dpsim.tools import bench
 
 COMPILED = str(bool(net.COMPILED))
 

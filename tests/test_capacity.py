@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from dpsim import api, capacity, plan
+from dpsim import api
+from dpsim.planning import capacity, plan
 
 QUICK = "scenarios/quickstart.yaml"
 # Storage-bound miniature (1P1D DS 27B, 8-turn agents, 25 Gbps storage NICs).
@@ -86,7 +87,7 @@ def test_plan_cli_recommends_a_layout(tmp_path):
                            *[a for s in SMALL for a in ("--set", s)]], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # 25 Gbps storage NICs are s = 1/16 of a compute NIC: 1/127 <= P/D <= 63.5.
-    assert "analytic bottleneck-free P/D range (spec section 3): 0.00787 .. 63.5" in proc.stdout
+    assert "analytic bottleneck-free P/D range (docs/architecture.md#paper-data-paths): 0.00787 .. 63.5" in proc.stdout
     assert "recommended: " in proc.stdout
     import json
     result = json.loads((tmp_path / "plan.json").read_text())

@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from dpsim.cli import main
+from dpsim.cli.app import main
 
 
 def test_run_writes_outputs(tmp_path):

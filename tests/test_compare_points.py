@@ -3,7 +3,7 @@
 import pandas as pd
 from click.testing import CliRunner
 
-from dpsim.cli import main
+from dpsim.cli.app import main
 
 
 def test_compare_points_finds_each_kind_of_change(tmp_path):

@@ -1,4 +1,4 @@
-"""The optional compiled network (dpsim.compiled) must give bit-identical runs to pure Python."""
+"""The optional compiled network (dpsim.tools.compiled) must give bit-identical runs to pure Python."""
 
 import json
 import os
@@ -9,17 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from dpsim.compiled import compiled_files, missing_build_tools, stale_sources
+from dpsim.tools.compiled import compiled_files, missing_build_tools, stale_sources
 
 REPO = Path(__file__).resolve().parents[1]
+RESOURCES = Path("dpsim", "kernel", "resources")  # where the compiled modules live
 
 # A DS 660B run with every flow kind: storage reads on both sides, PE<->DE RDMA, loopback copies,
 # write-back, and capped HIGH-class all-to-all sharing compute NICs with the LOW class.
 PROBE = f"""
 import hashlib, json, sys
-from dpsim import api, config, net
+from dpsim import api
+from dpsim.scenario import loading
+from dpsim.kernel.resources import net
 sets = ["workload.agents=48", "workload.max_turns=10", "workload.mal=48K"]
-sc = config.load_scenario({str(REPO / "scenarios/paper/ds660b-2p4d.yaml")!r}, sets,
+sc = loading.load_scenario({str(REPO / "scenarios/paper/ds660b-2p4d.yaml")!r}, sets,
                           [{str(REPO / "scenarios/paper/testbed.yaml")!r}])
 r = api.run(sc, api.build_workload(sc), progress=False)
 digest = hashlib.sha1(r.turns.to_csv().encode() + r.links.to_csv().encode()).hexdigest()
@@ -52,10 +55,10 @@ def test_compiled_network_gives_bit_identical_runs(tmp_path):
         fast = REPO  # the install built it (setup.py): compare that one, no second build
     else:
         fast = _package_copy(tmp_path / "fast")
-        built = subprocess.run([sys.executable, "-m", "dpsim.compiled", "build"], cwd=fast, capture_output=True,
+        built = subprocess.run([sys.executable, "-m", "dpsim.tools.compiled", "build"], cwd=fast, capture_output=True,  # the entry point
                                text=True, timeout=600)
         assert built.returncode == 0, built.stdout + built.stderr
-    assert list((fast / "dpsim").glob("net.*.so")) or list((fast / "dpsim").glob("net.*.pyd"))
+    assert list((fast / RESOURCES).glob("net.*.so")) or list((fast / RESOURCES).glob("net.*.pyd"))
 
     want, got = _probe(pure), _probe(fast)
     assert want["compiled"] is False and want["recorded"] is False
@@ -65,11 +68,11 @@ def test_compiled_network_gives_bit_identical_runs(tmp_path):
 
 
 def test_status_line_and_unknown_command(capsys):
-    from dpsim import compiled
+    from dpsim.tools import compiled
 
     compiled.main(["status"])
     out = capsys.readouterr().out
-    assert out.startswith("dpsim.net imported from ")
+    assert out.startswith("dpsim.kernel.resources.net imported from ")
     with pytest.raises(SystemExit, match="unknown command 'bogus'"):
         compiled.main(["bogus"])
 
@@ -107,7 +110,7 @@ def test_install_without_a_c_compiler_is_pure_python(tmp_path):
     done = _build_ext(root, env)
     assert done.returncode == 0, done.stderr
     assert "not building the compiled network: no C compiler" in done.stderr
-    assert not list((root / "dpsim").glob("*.so"))
+    assert not list((root / "dpsim").rglob("*.so"))
 
 
 def test_install_with_a_failing_compiler_falls_back_to_pure_python(tmp_path):
@@ -118,7 +121,7 @@ def test_install_with_a_failing_compiler_falls_back_to_pure_python(tmp_path):
     done = _build_ext(root, {**os.environ, "CC": "false"})  # the compiler exits with an error
     assert done.returncode == 0, done.stderr
     assert "the compiled network was not built" in done.stderr
-    assert not list((root / "dpsim").glob("*.so"))  # none, not half: fluid's compiled code needs net's
+    assert not list((root / "dpsim").rglob("*.so"))  # none, not half: fluid's compiled code needs net's
 
 
 def test_compiled_modules_older_than_their_source_are_found(tmp_path):
@@ -130,3 +133,12 @@ def test_compiled_modules_older_than_their_source_are_found(tmp_path):
     assert stale_sources(tmp_path) == ["net.py"]
     (tmp_path / "net.cpython-311-x86_64-linux-gnu.so").unlink()
     assert stale_sources(tmp_path) == []  # nothing compiled: the .py is what runs
+
+
+def test_staleness_is_judged_only_in_a_source_checkout(tmp_path):
+    """An installed wheel's files carry the time pip extracted them (the .so before its .py), so the
+    mtime check applies only where sources are edited: a checkout with pyproject.toml beside dpsim/."""
+    from dpsim.kernel.resources.build_state import in_checkout
+
+    assert in_checkout(REPO)
+    assert not in_checkout(tmp_path)  # e.g. site-packages

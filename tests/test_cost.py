@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dpsim import api, cost, plan
-from dpsim.cli import main
+from dpsim import api
+from dpsim.cli.app import main
+from dpsim.planning import plan
+from dpsim.scenario import cost
 
 QUICK = "scenarios/quickstart.yaml"
 TINY = ["workload.agents=6", "workload.max_turns=3"]

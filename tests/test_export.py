@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from dpsim.cli import main
+from dpsim.cli.app import main
 
 QUICK = "scenarios/quickstart.yaml"
 

@@ -16,16 +16,35 @@ import json
 from pathlib import Path
 
 import pytest
+from fuzz_inputs import (
+    ANY_TEXT,
+    COUNTS,
+    FIELDS,
+    PLAUSIBLE_TEXT,
+    RUNNER,
+    SCALAR,
+    SET_KEY,
+    TINY,
+    VALUE_TEXT,
+    YAML_VALUE,
+    Files,
+    check,
+    dump_yaml,
+    finite_numbers,
+    jsonl,
+    mutated,
+    plausible_for,
+    run_family,
+    set_arg,
+)
 from hypothesis import strategies as st
 
 from calibrate.cli import main as calibrate_main
 from dpsim.api import load_scenario
-from dpsim.cli import main
-from dpsim.sweep import SweepError, load_sweep
+from dpsim.cli.app import main
+from dpsim.planning.sweep import SweepError, load_sweep
 from dpsim.workload.format import write_parquet
 from dpsim.workload.trajectory import Trajectory, Turn
-from fuzz_inputs import (ANY_TEXT, COUNTS, FIELDS, PLAUSIBLE_TEXT, RUNNER, SCALAR, SET_KEY, TINY, VALUE_TEXT,
-                         YAML_VALUE, plausible_for, Files, check, dump_yaml, finite_numbers, jsonl, mutated, run_family, set_arg)
 
 REPO = Path(__file__).resolve().parent.parent
 LOADER_RAW = REPO / "scenarios/profiles/testbed-netns/loader.jsonl"

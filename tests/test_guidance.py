@@ -12,8 +12,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import dpsim
-from dpsim import api, capacity
-from dpsim.cli import main
+from dpsim import api
+from dpsim.cli.app import main
+from dpsim.planning import capacity
 
 QUICK = "scenarios/quickstart.yaml"
 TINY = ["--set", "workload.agents=4", "--set", "workload.max_turns=2", "--no-plots"]
@@ -54,7 +55,7 @@ def test_online_compare_headlines_slo_attainment_not_jct():
 
 
 def test_importing_plots_keeps_the_callers_matplotlib_backend():
-    code = "import matplotlib; matplotlib.use('pdf'); import dpsim.plots; print(matplotlib.get_backend())"
+    code = "import matplotlib; matplotlib.use('pdf'); import dpsim.viz.plots; print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "pdf"
 

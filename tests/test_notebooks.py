@@ -1,5 +1,6 @@
 """Every notebook in notebooks/ executes fresh and produces its figures (PNG files and outputs)."""
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -18,6 +19,9 @@ def test_there_are_four_notebooks():
 def test_notebook_executes_and_draws(path, tmp_path, monkeypatch):
     monkeypatch.setenv("DPSIM_FIGURES", str(tmp_path))  # the kernel inherits it
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The kernel imports this checkout's dpsim (not whatever an installed copy points at).
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                  os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})

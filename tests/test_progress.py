@@ -1,12 +1,14 @@
 """The progress bar: turns, simulated time and an ETA on stderr, and no effect on results."""
 
-from click.testing import CliRunner
-
 import re
 
-from dpsim import api, progress
-from dpsim.simulator import Simulation
-from dpsim.cli import main
+from click.testing import CliRunner
+
+from dpsim import api
+from dpsim.cli.app import main
+from dpsim.kernel import progress
+from dpsim.kernel.simulation import Simulation
+from dpsim.metrics.results import run_simulation
 
 QUICK = "scenarios/quickstart.yaml"
 
@@ -35,6 +37,6 @@ def test_bar_reports_the_simulated_clock(capsys):
     trajectories = api.build_workload(sc)
     sim = Simulation(sc, trajectories, progress=False)
     progress.attach(sim, "clock", refresh_s=0.0)  # redraw on every turn
-    result = sim.run(api.arrival_times(sc, trajectories))
+    result = run_simulation(sim, api.arrival_times(sc, trajectories))
     clocks = [float(x.replace(",", "")) for x in re.findall(r"sim ([\d,.]+) s", capsys.readouterr().err)]
     assert clocks and clocks == sorted(clocks) and 0 < clocks[-1] <= result.summary["jct_s"] + 0.05  # one decimal shown

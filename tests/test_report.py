@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dpsim.cli import main
+from dpsim.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "scenarios" / "quickstart.yaml")
@@ -111,6 +111,6 @@ def test_report_renders_in_headless_chromium(folders, tmp_path):
 
 
 def test_engine_occupancy_is_the_union_of_prompt_intervals_per_bin():
-    from dpsim.report_plots import _covered
+    from dpsim.viz.report_plots import _covered
     starts, ends = np.array([0.25, 0.0, 3.0]), np.array([1.5, 0.5, 3.5])
     assert _covered(starts, ends, np.array([0.0, 1.0, 2.0, 3.0, 4.0])) == pytest.approx([1.0, 0.5, 0.0, 0.5])

@@ -9,14 +9,28 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dpsim.cli import main
-from dpsim.models import ALL_MODELS
-from dpsim.plan import pd_range
+from dpsim.cli.app import main
+from dpsim.planning.plan import pd_range
 from dpsim.reproduce import build_points, load_experiments
 from dpsim.reproduce.experiments import POINT_COLUMNS, load_point_scenario
 from dpsim.reproduce.report import load_published, validation_rows
+from dpsim.scenario.models import ALL_MODELS
 
 EXPERIMENTS = "scenarios/paper/experiments"
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def regenerate_golden(out: Path) -> None:
+    """Write the golden files from a quick-set run folder: only after a change that is meant to change
+    results, and say so in the commit (`python -c "from tests.test_reproduce import regenerate_golden;
+    regenerate_golden(Path('runs/quick'))"` after `dpsim reproduce --quick --out runs/quick`)."""
+    shutil.copyfile(out / "points.csv", GOLDEN / "quick_points.csv")
+    (GOLDEN / "quick_validation_rows.md").write_text(_table_rows(out / "validation.md"))
+
+
+def _table_rows(validation_md: Path) -> str:
+    """The validation table's rows (the headline numbers), without the prose around them."""
+    return "".join(line for line in validation_md.read_text().splitlines(keepends=True) if line.startswith("|"))
 
 
 def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
@@ -39,6 +53,11 @@ def test_quick_set_end_to_end_deterministic_and_reported(tmp_path):
     assert steady.stop_reason.str.match(r"horizon|steady|slo_break").all()
     assert steady.window_end_s.le(60).all()  # quick horizon
     assert "| claim | published | dpsim | error |" in (out / "validation.md").read_text()
+    # Results do not change unless a change means them to: byte-identical to the committed golden files.
+    assert (out / "points.csv").read_bytes() == (GOLDEN / "quick_points.csv").read_bytes(), \
+        "the quick set's points.csv differs from tests/golden/quick_points.csv"
+    assert _table_rows(out / "validation.md") == (GOLDEN / "quick_validation_rows.md").read_text(), \
+        "the validation table's rows differ from tests/golden/quick_validation_rows.md"
 
     # The same seed gives the same rows (here a subset, in one process instead of two).
     subset = "offline-ds27b,load-balance,cache-compute"
@@ -103,7 +122,7 @@ def test_profile_applies_to_every_point_below_the_overrides(tmp_path):
     point = build_points(exp, quick=True, profile=str(profile))[0]
     sc = load_point_scenario(point)
     assert sc.hardware.storage.read_efficiency == 0.5  # profile beats the preset
-    assert sc.hardware.host.dram_buffer == 10e9  # and the scenario (dpsim.config's profile precedence)
+    assert sc.hardware.host.dram_buffer == 10e9  # and the scenario (dpsim.scenario.config's profile precedence)
     assert sc.workload.max_turns == 10  # the experiment's overrides beat the profile
 
 
@@ -290,7 +309,7 @@ def test_list_estimates_each_points_size():
 
 
 def test_merge_keeps_the_last_row_of_a_point_and_full_size_over_quick():
-    from dpsim.reproduce.cli import merge_points
+    from dpsim.cli.reproduce import merge_points
 
     quick = pd.DataFrame({"experiment": ["x", "x", "y"], "key": ["1", "2", "3"], "quick": [True] * 3, "jct_s": [1, 2, 3]})
     full = pd.DataFrame({"experiment": ["x", "y"], "key": ["9", "3"], "quick": [False, True], "jct_s": [9, 4]})
@@ -341,11 +360,13 @@ def test_cache_key_covers_the_model_source_and_the_measuring_tasks_but_not_the_c
     from dpsim.reproduce.cache import hashed_sources
 
     names = {path.relative_to(Path("dpsim").resolve()).as_posix() for path in hashed_sources()}
-    for model in ("net.py", "simulator.py", "engines/prefill.py", "policies/scheduler.py", "gpu.py",
-                  "workload/synthetic.py", "capacity.py", "config.py", "reproduce/tasks.py"):
+    for model in ("kernel/resources/net.py", "kernel/simulation.py", "kernel/engines/prefill.py",
+                  "kernel/policies/scheduler.py", "kernel/resources/gpu.py", "workload/synthetic.py",
+                  "planning/capacity.py", "scenario/config.py", "reproduce/tasks.py"):
         assert model in names, model
-    for presentation in ("cli.py", "plots.py", "bench.py", "reproduce/cli.py", "reproduce/report.py",
-                         "reproduce/figures.py", "reproduce/compare.py"):
+    for presentation in ("cli/app.py", "cli/reproduce.py", "viz/plots.py", "tools/bench.py", "bench.py",
+                         "reproduce/report.py", "reproduce/figures.py", "reproduce/compare.py"):
+        assert Path("dpsim", presentation).exists(), presentation  # a real module, so its absence below means something
         assert presentation not in names, presentation
 
 

@@ -5,8 +5,9 @@ import json
 import pandas as pd
 from click.testing import CliRunner
 
-from dpsim import api, capacity
-from dpsim.cli import main
+from dpsim import api
+from dpsim.cli.app import main
+from dpsim.planning import capacity
 
 QUICK = "scenarios/quickstart.yaml"
 COMPARE = ["compare", QUICK, "--set", "workload.agents=4", "--set", "workload.max_turns=3", "--no-progress"]

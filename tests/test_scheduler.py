@@ -1,8 +1,10 @@
-"""Each rule of the DualPath scheduler (spec section 5), on plain engine views."""
+"""Each rule of the DualPath scheduler (docs/architecture.md#paper-scheduler), on plain engine views."""
 
 from dataclasses import dataclass, field
 
-from dpsim.policies.scheduler import DualPathScheduler, RoundRobinScheduler
+import pytest
+
+from dpsim.kernel.policies.scheduler import DualPathScheduler, RoundRobinScheduler
 
 
 @dataclass
@@ -86,3 +88,26 @@ def test_prefill_available_agrees_with_pick_prefill():
         engines = [E(i, tok=t) for i, t in enumerate(toks)]
         assert s.prefill_available(engines) == (bool(engines) and s.pick_prefill(engines) is not None)
     assert RoundRobinScheduler().prefill_available([E(0, tok=10**9)])
+
+
+def test_every_scheduler_name_a_scenario_accepts_has_a_factory():
+    """The config's allowed values (SchedulerName) and the kernel's registry (SCHEDULERS) agree, and
+    each factory builds a scheduler that answers the four questions."""
+    from dpsim.kernel.policies.scheduler import SCHEDULERS, SchedulerInputs
+    from dpsim.scenario.config import SchedulerName
+
+    assert set(SCHEDULERS) == set(SchedulerName)
+    for name, factory in SCHEDULERS.items():
+        scheduler = factory(SchedulerInputs(alpha_tokens=100.0, beta_tokens=1000.0, z_slack=1.05, dual_path=True))
+        for method in ("prefill_available", "pick_prefill", "pick_decode", "pick_read_side"):
+            assert callable(getattr(scheduler, method)), (name, method)
+
+
+def test_model_names_a_scenario_accepts_are_the_registry():
+    from dpsim.scenario.config import ModelConfig
+    from dpsim.scenario.models import MODELS
+
+    for name in MODELS:
+        assert ModelConfig(name=name).name == name
+    with pytest.raises(ValueError, match="ds27b"):  # the error lists the registry's names
+        ModelConfig(name="gpt-2")

@@ -2,15 +2,14 @@
 
 import json
 import math
-
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dpsim import seeds
-from dpsim.cli import main
+from dpsim.cli.app import main
+from dpsim.planning import seeds
 
 QUICK = "scenarios/quickstart.yaml"
 TINY = ["--set", "workload.agents=6", "--set", "workload.max_turns=3"]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dpsim import api
-from dpsim.models import DS660B, QWEN32B
+from dpsim.scenario.models import DS660B, QWEN32B
 
 QUICK = "scenarios/quickstart.yaml"
 # A storage-bound miniature: one prefill and one decode node, 16 agents of the 64K set, 12 turns.

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dpsim import sweep
-from dpsim.sweep import Point, SweepError, expand, load_sweep, run_points
+from dpsim.planning import sweep
+from dpsim.planning.sweep import Point, SweepError, expand, load_sweep, run_points
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "scenarios" / "quickstart.yaml")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dpsim.testbed_fit import secant_fit
+from dpsim.reproduce.testbed_fit import secant_fit
 
 
 def test_secant_finds_the_parameter_of_a_decreasing_jct():
@@ -24,7 +24,7 @@ def test_unreachable_target_stops_at_the_bound_with_the_closest_trial():
 
 
 def test_minimax_fit_balances_the_worst_errors_of_three_points():
-    from dpsim.testbed_fit import minimax_fit
+    from dpsim.reproduce.testbed_fit import minimax_fit
 
     # Three "models" whose JCT falls with the shared efficiency x at different rates, plus fixed parts
     # (compute). No x fits all three; the best x makes the largest over- and under-prediction equal.

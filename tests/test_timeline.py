@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from dpsim.cli import main
+from dpsim.cli.app import main
 
 
 def test_timeline_holds_every_request_phase_and_link_counters(tmp_path):

@@ -2,7 +2,7 @@
 between HIGH and LOW (LOW guaranteed `w` of the link when both have demand), max-min within each
 class, per-flow caps; HIGH flows cross exactly one link.
 
-Checked against the definition, written here independently of dpsim.fluid:
+Checked against the definition, written here independently of dpsim.kernel.resources.fluid:
 - `_violations`: the conditions an allocation must meet (feasible; every flow at its cap or with a
   bottleneck: a full link where no flow of its class is faster and its class has its entitlement);
 - `_reference`: a solver built from the arbiter (HIGH may use all but what LOW actually uses of its
@@ -16,8 +16,8 @@ import random
 import pytest
 import simpy
 
-from dpsim.fluid import MultiLinkHighFlow, solve_rates
-from dpsim.net import Flow, Network, TrafficClass
+from dpsim.kernel.resources.fluid import MultiLinkHighFlow, solve_rates
+from dpsim.kernel.resources.net import Flow, Network, TrafficClass
 
 GB = 1e9
 HIGH, LOW = TrafficClass.HIGH, TrafficClass.LOW

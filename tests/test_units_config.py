@@ -1,9 +1,12 @@
 """Units and scenario loading: parsing, includes, overrides, located errors."""
 
+import dataclasses
+
 import pytest
 
-from dpsim import units
-from dpsim.config import ScenarioError, load_scenario
+from dpsim.scenario import units
+from dpsim.scenario.config import ScenarioError, SchedulerName, System
+from dpsim.scenario.loading import load_scenario
 
 QUICK = "scenarios/quickstart.yaml"
 
@@ -41,15 +44,17 @@ def test_include_merges_with_later_keys_winning():
     assert sc.cluster.prefill_nodes == 1  # from the scenario
     sc2 = load_scenario(QUICK, ["hardware.gpu.hbm_capacity=96GB", "policy.system=oracle"])
     assert sc2.hardware.gpu.hbm_capacity == 96e9
-    assert sc2.effective_policy()["free_io"] is True
+    assert sc2.effective_policy().free_io is True
 
 
 def test_policy_system_sets_ablation_defaults():
     basic = load_scenario(QUICK, ["policy.system=basic"]).effective_policy()
-    assert basic == {"system": "basic", "layerwise": False, "dual_path": False, "scheduler": "round_robin",
-                     "isolation": False, "kv_read_at_pass": True, "free_io": False}
+    assert dataclasses.asdict(basic) == {"system": "basic", "layerwise": False, "dual_path": False,
+                                         "scheduler": "round_robin", "isolation": False, "kv_read_at_pass": True,
+                                         "free_io": False}
+    assert basic.system is System.BASIC and basic.scheduler is SchedulerName.ROUND_ROBIN
     ladder = load_scenario(QUICK, ["policy.system=basic", "policy.layerwise=true"]).effective_policy()
-    assert ladder["layerwise"] is True and ladder["dual_path"] is False
+    assert ladder.layerwise is True and ladder.dual_path is False
 
 
 @pytest.mark.parametrize("override,fragment", [

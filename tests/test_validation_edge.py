@@ -11,8 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from calibrate.cli import main as calibrate_main
-from dpsim import api, guard
-from dpsim.cli import main
+from dpsim import api
+from dpsim.cli.app import main
+from dpsim.kernel import guard
 
 QUICK = "scenarios/quickstart.yaml"
 RUNNER = CliRunner()
@@ -211,7 +212,7 @@ def test_the_guard_leaves_valid_runs_alone():
     scenario = api.load_scenario(QUICK, ["workload.agents=4", "workload.max_turns=3"])
     result = api.run(scenario, progress=False)
     trajectories = api.build_workload(scenario)
-    from dpsim.simulator import Simulation
+    from dpsim.kernel.simulation import Simulation
     bound_s, max_events = guard.bounds(Simulation(scenario, trajectories), [0.0] * len(trajectories))
     assert bound_s > 100 * result.summary["jct_s"] and max_events > 1000 * result.summary["turns"]
 
@@ -229,14 +230,14 @@ def test_the_guard_trips_on_a_run_longer_than_its_bound(monkeypatch, tight, expe
 # ------------------------------------------------------------------------------- the last resort
 def test_an_escaped_exception_is_one_internal_error_line(monkeypatch, tiny, tmp_path):
     import calibrate.cli
-    import dpsim.cli
+    import dpsim.cli.app
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dpsim.cli, "_load", boom)
+    monkeypatch.setattr(dpsim.cli.app, "_load", boom)
     result = RUNNER.invoke(main, ["validate", str(tiny)])
-    assert result.exit_code == dpsim.cli.INTERNAL_ERROR_EXIT
+    assert result.exit_code == dpsim.cli.app.INTERNAL_ERROR_EXIT
     assert result.stderr.strip() == ("error: internal error (RuntimeError: boom); please report it with the command "
                                      "line (DPSIM_TRACEBACK=1 shows where)")
     assert isinstance(RUNNER.invoke(main, ["validate", str(tiny)], env={"DPSIM_TRACEBACK": "1"}).exception,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from dpsim import api
-from dpsim.config import ScenarioError
-from dpsim.policies.deadline import DeadlineScheduler, enqueue_by_deadline
-from dpsim.policies.split_reads import balanced_de_share, side_of_share
-from dpsim.simulator import SimulationError
+from dpsim.kernel.policies.deadline import DeadlineScheduler, enqueue_by_deadline
+from dpsim.kernel.policies.split_reads import balanced_de_share, side_of_share
+from dpsim.kernel.simulation import SimulationError
+from dpsim.scenario.config import ScenarioError
 from dpsim.workload.phases import apply_phase_profile
 from dpsim.workload.trajectory import Trajectory, Turn, agentic_turns
 
@@ -129,7 +129,7 @@ def test_deadline_picks_the_earliest_expected_start_where_the_paper_rule_picks_t
     deadline = DeadlineScheduler(300, 1000, read_tokens_per_s=100, prefill_tokens_per_s=100)
     assert [deadline.expected_start_s(e) for e in engines] == [pytest.approx(2.9), pytest.approx(0.5)]
     assert deadline.pick_prefill(engines).index == 1
-    from dpsim.policies.scheduler import DualPathScheduler
+    from dpsim.kernel.policies.scheduler import DualPathScheduler
     assert DualPathScheduler(300, 1000).pick_prefill(engines).index == 0  # both short queues: smallest tok
     assert deadline.pick_prefill([E(0, tok=1001)]) is None  # the beta rule still holds
 
@@ -183,12 +183,13 @@ ADAPTIVE = ["workload.agents=48", "workload.max_turns=10", "workload.mal=32K", "
 
 
 def _simulate(sets):
-    from dpsim.simulator import Simulation
+    from dpsim.kernel.simulation import Simulation
+    from dpsim.metrics.results import run_simulation
 
     sc = api.load_scenario(DS27B, sets)
     trajectories = api.build_workload(sc)
     sim = Simulation(sc, trajectories, progress=False)
-    return sim, sim.run(api.arrival_times(sc, trajectories))
+    return sim, run_simulation(sim, api.arrival_times(sc, trajectories))
 
 
 def test_a_switching_node_drains_pays_its_cost_then_serves_only_its_new_role():

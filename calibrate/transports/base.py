@@ -77,7 +77,7 @@ class Endpoint(abc.ABC):
     @abc.abstractmethod
     def outstanding(self) -> int: ...
 
-    def close(self) -> None:  # pragma: no cover - default no-op
+    def close(self) -> None:  # noqa: B027  (an optional hook: a default no-op)  # pragma: no cover
         pass
 
     def __enter__(self):

@@ -12,6 +12,7 @@ import itertools
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ..errors import CalibrateError
@@ -39,7 +40,7 @@ class FileEndpoint(Endpoint):
                                enumerate(zip(files, self.reader.sizes))}
         self._done: deque[Completion] = deque()
         self._ids = itertools.count(1)
-        self._bounce = None
+        self._bounce: Any = None  # an aligned mmap, grown on demand
 
     @property
     def outstanding(self) -> int:
@@ -62,7 +63,7 @@ class FileEndpoint(Endpoint):
         raise CalibrateError("file: storage endpoints are read-only")
 
     def poll(self, max_n: int = 64) -> list[Completion]:
-        out = []
+        out: list = []
         while self._done and len(out) < max_n:
             out.append(self._done.popleft())
         return out

@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
 from ..errors import CalibrateError, Unavailable, one_line
 from .base import Completion, Endpoint, Region, RemoteRegion, Transport
@@ -164,7 +165,7 @@ class _Resources:
         qp.to_rts(attr)
 
 
-def encode_exchange(info: dict, regions: dict[str, Region]) -> bytes:
+def encode_exchange(info: dict, regions: dict[str, Any]) -> bytes:
     """The out-of-band message: QP details plus {name: [addr, rkey, length]} for every region."""
     regs = {}
     for n, r in regions.items():
@@ -295,7 +296,7 @@ class RdmaServer:
         self.sock.listen(64)
         self.address = f"{host}:{self.sock.getsockname()[1]}"
         self.regions: dict[str, Region] = {}
-        self.qps = []
+        self.qps: list = []
 
     def add_buffer(self, name: str, buf) -> None:
         """Register the caller's buffer (writable: RDMA WRITEs land in it)."""
@@ -304,7 +305,7 @@ class RdmaServer:
     def add_directory(self, directory) -> int:
         raise CalibrateError("the rdma server serves memory regions only; read block files with `storage`")
 
-    def start(self) -> "RdmaServer":
+    def start(self) -> RdmaServer:
         threading.Thread(target=self._loop, daemon=True).start()
         return self
 

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from ..errors import CalibrateError
 from .base import Completion, Endpoint, Region, RemoteRegion, Transport
@@ -108,7 +109,7 @@ class TcpServer:
         self.sock.bind((host, port))
         self.sock.listen(128)
         self.address = f"{host}:{self.sock.getsockname()[1]}"
-        self._regions: dict[int, object] = {}
+        self._regions: dict[int, Any] = {}  # a memoryview or a _FileRegion
         self._names: dict[str, int] = {}
         self._keys = itertools.count(1)
         self._threads: list[threading.Thread] = []
@@ -140,7 +141,7 @@ class TcpServer:
     def _length(self, region) -> int:
         return region.length if isinstance(region, _FileRegion) else region.nbytes
 
-    def start(self) -> "TcpServer":
+    def start(self) -> TcpServer:
         t = threading.Thread(target=self.serve_forever, daemon=True, name="tcp-server")
         t.start()
         self._threads.append(t)
@@ -290,7 +291,7 @@ class TcpEndpoint(Endpoint):
             self._ready.append(self._complete_one())
 
     def poll(self, max_n: int = 64) -> list[Completion]:
-        out = []
+        out: list = []
         with self._lock:
             while self._ready and len(out) < max_n:
                 out.append(self._ready.popleft())
@@ -311,7 +312,7 @@ class TcpEndpoint(Endpoint):
         return out
 
     def wait(self, n: int = 1) -> list[Completion]:
-        out = []
+        out: list = []
         with self._lock:
             while self._ready and len(out) < n:
                 out.append(self._ready.popleft())

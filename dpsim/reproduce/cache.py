@@ -9,14 +9,18 @@ measured, while the reporting code may change freely; an interrupted set resumes
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+from pathlib import Path
+
+import dpsim
 
 CACHE_ENV = "DPSIM_REPRODUCE_CACHE"  # folder of finished simulations, shared by points and invocations
 
 
 # Modules that only present or drive results (command lines, plots, benchmarks, the testbed-fit driver,
 # this package): a change to them cannot change a simulated number, so it must not empty the cache.
-_NOT_MODEL = ("cli.py", "plan_cli.py", "trace_cli.py", "bench.py", "plots.py", "testbed_fit.py")
+_NOT_MODEL = ("cli/", "bench.py", "tools/bench.py", "viz/plots.py", "testbed_fit.py")  # "x/": the whole package
 
 
 # The one module of dpsim/reproduce/ that measures: its tasks turn a simulation into a row's numbers
@@ -24,18 +28,20 @@ _NOT_MODEL = ("cli.py", "plan_cli.py", "trace_cli.py", "bench.py", "plots.py", "
 _MEASURING = ("reproduce/tasks.py",)
 
 
+def _presents_only(name: str) -> bool:
+    return any(name.startswith(entry) if entry.endswith("/") else name == entry for entry in _NOT_MODEL)
+
+
 def hashed_sources() -> list:
     """The source files whose text keys the cache: every module of dpsim that can change a
     simulated or measured number (not the rest of dpsim/reproduce/, not the modules in _NOT_MODEL)."""
-    from pathlib import Path
 
-    import dpsim
 
     root = Path(dpsim.__file__).parent
     chosen = []
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
-        if name in _MEASURING or (not name.startswith("reproduce/") and name not in _NOT_MODEL):
+        if name in _MEASURING or (not name.startswith("reproduce/") and not _presents_only(name)):
             chosen.append(path)
     return chosen
 
@@ -44,7 +50,6 @@ def hashed_sources() -> list:
 def _code_hash() -> str:
     """Hash of the simulator's source, so a cached result never outlives a change to the model
     (read once per process, not once per point)."""
-    import hashlib
 
     digest = hashlib.sha256()
     for path in hashed_sources():
@@ -57,9 +62,7 @@ def cache_path(scenario, measurement: dict):
     what is measured (the task and the options that change a measurement) and the simulator's source,
     so the same simulation in two experiments (e.g. Basic in the offline grid and in the ablation
     ladder) runs once, and an interrupted reproduce resumes where it stopped."""
-    import hashlib
     import os
-    from pathlib import Path
 
     folder = os.environ.get(CACHE_ENV)
     if not folder:

@@ -27,8 +27,8 @@ class CellChange:
 
     def text(self) -> str:
         change = ""
-        if _is_number(self.old) and _is_number(self.new) and float(self.old) != 0:
-            change = f" ({(float(self.new) / float(self.old) - 1) * 100:+.3g} %)"
+        if _is_number(self.old) and _is_number(self.new) and float(self.old) != 0:  # type: ignore[arg-type]
+            change = f" ({(float(self.new) / float(self.old) - 1) * 100:+.3g} %)"  # type: ignore[arg-type]
         return f"{self.column} {self.old} -> {self.new}{change}"
 
 

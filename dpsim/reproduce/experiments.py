@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dpsim.config import ScenarioError, load_scenario, read_yaml
+from dpsim.planning.sweep import expand
+from dpsim.scenario.config import ScenarioError, read_yaml
+from dpsim.scenario.loading import load_scenario
 
 # Columns every row of points.csv has (the issue's list); tasks add their own after these.
 POINT_COLUMNS = ["experiment", "model", "layout", "mal", "agents", "aps", "scale", "policy", "jct_s",
@@ -169,8 +171,6 @@ def build_points(experiments: list[Experiment], quick: bool = False, profile: st
     that has a scenario; `seed` sets run.seed; `where` ({key: value}) drops points that set a key to
     another value (a subset of a grid, e.g. one agent count). With `check`, every point's scenario is
     loaded once so that a bad override fails before anything runs."""
-    from dpsim.sweep import expand
-
     out = []
     for exp in experiments:
         grid, zipped, specs, fixed, options = exp.resolved(quick)
@@ -209,7 +209,7 @@ def point_labels(point) -> dict[str, Any]:
 
 
 def load_point_scenario(point):
-    """The point's scenario: base file, the profile (dpsim.config's precedence: over the scenario,
+    """The point's scenario: base file, the profile (dpsim.scenario.config's precedence: over the scenario,
     with its by_model entry, below the overrides), then the overrides."""
     profile = point_labels(point).get("profile")
     return load_scenario(point.base, [f"{k}={v}" for k, v in point.overrides], profiles=[profile] if profile else [])

@@ -1,4 +1,4 @@
-"""Run the paper's experiments: points in parallel (dpsim.sweep), then points.csv, series, figures.
+"""Run the paper's experiments: points in parallel (dpsim.planning.sweep), then points.csv, series, figures.
 
 points.csv holds simulated results only, so the same seed gives the same file byte for byte; wall
 times go to timing.csv.
@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points, quick_mask
+from dpsim.planning.sweep import run_points
 from dpsim.reproduce.cache import CACHE_ENV
-from dpsim.reproduce.tasks import HEARTBEAT_ENV, reproduce_point
+from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points, quick_mask
+from dpsim.reproduce.tasks import HEARTBEAT_ENV, is_cached, reproduce_point
 
 # After the issue's columns: what the figures and the validation table also read.
 EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mean", "window_end_s",
-                 "trajectory_jct_s_mean", "slo_attainment", "attention_balance_max_over_avg", "read_side_fraction_de", "gpu_busy_prefill", "gpu_busy_decode",
+                 "trajectory_jct_s_mean", "slo_attainment", "attention_balance_max_over_avg", "read_side_fraction_de",
+                 "gpu_busy_prefill", "gpu_busy_decode",
                  "stop_reason", "invariants_ok", "capacity_binding", "capacity_trials", "capacity_note",
                  "context_tokens", "append_tokens", "cache_compute_gb_per_pflop", "pd_ratio", "pd_lo_analytic",
                  "pd_hi_analytic", "inside_analytic", "snic_utilisation", "snic_utilisation_prefill",
@@ -39,8 +41,6 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     in `cache` (what a long set has finished so far), so nothing is simulated. `heartbeat_s` > 0: every
     simulation prints its progress to stderr that often (wall seconds). `done` ({(experiment, key)},
     from `done_points`) drops the points that already have a row elsewhere."""
-    from dpsim.sweep import run_points
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     points = drop_done(build_points(experiments, quick=quick, profile=profile, seed=seed, where=where), done)
@@ -50,7 +50,6 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     if heartbeat_s > 0:
         os.environ[HEARTBEAT_ENV] = str(heartbeat_s)
     if cached_only:
-        from dpsim.reproduce.tasks import is_cached
         points = [p for p in points if is_cached(p)]
     try:
         raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
@@ -113,7 +112,7 @@ def done_points(paths, quick: bool = False) -> set[tuple[str, str]]:
     files `paths`: what a set that resumes from a committed table (e.g. docs/data/points.csv, on a
     fresh checkout without the cache) need not run again. A point's key hashes its scenario file, overrides, profile path and
     options, so a point whose experiment file changed since is not done."""
-    done = set()
+    done: set = set()
     for path in paths:
         table = read_points(path, required=("experiment", "key", "status"))
         ok = table.status.eq("ok") & (quick_mask(table) == quick)

@@ -1,7 +1,7 @@
 """Point tasks: module-level functions taking a sweep Point and returning one row of points.csv.
 
 `reproduce_point` dispatches on the point's `task` label (run, capacity, cache_compute, pd_bound);
-it is what `dpsim.sweep.run_points(points, task=reproduce_point)` runs in worker processes.
+it is what `dpsim.planning.sweep.run_points(points, task=reproduce_point)` runs in worker processes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpsim.models import ALL_MODELS
+from dpsim import api
+from dpsim.kernel.simulation import Simulation
+from dpsim.metrics.results import run_simulation, ttft_breakdown
+from dpsim.planning.capacity import find_capacity, paper_stop_rule
+from dpsim.planning.plan import pd_range
+from dpsim.planning.sweep import flatten
 from dpsim.reproduce.cache import cache_path, measure_cached
+from dpsim.reproduce.experiments import load_point_scenario
+from dpsim.scenario.models import ALL_MODELS
 
 
 def _labels(point) -> dict[str, Any]:
@@ -53,8 +60,6 @@ RENAMED_COLUMNS = {"snic_balance_max_over_avg": "snic_balance", "gpu_busy_fracti
 
 def _flatten(summary: dict) -> dict:
     """The summary's numbers that points.csv keeps (ttft_s.p50 -> ttft_s_p50; see RENAMED_COLUMNS)."""
-    from dpsim.sweep import flatten
-
     flat = flatten(summary)
     out = {key: flat.get(key) for key in SUMMARY_COLUMNS}
     out.update({new: flat.get(old) for old, new in RENAMED_COLUMNS.items()})
@@ -100,11 +105,8 @@ def _heartbeat(sim, label: str, every_s: float, stop: threading.Event) -> None:
 
 def _simulate(scenario, label: str = "simulation", **run_options):
     """Run a scenario; return (result, simulation) so tasks can read per-pass records. `run_options`
-    go to Simulation.run (stop_rule, check_every_s). With DPSIM_REPRODUCE_HEARTBEAT_S set (`dpsim
+    go to Simulation.simulate (stop_rule, check_every_s). With DPSIM_REPRODUCE_HEARTBEAT_S set (`dpsim
     reproduce --heartbeat`), long runs print their progress."""
-    from dpsim import api
-    from dpsim.simulator import Simulation
-
     trajectories = api.build_workload(scenario)
     sim = Simulation(scenario, trajectories, progress=False)
     every_s = _heartbeat_s()
@@ -112,7 +114,7 @@ def _simulate(scenario, label: str = "simulation", **run_options):
     if every_s > 0:
         threading.Thread(target=_heartbeat, args=(sim, label, every_s, stop), daemon=True).start()
     try:
-        return sim.run(api.arrival_times(scenario, trajectories), **run_options), sim
+        return run_simulation(sim, api.arrival_times(scenario, trajectories), **run_options), sim
     finally:
         stop.set()
 
@@ -122,8 +124,6 @@ def _scenario(point, options: dict):
     (arrivals keep coming for that long, then every trajectory runs to completion)."""
     import math
 
-    from dpsim import api
-    from dpsim.reproduce.experiments import load_point_scenario
 
     scenario = load_point_scenario(point)
     window = options.get("arrival_window_s")
@@ -142,8 +142,6 @@ def estimate_turns(point) -> int:
     """About how many turns the point simulates (0 for closed-form tasks; a capacity search runs
     several online simulations and is not estimated): agents x the mean turns of SAMPLE_AGENTS
     generated trajectories. What `dpsim reproduce --list` prints, so a set's cost is known before it runs."""
-    from dpsim import api
-
     labels = _labels(point)
     if labels["task"] not in ("run", "pd_bound", "steady"):
         return 0
@@ -166,8 +164,6 @@ def _search_options(opts: dict) -> dict:
 def _measurement(point):
     """(scenario, what is measured) of a simulated point, the cache key's two parts; (None, None) for
     closed-form tasks."""
-    from dpsim.reproduce.experiments import load_point_scenario
-
     labels = _labels(point)
     task, opts = labels["task"], labels["options"]
     if task == "run":  # the pre-existing {"window_s": ...} form, so earlier cache entries stay valid
@@ -208,7 +204,7 @@ def run_task(point) -> dict:
         result, sim = _simulate(scenario, _point_label(point, labels))
         measured = _flatten(result.summary)
         # The series are always kept (cheap), so a cached entry serves points with and without them.
-        readers = [n.name for n in (sim.cluster.nodes if sim.switches["dual_path"] else sim.cluster.prefill_nodes)]
+        readers = [n.name for n in (sim.cluster.nodes if sim.switches.dual_path else sim.cluster.prefill_nodes)]
         t, ratio = snic_balance_series(result.links, readers, window_s)
         attention = [round(x, 6) for grp in sim.prefill_groups for x in grp.attention_balance]
         measured["series"] = json.dumps({"t_s": t, "snic_max_over_avg": ratio, "attention_max_over_avg": attention})
@@ -222,15 +218,13 @@ def run_task(point) -> dict:
 
 
 def capacity_task(point) -> dict:
-    """The highest APS meeting the SLO (dpsim.capacity.find_capacity), with the options' search range."""
-    from dpsim.capacity import find_capacity
-
+    """The highest APS meeting the SLO (dpsim.planning.capacity.find_capacity), with the options' search range."""
     labels = _labels(point)
     scenario, measurement = _measurement(point)
     search = _search_options(labels["options"])
 
     def measure() -> dict:
-        # A search is several online runs inside dpsim.capacity; with --heartbeat each finished trial
+        # A search is several online runs inside dpsim.planning.capacity; with --heartbeat each finished trial
         # is its progress line (the runs themselves are not instrumented).
         label = _point_label(point, labels)
         log = ((lambda line: print(f"[{time.strftime('%H:%M:%S')}] {label}: trial {line.strip()}", file=sys.stderr,
@@ -248,15 +242,11 @@ def capacity_task(point) -> dict:
 def steady_task(point) -> dict:
     """Online latencies at one APS in steady state, measured as the capacity search measures them: Poisson
     arrivals keep coming for `horizon_s`; the run stops on an SLO break or when TTFT is steady
-    (dpsim.capacity.paper_stop_rule, no steady verdict before `horizon_s - window_s`), and TTFT, TTST
+    (dpsim.planning.capacity.paper_stop_rule, no steady verdict before `horizon_s - window_s`), and TTFT, TTST
     and TPOT are those of the last `window_s` (turns still waiting count with their age so far).
     Trajectory JCT is the mean of the trajectories finished by then. (A fixed burst of arrivals run to
     completion never reaches steady state when a trajectory outlives the burst, and understates
     latency at high APS.)"""
-    from dpsim import api
-    from dpsim.capacity import paper_stop_rule
-    from dpsim.results import ttft_breakdown
-
     labels = _labels(point)
     scenario, measurement = _measurement(point)
     window_s, horizon_s = measurement["window_s"], measurement["horizon_s"]
@@ -348,8 +338,6 @@ def storage_utilisation(links: pd.DataFrame, trim: float = 0.1) -> dict:
 def pd_bound_task(point) -> dict:
     """A DualPath run made storage-bound (the experiment's overrides make GPUs nearly free), with its
     storage-NIC utilisation and the analytic P/D range of its hardware beside it."""
-    from dpsim.plan import pd_range
-
     labels = _labels(point)
     scenario, measurement = _measurement(point)
 

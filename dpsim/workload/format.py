@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO
 
 from dpsim.workload.errors import TraceError, describe, numbered_lines
+from dpsim.workload.readers._common import prefix_hits
 from dpsim.workload.trajectory import Trajectory, Turn
 
 __all__ = ["TraceError"]  # re-exported: readers and the CLIs import it from here
@@ -203,8 +204,6 @@ def check_header(obj: dict, where: str) -> dict:
 
 def obj_to_trajectory(obj, where: str, hdr: dict, global_seen: set | None = None) -> Trajectory:
     """Parse one trajectory object (raises TraceError naming ``where``)."""
-    from dpsim.workload.readers._common import prefix_hits  # lazy: readers import this module
-
     if not isinstance(obj, dict):
         raise TraceError(f"{where}: a trajectory must be a JSON object, got {type(obj).__name__}")
     unknown = set(obj) - _TRAJ_KEYS
@@ -272,7 +271,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")
 
 
@@ -281,7 +280,7 @@ def iter_jsonl(path: str | Path, ctx=None) -> Iterator[Trajectory]:
     bad lines raise or are counted and skipped."""
     path = Path(path)
     hdr = None
-    global_seen = None
+    global_seen: set | None = None
     for lineno, line in numbered_lines(path, lambda: _open_binary(path)):
         if not line.strip():
             continue
@@ -335,7 +334,9 @@ def iter_parquet(path: str | Path, ctx=None) -> Iterator[Trajectory]:
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types
         raise TraceError(f"{path}: not a readable Parquet file ({describe(e)})") from None
     nrows = len(cols["traj"])
-    cur_id, turns, arrival, meta, bad, first_row = None, [], None, {}, None, 0
+    turns: list = []
+    meta: dict = {}
+    cur_id, arrival, bad, first_row = None, None, None, 0
 
     def flush():
         if cur_id is None:

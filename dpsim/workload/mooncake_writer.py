@@ -48,7 +48,8 @@ def mooncake_records(trajectories: list[Trajectory]) -> tuple[list[dict], int]:
     for trajectory in trajectories:
         times, kept = turn_arrivals_s(trajectory)
         estimated += 0 if kept else 1
-        prev_ids, prev_input = [], 0
+        prev_ids: list[int] = []
+        prev_input = 0
         for turn, t in zip(trajectory.turns, times):
             reuse = min(turn.cached_tokens // BLOCK_TOKENS, prev_input // BLOCK_TOKENS, len(prev_ids))
             fresh = math.ceil(turn.input_tokens / BLOCK_TOKENS) - reuse
@@ -57,7 +58,7 @@ def mooncake_records(trajectories: list[Trajectory]) -> tuple[list[dict], int]:
             records.append({"timestamp": int(round(t * 1000)), "input_length": int(turn.input_tokens),
                             "output_length": int(turn.output_tokens), "hash_ids": ids})
             prev_ids, prev_input = ids, turn.input_tokens
-    records.sort(key=lambda r: r["timestamp"])  # stable: a session's turns keep their order
+    records.sort(key=lambda r: r["timestamp"])  # type: ignore[arg-type,return-value]  # stable: a session's turns keep their order
     return records, estimated
 
 

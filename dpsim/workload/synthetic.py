@@ -1,4 +1,4 @@
-"""Synthetic agentic trajectories for the paper's 32K / 48K / 64K sets (spec section 6).
+"""Synthetic agentic trajectories for the paper's 32K / 48K / 64K sets (docs/architecture.md#paper-workload).
 
 The paper gives only averages per set, and they are not mutually consistent: turns x (append + gen)
 exceeds both the total tokens and MAL. A trajectory's context grows by append + gen per turn, so at
@@ -13,7 +13,7 @@ and let append tokens per turn follow from the growth needed to get from a first
 to MAL in that many turns. The appends come out smaller than the paper's (about 210 instead of 429 at
 64K); `trajectory_stats` prints every statistic beside the paper's so the difference is visible.
 With these choices, sum(context) per trajectory = turns x context per turn, which is the quantity the
-paper's own storage-volume argument uses (spec section 11).
+paper's own storage-volume argument uses (docs/architecture.md#paper-unknowns).
 
 Shapes (no distributions are published, these are [assumed]): turns per trajectory uniform in
 [0.5, 1.5] x mean; first prompt lognormal (mean 3,000 tokens, cv 0.5); generated tokens lognormal
@@ -28,7 +28,7 @@ import numpy as np
 
 from dpsim.workload.trajectory import Trajectory, agentic_turns
 
-# Published per-set averages (spec section 6): turns, append/turn, gen/turn, total tokens, context/turn.
+# Published per-set averages (docs/architecture.md#paper-workload): turns, append/turn, gen/turn, total tokens, context/turn.
 PAPER_SET_STATS = {
     32 * 1024: {"turns": 60, "append_tokens": 608, "gen_tokens": 148, "total_tokens": 28_639, "context_tokens": 17_183},
     48 * 1024: {"turns": 106, "append_tokens": 474, "gen_tokens": 172, "total_tokens": 42_607, "context_tokens": 25_120},
@@ -80,7 +80,7 @@ def generate_trajectories(mal_tokens: int, agents: int, seed: int, append_scale:
 
 
 def trajectory_stats(trajectories: list[Trajectory]) -> dict[str, float]:
-    """The statistics of spec section 6 for a set of trajectories (means)."""
+    """The statistics of docs/architecture.md#paper-workload for a set of trajectories (means)."""
     turns = [len(t.turns) for t in trajectories]
     appends = [turn.new_tokens for t in trajectories for turn in t.turns]
     gens = [turn.output_tokens for t in trajectories for turn in t.turns]

@@ -56,7 +56,8 @@ class Trajectory:
 def agentic_turns(appends: list[int], gens: list[int], think_time_s: float = 0.0) -> list[Turn]:
     """Turns of a pure agentic trajectory: turn i's prompt is all earlier appends and generations
     (cached) plus append_i (new)."""
-    turns, context = [], 0
+    turns: list[Turn] = []
+    context = 0
     for append, gen in zip(appends, gens, strict=True):
         turns.append(Turn(context + append, context, gen, think_time_s if turns else 0.0))
         context += append + gen

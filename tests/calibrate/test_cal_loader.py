@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from calibrate.errors import CalibrateError
 from calibrate.decode_agent import DecodeAgent
+from calibrate.errors import CalibrateError
 from calibrate.loader import LoaderConfig, format_result, run_prefill_side
 from calibrate.measure import SampleLog, read_samples
 from calibrate.storage import BlockLayout, ensure_block_files

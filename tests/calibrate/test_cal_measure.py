@@ -5,8 +5,16 @@ import json
 import pytest
 
 from calibrate.errors import CalibrateError
-from calibrate.measure import (SampleLog, format_table, log_sizes, make_plan, parse_size_list, read_samples,
-                               run_plan, summarise)
+from calibrate.measure import (
+    SampleLog,
+    format_table,
+    log_sizes,
+    make_plan,
+    parse_size_list,
+    read_samples,
+    run_plan,
+    summarise,
+)
 
 
 def test_log_sizes_not_only_powers_of_two():

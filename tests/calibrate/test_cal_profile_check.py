@@ -5,12 +5,12 @@ import pytest
 import yaml
 
 from calibrate.check import closure, closure_gates, host_copy, profile_scenario, simulate_loader
-from calibrate.priority import priority_closure, simulate_flows
 from calibrate.errors import CalibrateError
 from calibrate.measure import log_sizes
+from calibrate.priority import priority_closure, simulate_flows
 from calibrate.profile import build_profile, fit_samples, hardware_values, load_profile, write_profile
 
-pytest.importorskip("dpsim.net", reason="closure needs dpsim.net")
+pytest.importorskip("dpsim.kernel.resources.net", reason="closure needs dpsim.kernel.resources.net")
 
 STORAGE_BW, IO = 2.5e7, 300e-6
 COMPUTE_BW, LAT = 1e8, 100e-6
@@ -92,7 +92,7 @@ def measured_from(profile_path, experiments, scale=1.0):
 
 def edited_profile(profile_path, tmp_path, section, key, factor):
     """The profile with hardware.SECTION.KEY (a bandwidth or a fraction) multiplied by factor."""
-    from dpsim.units import parse_bandwidth
+    from dpsim.scenario.units import parse_bandwidth
 
     prof = load_profile(profile_path)
     value = prof["hardware"][section][key]
@@ -212,10 +212,10 @@ def test_unequal_flows_separate_strict_priority_from_fair_sharing():
 
 
 def test_scenario_includes_the_profile(profile_path, tmp_path):
-    config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
+    loading = pytest.importorskip("dpsim.scenario.loading", reason="scenario loading needs dpsim.scenario.loading")
     scen = tmp_path / "s.yaml"
     scen.write_text(f"include: [{profile_path}]\ncluster: {{prefill_nodes: 1, decode_nodes: 1}}\nmodel: {{name: ds27b}}\n")
-    s = config.load_scenario(scen)
+    s = loading.load_scenario(scen)
     vals = hardware_values(load_profile(profile_path))
     assert s.hardware.compute_nic.bandwidth == pytest.approx(vals["compute_bw"], rel=1e-5)
     assert s.hardware.storage_nic.bandwidth * s.hardware.storage.read_efficiency == pytest.approx(vals["storage_bw"],
@@ -228,7 +228,7 @@ def test_scenario_includes_the_profile(profile_path, tmp_path):
 def test_committed_profiles_load(name):
     from pathlib import Path
 
-    config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
+    config = pytest.importorskip("dpsim.scenario.config", reason="scenario loading needs dpsim.scenario.config")
     path = Path(__file__).resolve().parents[2] / "scenarios" / "profiles" / name
     prof = load_profile(path)
     assert prof["calibration"]["provenance"]["host"]
@@ -301,7 +301,7 @@ def test_check_command_names_the_gate_that_failed(profile_path, tmp_path):
 def test_a_gpu_profile_is_a_scenario_dpsim_accepts():
     """H2D copies fitted: the profile keeps the bandwidth in calibration.links.h2d (dpsim has no such
     hardware key: an H2D crosses the compute NIC loopback) and validates as a scenario."""
-    config = pytest.importorskip("dpsim.config", reason="scenario loading needs dpsim.config")
+    config = pytest.importorskip("dpsim.scenario.config", reason="scenario loading needs dpsim.scenario.config")
     s = link_samples("h2d", 10e-6, 2e10, 7, kind="gpu", op="h2d")
     prof = build_profile(fit_samples(s, n_boot=20), s)
     assert set(prof["hardware"]["gpu"]) == {"copy_submit_overhead"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibrate import experiments
+from calibrate import experiments, testbed
 from calibrate.check import host_copy, profile_scenario, simulate_loader
 from calibrate.errors import CalibrateError
 from calibrate.fit import expected_tcp_goodput
@@ -17,9 +17,8 @@ from calibrate.measure import log_sizes
 from calibrate.priority import simulate_flows
 from calibrate.profile import load_profile
 from calibrate.sessions import distribution, goal_of, link_spread, session_figures
-from calibrate import testbed
 
-pytest.importorskip("dpsim.net", reason="closure needs dpsim.net")
+pytest.importorskip("dpsim.kernel.resources.net", reason="closure needs dpsim.kernel.resources.net")
 
 
 # ------------------------------------------------------------------------------------ OUT safety

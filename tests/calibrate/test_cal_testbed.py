@@ -60,7 +60,7 @@ def test_htb_priority_slowdown_matches_dpsim(make_testbed, tmp_path, high_start)
 
     bed = make_testbed("200Mbit/s", "400Mbit/s", priority=True)
     goodput = bed.links["compute"].goodput
-    measured, closer_to_priority, errs, tries = [], [], [], []
+    measured, errs, tries = [], [], []
     for session in range(SESSIONS):
         raw = str(tmp_path / f"prio{session}.jsonl")
         priority_run(bed, raw, high_bytes="16MiB", low_bytes="4MiB", high_start=high_start)
@@ -91,7 +91,7 @@ def test_loader_both_paths_sum_storage_links_and_closure(make_testbed, tmp_path)
     link_sweeps(bed, links, blocks, sizes="64KiB..2MiB", reps=4)
     storage_sum = bed.links["storage_pe"].goodput + bed.links["storage_de"].goodput
     profile = str(tmp_path / "profile.yaml")
-    shares, worst, worst_path, mean_abs, codes, tries = [], [], [], [], [], []
+    shares, worst, worst_path, mean_abs, tries = [], [], [], [], []
     for session in range(SESSIONS):
         raw = str(tmp_path / f"loader{session}.jsonl")
         loader_run(bed, raw, blocks, block_size="1MiB", layers=8, blocks_per_request=4, requests=24, depth=2)
@@ -145,7 +145,7 @@ def test_testbed_defaults_agree_in_code_and_docs(monkeypatch):
 
     from calibrate import experiments, testbed
     from calibrate.cli import main as cli_main
-    from dpsim.units import parse_bandwidth
+    from dpsim.scenario.units import parse_bandwidth
 
     bed = testbed.Testbed(prefix="dpdef")
     assert bed.links["storage_pe"].rate == parse_bandwidth(testbed.DEFAULT_STORAGE_RATE) == 25e6

@@ -49,7 +49,7 @@ def test_outstanding_requests_complete_in_order(server):
         assert [c.wr_id for c in got] == ids
         assert bytes(local.buf) == bytes(mem[: 8 * 4096])
         # a write posted while reads are outstanding must not deadlock
-        for i in range(4):
+        for _ in range(4):
             ep.post_read(local, 0, r, 0, 4096)
         ep.post_write(local, 0, r, 0, 4096)
         assert len(ep.wait(5)) == 5

@@ -7,8 +7,16 @@ import json
 import pytest
 from helpers import write_lines
 
-from dpsim.workload.format import (FORMAT_NAME, TraceError, read_jsonl, read_parquet, trajectory_to_obj,
-                                   write_jsonl, write_parquet, write_trajectories)
+from dpsim.workload.format import (
+    FORMAT_NAME,
+    TraceError,
+    read_jsonl,
+    read_parquet,
+    trajectory_to_obj,
+    write_jsonl,
+    write_parquet,
+    write_trajectories,
+)
 from dpsim.workload.readers import read_trace
 from dpsim.workload.trajectory import Trajectory, Turn, agentic_turns
 

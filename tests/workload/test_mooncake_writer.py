@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from dpsim.cli import main
+from dpsim.cli.app import main
 from dpsim.workload.readers import load_trace
 from dpsim.workload.trajectory import Trajectory, Turn, agentic_turns
 

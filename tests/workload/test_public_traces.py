@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dpsim.trace_cli import trace
+from dpsim.cli.trace import trace
 
 SHARED = Path(__file__).parents[2].parent / "shared" / "traces-public"
 

@@ -11,7 +11,6 @@ from helpers import AZURE_CSV, claude_session, mooncake_records, write_lines, wr
 from dpsim.workload.readers import detect_format, load_trace, read_trace
 from dpsim.workload.trajectory import Turn
 
-
 # ------------------------------------------------------------------------------------- mooncake
 
 def test_mooncake_prefix_chaining_and_block_hits(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import claude_session, mooncake_records, write_lines, write_tar
 
-from dpsim.trace_cli import compute_stats, trace
+from dpsim.cli.trace import compute_stats, trace
 from dpsim.workload.readers import read_trace
 
 

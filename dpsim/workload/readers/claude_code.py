@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dpsim.workload.errors import FILE_ERRORS, TraceError, describe
@@ -163,7 +163,7 @@ def _read(load, where: str) -> bytes:
         raise TraceError(f"{where}: {describe(e)}") from None
 
 
-def _sources(path: Path) -> Iterator[tuple[str, callable]]:
+def _sources(path: Path) -> Iterator[tuple[str, Callable]]:
     """(name for messages, loader of bytes) for each session file."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.json") if p.is_file())

@@ -1,0 +1,5 @@
+"""`python -m dpsim.cli ...`: the `dpsim` command."""
+
+from dpsim.cli.app import main
+
+main()

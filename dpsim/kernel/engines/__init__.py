@@ -1,0 +1,1 @@
+"""dpsim.kernel.engines: see dpsim/__init__.py (reading guide) and docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""dpsim.kernel.resources: see dpsim/__init__.py (reading guide) and docs/architecture.md."""

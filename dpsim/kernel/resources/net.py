@@ -1,0 +1,479 @@
+"""A passive fluid network: links with capacities, flows over paths, two priority classes.
+
+What this model is
+  Every transfer is a *flow*: a number of bytes crossing a path (an ordered list of links). At any
+  moment each flow has a rate: two-class weighted max-min fair, with per-flow caps, as computed by
+  `dpsim.kernel.resources.fluid.solve_rates` (a pure function of links and flows, with its closed-form tests; it
+  states the sharing rules). This module owns time: when to re-rate, bytes, completions, events.
+  Rates change only when a flow starts or ends, and only for the connected component of links and
+  flows that the starting or ending flow touches (SimGrid-style); the component stops at links with
+  slack, since they cannot bind, and a check after the solve falls back to the whole component when
+  one of them would (the rates are the same to the bit). A flow that ends leaves its links; only
+  those that bound some flow start a re-rate (a link with slack limits nobody, so its other flows
+  keep their rates). All the starts and ends of one instant are rated together, once, after the
+  other events of that instant (no bytes move meanwhile, since no time passes). Between those
+  instants every rate is constant, so a flow's completion time is exact.
+
+What it is not
+  No packets, no congestion control, no latency per hop (add latency before starting a flow), no
+  buffers. A NIC port is two links (tx, rx); sharing inside PCIe switches is not modelled beyond the
+  links a scenario creates.
+
+Time
+  Simulation time is float seconds. A flow whose remaining bytes fall under a completion tolerance
+  (`size * 1e-9` or 1e-3 byte) finishes, and completion instants closer than 1 ns are merged, so the
+  clock never creeps in sub-nanosecond steps.
+
+The network is passive: actors call `transfer(...)` and wait on the returned SimPy event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+
+import simpy
+
+from dpsim.kernel.resources.fluid import TrafficClass, check_high_path, solve_two_class
+
+try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.tools.compiled)
+    import cython
+
+    COMPILED = bool(cython.compiled)
+except ImportError:  # Cython not installed: pure Python
+    COMPILED = False
+if COMPILED:
+    from dpsim.kernel.resources.build_state import check_fresh
+
+    check_fresh()
+
+_TIME_TOLERANCE_S = 1e-9
+# SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
+# re-rate runs after all of them.
+_END_OF_INSTANT = 2
+# A link further than this (relative) below its capacity, in either class's terms, does not join a
+# component (see Network._component); after the solve it must still be this far below.
+_SPLIT_SLACK = 1e-3
+_SPLIT_MARGIN = 1e-9
+
+
+class Link:
+    """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
+
+    if not COMPILED:  # compiled, the attributes are C fields declared in net.pxd
+        __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
+                     "avail", "unfixed", "members", "seen")  # the last four: working state
+
+
+    def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
+        if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
+            raise ValueError(f"link {name}: capacity must be a positive finite bytes/s, got {capacity_bytes_per_s}")
+        self.name = name
+        self.capacity = float(capacity_bytes_per_s)
+        self.index = index
+        self.flows: dict[Flow, None] = {}  # insertion-ordered, so traversals are deterministic
+        self.bytes_by_class = [0.0, 0.0]
+        self._rate_by_class = [0.0, 0.0]
+        self._last_t = 0.0
+        self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
+        self.seen = 0
+        self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
+        self.unfixed = 0
+        self.members: list = []
+
+    def __repr__(self) -> str:
+        return f"Link({self.name}, {self.capacity:.3g} B/s)"
+
+    @property
+    def rate(self) -> float:
+        """Current total rate through the link, bytes/s."""
+        return self._rate_by_class[0] + self._rate_by_class[1]
+
+
+class Flow:
+    """A transfer of `size` bytes over `path`. Read-only to callers except through Network."""
+
+    if not COMPILED:
+        __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
+                     "_last_t", "_version", "seq", "start_t", "solved", "fixed", "seen")  # the last three: working state
+
+    def __init__(self, path, size, traffic_class, max_rate, tag, event, seq, now):
+        self.path: tuple[Link, ...] = path
+        self.size = size
+        self.remaining = size
+        self.traffic_class = traffic_class
+        self.max_rate = max_rate
+        self.tag = tag
+        self.rate = 0.0
+        self.event = event
+        self._last_t = now
+        self._version = 0
+        self.seq = seq
+        self.start_t = now
+        self.seen = 0
+        self.solved = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverFlow)
+        self.fixed = False
+
+    def __repr__(self) -> str:
+        return f"Flow({self.tag}, {self.remaining:.3g}/{self.size:.3g} B @ {self.rate:.3g} B/s)"
+
+
+class Network:
+    """The set of links and the flows on them; computes rates and completion times."""
+
+    def __init__(self, env: simpy.Environment, low_class_share: float = 0.01, bin_s: float = 1.0):
+        if not 0.0 < low_class_share < 1.0:
+            raise ValueError(f"low_class_share must be in (0, 1), got {low_class_share}")
+        self.env = env
+        self.low_class_share = low_class_share
+        self.bin_s = bin_s
+        self.links: list[Link] = []
+        self._flows: set[Flow] = set()
+        self._seq = itertools.count()
+        self._heap: list[tuple[float, int, int, Flow]] = []  # (finish time, seq, version, flow)
+        self._timer_at = math.inf
+        self._timer: simpy.Event | None = None
+        self.bytes_by_tag: dict[str, float] = {}
+        self.flows_started = 0
+        self.flows_finished = 0
+        self.recomputations = 0
+        self.violations: list[str] = []
+        self._dirty: dict[Link, None] = {}  # links whose flows changed since the last solve (ordered)
+        self._flush_pending = False
+        self._stamp = 0
+        self._split_ok = True  # False once a solve needed the HIGH refill (see _recompute)
+        self.split_solves = 0  # solves that stopped at links with slack (and were exact)
+        self.split_fallbacks = 0  # solves that had to redo the whole component
+        self._skip_idle = True  # False: re-rate after every completion (for tests: the same run either way)
+        self.skipped_solves = 0  # completions that needed no re-rate (every link they left had slack)
+        self.skipped_links = 0
+        self._unchecked: dict[Link, None] = {}  # links left by a finished flow, to check after the next re-rate
+
+    # ----------------------------------------------------------------------------------- public API
+    def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
+        link = Link(name, capacity_bytes_per_s, len(self.links))
+        self.links.append(link)
+        return link
+
+    def transfer(self, path: Sequence[Link], size_bytes: float, traffic_class: TrafficClass = TrafficClass.LOW,
+                 max_rate: float | None = None, tag: str = "data") -> simpy.Event:
+        """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives.
+        A HIGH-class path must be one link (`dpsim.kernel.resources.fluid.MultiLinkHighFlow` otherwise)."""
+        event = self.env.event()
+        if size_bytes < 0 or math.isnan(size_bytes):
+            raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
+        if not path or size_bytes <= 0:
+            # Zero bytes, or a free path (an oracle's zero-cost I/O): done now.
+            self.bytes_by_tag[tag] = self.bytes_by_tag.get(tag, 0.0) + size_bytes
+            event.succeed()
+            return event
+        if max_rate is not None and not max_rate > 0:
+            raise ValueError(f"max_rate must be > 0, got {max_rate}")
+        if type(traffic_class) is not TrafficClass:
+            traffic_class = TrafficClass(traffic_class)
+        if traffic_class == TrafficClass.HIGH and len(path) != 1:
+            check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
+        flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
+                    self.env.now)
+        self._flows.add(flow)
+        self.flows_started += 1
+        for link in flow.path:
+            link.flows[flow] = None
+            self._dirty[link] = None
+        self._request_flush()
+        return event
+
+    @property
+    def active_flows(self) -> int:
+        return len(self._flows)
+
+    def flush(self) -> None:
+        """Account bytes on every link up to now (call before reading counters)."""
+        now = self.env.now
+        for link in self.links:
+            self._account_link(link, now)
+
+    # ------------------------------------------------------------------------------------ internals
+    def _component(self, seed_links: Iterable[Link], split: bool) -> tuple[list[Link], list[Flow], list[Link]]:
+        """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
+        deterministic: seeds are ordered and every link keeps its flows in insertion order).
+
+        With `split`, a link that is not a seed and has slack (`_has_slack`) is not crossed: it cannot
+        bind, so the flows beyond it keep their rates. Such links come back as the third list, to be
+        checked after the solve (`_split_holds`), which falls back to the whole component if one of
+        them would bind after all. This keeps the solve to the part of a large component that can
+        actually change: at 48P96D the whole components reach hundreds of flows, joined mostly
+        through host-DRAM and compute-NIC links that are far from full."""
+        self._stamp += 1  # marks what this search has seen (cheaper than per-search sets)
+        stamp = self._stamp
+        links: list[Link] = []
+        flows: list[Flow] = []
+        boundary: list[Link] = []
+        stack = list(seed_links)
+        seeds = set(stack) if split else None
+        while stack:
+            link = stack.pop()
+            if link.seen == stamp:
+                continue
+            link.seen = stamp
+            if split and link not in seeds and self._has_slack(link):
+                boundary.append(link)
+                continue
+            links.append(link)
+            for flow in link.flows:
+                if flow.seen != stamp:
+                    flow.seen = stamp
+                    flows.append(flow)
+                    stack.extend(flow.path)
+        return links, flows, boundary
+
+    def _has_slack(self, link: Link) -> bool:
+        """Far (`_SPLIT_SLACK`) from full: the total below capacity, and HIGH below capacity less
+        the LOW guarantee (what HIGH may fill on its first pass)."""
+        high, low = link._rate_by_class
+        capacity = link.capacity * (1 - _SPLIT_SLACK)
+        return high + low < capacity and high < capacity * (1 - self.low_class_share)
+
+    def _split_holds(self, boundary: list[Link], rates: dict[Flow, float], stamp: int) -> bool:
+        """Whether a solve without the `boundary` links equals the whole component's solve: no
+        boundary link would bind at the new rates (with `_SPLIT_MARGIN`), in total or for HIGH's
+        first pass. Then progressive filling over the whole component never picks a boundary link,
+        so every flow gets the same rate, to the bit. (Valid while no solve has needed the refill,
+        so that every HIGH flow in the network runs at its cap; `_recompute` checks that.)"""
+        share = self.low_class_share
+        for link in boundary:
+            high, low = _class_rates(link, rates, stamp)
+            capacity = link.capacity * (1 - _SPLIT_MARGIN)
+            if high + low >= capacity or high >= capacity * (1 - share):
+                return False
+        return True
+
+    def _request_flush(self) -> None:
+        """Re-rate once at the end of this instant. Many flows start and end at the same instant (a
+        batch's layers, a pass's all-to-all, a transfer that starts when another ends): one solve
+        for all of them, after every other event of the instant (`_END_OF_INSTANT`), instead of one
+        per change. No time passes meanwhile, so no bytes move at the stale rates."""
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+        event = simpy.Event(self.env)
+        event._ok, event._value = True, None  # a triggered event, as SimPy's own Timeout sets it
+        event.callbacks.append(self._flush)
+        self.env.schedule(event, _END_OF_INSTANT)  # type: ignore[arg-type]  # an int priority
+
+    def _flush(self, _event=None) -> None:
+        self._flush_pending = False
+        if self._dirty:
+            self._recompute(())
+        else:
+            self._arm_timer()
+
+    def _recompute(self, seed_links: Iterable[Link]) -> None:
+        """Re-rate the components of `seed_links` and of every link changed since the last solve."""
+        seeds = list(self._dirty) + list(seed_links)
+        self._dirty = {}
+        now = self.env.now
+        self.recomputations += 1
+        links, flows, boundary = self._component(seeds, split=self._split_ok)
+        rates, refilled = solve_two_class(links, flows, self.low_class_share, boundary)
+        if boundary:
+            if refilled or not self._split_holds(boundary, rates, self._stamp):
+                self.split_fallbacks += 1
+                links, flows, boundary = self._component(seeds, split=False)
+                rates, refilled = solve_two_class(links, flows, self.low_class_share)
+            else:
+                self.split_solves += 1
+        if refilled:
+            # A HIGH flow is link-limited: a later split would have to know every HIGH flow's
+            # first-pass rate, which is not kept. Solve whole components from now on.
+            self._split_ok = False
+        stamp = self._stamp
+        for link in links + boundary:
+            new = _class_rates(link, rates, stamp)
+            if new != link._rate_by_class:
+                self._account_link(link, now)  # bytes so far at the old rates
+                link._rate_by_class = new
+                if new[0] + new[1] > link.capacity * (1 + 1e-6):  # invariant: capacity
+                    self.violations.append(f"t={now:.9f}: {link.name} at {new[0] + new[1]:.6g} B/s > "
+                                           f"capacity {link.capacity:.6g}")
+        for flow in flows:
+            rate = rates[flow]
+            if rate == flow.rate and rate > 0:
+                continue  # same rate, so its progress and pending finish time still hold
+            flow.remaining -= flow.rate * (now - flow._last_t)
+            flow._last_t = now
+            flow.rate = rate
+            flow._version += 1
+            if rate > 0:
+                finish = now + max(flow.remaining, 0.0) / rate
+                heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
+            else:
+                self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
+        self._check_low_guarantee(links + boundary, now)
+        if self._unchecked:
+            self._check_low_guarantee(list(self._unchecked), now)
+            self._unchecked = {}
+        self._arm_timer()
+
+    def _check_low_guarantee(self, links: list[Link], now: float) -> None:
+        """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited by
+        its own cap or has its bottleneck on another link of its path (`_bottlenecked_elsewhere`)."""
+        share = self.low_class_share
+        for link in links:
+            low_rate = link._rate_by_class[TrafficClass.LOW]
+            if low_rate >= link.capacity * share * (1 - 1e-6) or not link.flows:
+                continue
+            for flow in link.flows:
+                if flow.traffic_class != TrafficClass.LOW:
+                    continue
+                capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
+                if not (capped or _bottlenecked_elsewhere(flow, link, share)):
+                    self.violations.append(f"t={now:.9f}: low class starved on {link.name} "
+                                           f"({low_rate:.6g} B/s < guarantee)")
+                    return
+
+    def _arm_timer(self) -> None:
+        heap = self._heap
+        while heap and heap[0][2] != heap[0][3]._version:
+            heapq.heappop(heap)  # stale prediction
+        if not heap:
+            return
+        finish = heap[0][0]
+        if finish < self._timer_at - _TIME_TOLERANCE_S:
+            # Only the latest armed timer acts; an earlier one that fires later is ignored, so timers
+            # never multiply.
+            self._timer_at = finish
+            self._timer = self.env.timeout(max(finish - self.env.now, 0.0))
+            self._timer.callbacks.append(self._on_timer)
+
+    def _on_timer(self, event) -> None:
+        if event is not self._timer:
+            return
+        now = self.env.now
+        self._timer = None
+        self._timer_at = math.inf
+        heap = self._heap
+        done: list[Flow] = []
+        while heap and heap[0][0] <= now + _TIME_TOLERANCE_S:
+            _, _, version, flow = heapq.heappop(heap)
+            if version == flow._version and flow in self._flows:
+                done.append(flow)
+        if not done:
+            self._arm_timer()
+            return
+        # Which links bound some flow before the finished ones leave (link -> bound). Only those can
+        # change another flow's rate: a link with slack limits nobody, so its other flows keep their
+        # rates when a flow leaves it (the same reasoning as the split in `_component`).
+        touched: dict[Link, bool] = {}
+        skip = self._skip_idle
+        for flow in done:
+            for link in flow.path:
+                if link not in touched:
+                    touched[link] = not (skip and self._has_slack(link))
+        for flow in done:
+            flow.remaining -= flow.rate * (now - flow._last_t)
+            flow._last_t = now
+            self._finish(flow)
+        seeds: list[Link] = []
+        idle: list[Link] = []
+        for link, bound in touched.items():
+            if bound and link.flows:
+                seeds.append(link)
+            else:
+                # Nothing to re-rate: the link's rates are its remaining flows' (summed in its own
+                # flow order, as a solve would, so the bytes it accounts stay the same to the bit).
+                link._rate_by_class = _class_rates(link, _NO_RATES, -1)
+                idle.append(link)
+        self.skipped_links += len(idle)
+        if seeds or self._flush_pending:
+            for link in idle:  # checked after the re-rate, when the links that bound are full again
+                self._unchecked[link] = None
+        else:
+            self._check_low_guarantee(idle, now)
+        if seeds:
+            # Rates of the survivors change only in the components of the links that bound; they are
+            # re-rated with the flows that start at this instant, once (`_flush`, which arms the timer).
+            for link in seeds:
+                self._dirty[link] = None
+            self._request_flush()
+        else:
+            self.skipped_solves += 1
+        if not self._flush_pending:
+            self._arm_timer()
+
+    def _finish(self, flow: Flow) -> None:
+        now = self.env.now
+        # Completions within _TIME_TOLERANCE_S are merged, so a flow may finish that much early.
+        slack_bytes = max(flow.size * 1e-6, 1.0, 2 * flow.rate * _TIME_TOLERANCE_S)
+        for link in flow.path:
+            self._account_link(link, now)
+        for link in flow.path:
+            link.flows.pop(flow, None)
+            link._rate_by_class[flow.traffic_class] -= flow.rate
+        self._flows.discard(flow)
+        flow.rate = 0.0
+        flow._version += 1
+        self.flows_finished += 1
+        self.bytes_by_tag[flow.tag] = self.bytes_by_tag.get(flow.tag, 0.0) + flow.size
+        if abs(flow.remaining) > slack_bytes:
+            self.violations.append(f"t={now:.9f}: flow {flow} finished with {flow.remaining:.6g} bytes unaccounted")
+        flow.event.succeed()
+
+    def _account_link(self, link: Link, now: float) -> None:
+        """Add the bytes that crossed `link` since its last update, split into time bins."""
+        t0 = link._last_t
+        if now <= t0:
+            return
+        link._last_t = now
+        high, low = link._rate_by_class
+        if high <= 0 and low <= 0:
+            return
+        link.bytes_by_class[0] += high * (now - t0)
+        link.bytes_by_class[1] += low * (now - t0)
+        bin_s = self.bin_s
+        b = int(t0 // bin_s)
+        t = t0
+        while t < now:
+            end = min((b + 1) * bin_s, now)
+            acc = link.bins.get(b)
+            if acc is None:
+                acc = link.bins[b] = [0.0, 0.0]
+            acc[0] += high * (end - t)
+            acc[1] += low * (end - t)
+            t = end
+            b += 1
+
+
+def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> bool:
+    """Whether the LOW `flow` has its bottleneck on a link of its path other than `link`: that link
+    is full, LOW there has at least its guarantee (else the arbiter would give LOW more), and no
+    LOW flow there runs faster than `flow` (else max-min would give `flow` more)."""
+    for other in flow.path:
+        if other is link:
+            continue
+        high, low = other._rate_by_class
+        if high + low < other.capacity * (1 - 1e-6) or low < other.capacity * low_class_share * (1 - 1e-6):
+            continue
+        fastest = True
+        for peer in other.flows:
+            if peer.traffic_class == TrafficClass.LOW and peer.rate > flow.rate * (1 + 1e-6):
+                fastest = False
+                break
+        if fastest:
+            return True
+    return False
+
+
+_NO_RATES: dict = {}  # with stamp -1 (no search uses it): every flow at its current rate
+
+
+def _class_rates(link: Link, rates: dict[Flow, float], stamp: int) -> list[float]:
+    """[HIGH, LOW] bytes/s through `link` at the new `rates` (flows marked with `stamp`) and the current
+    rates of its other flows. Summed in the link's own flow order, whatever a component's discovery
+    order, so split and whole solves give the same bits."""
+    new = [0.0, 0.0]
+    for flow in link.flows:
+        new[flow.traffic_class] += rates[flow] if flow.seen == stamp else flow.rate
+    return new

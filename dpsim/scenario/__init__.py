@@ -1,0 +1,1 @@
+"""dpsim.scenario: see dpsim/__init__.py (reading guide) and docs/architecture.md."""

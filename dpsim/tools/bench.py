@@ -1,0 +1,225 @@
+"""Benchmark: simulated turns per wall-second, as a ratio to a bare SimPy event loop timed in the same run.
+
+    python -m dpsim.bench [SCENARIO] [--set k=v ...] [--systems basic,dualpath] [--repeat 3]
+    python -m dpsim.bench --paper [--repeat 3] [--write docs/data/bench-paper.csv]
+    python -m dpsim.bench SCENARIO --profile      # where the time goes, by layer (cProfile)
+
+The bare loop is the floor of any SimPy simulator: processes that do nothing but wait on timeouts.
+It is timed just before every run, so "turns per bare event" (turns/s over bare events/s) is
+comparable across machines. Both are timed in this process's CPU seconds (`time.process_time`), so
+that other work on a shared machine does not count (on an idle core they equal wall seconds). Figures are the median and the
+worst of `--repeat` runs. `--paper` runs the quickstart and small slices of the paper's DS 660B,
+DS 27B and Qwen 32B scenarios (about a minute in pure Python); `dpsim reproduce --list` turns its
+figures (`--write`) into wall-time estimates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import simpy
+
+from dpsim import api
+from dpsim.kernel.resources import net
+
+SYSTEMS = ("basic", "dualpath", "oracle")
+# The --paper slices: the scenario file and the overrides that shrink it to seconds per run.
+PAPER_SLICES = {
+    "quickstart": ("scenarios/quickstart.yaml", []),
+    "ds660b-2p4d-64k": ("scenarios/paper/ds660b-2p4d.yaml", ["workload.mal=64K", "workload.agents=128",
+                                                             "workload.max_turns=24"]),
+    "ds27b-1p1d-48k": ("scenarios/paper/ds27b-1p1d.yaml", ["workload.mal=48K", "workload.agents=256",
+                                                          "workload.max_turns=12"]),
+    "qwen32b-1p2d-64k": ("scenarios/paper/qwen32b-1p2d.yaml", ["workload.mal=64K", "workload.agents=64",
+                                                              "workload.max_turns=40"]),
+}
+BENCH_FIGURES = Path("docs/data/bench-paper.csv")  # written by --paper --write; read by reproduce --list
+FIGURE_COLUMNS = ["slice", "model", "system", "compiled", "turns", "runs", "turns_per_bare_event_median",
+                  "turns_per_bare_event_worst"]
+
+
+def bare_simpy_events_per_s(events: int = 100_000, repeats: int = 3) -> float:
+    """Timeout events per second of 100 processes that only wait (median of `repeats` timings)."""
+    rates = []
+    for _ in range(repeats):
+        env = simpy.Environment()
+
+        def proc():
+            while True:
+                yield env.timeout(1.0)  # noqa: B023  (the process runs within this iteration)
+
+        for _ in range(100):
+            env.process(proc())
+        t0 = time.process_time()
+        env.run(until=events / 100)
+        rates.append(events / (time.process_time() - t0))
+    return statistics.median(rates)
+
+
+@dataclass
+class Measured:
+    name: str
+    model: str
+    system: str
+    turns: int
+    events: int
+    flows: int
+    walls_s: list[float]
+    per_bare_event: list[float]  # turns/s over bare events/s, one per run
+
+    def row(self) -> dict:
+        return {"slice": self.name, "model": self.model, "system": self.system, "compiled": bool(net.COMPILED),
+                "turns": self.turns, "runs": len(self.walls_s),
+                "turns_per_bare_event_median": f"{statistics.median(self.per_bare_event):.5f}",
+                "turns_per_bare_event_worst": f"{min(self.per_bare_event):.5f}"}
+
+    def line(self) -> str:
+        walls, ratios = self.walls_s, self.per_bare_event
+        return (f"{self.name:18s} {self.system:9s} {self.turns:7d} turns  CPU {statistics.median(walls):7.2f} s "
+                f"(worst {max(walls):7.2f})   {self.turns / statistics.median(walls):7,.0f} turns/s  "
+                f"turns per bare event {statistics.median(ratios):.4f} (worst {min(ratios):.4f})  "
+                f"{self.events / self.turns:5.1f} events/turn  {self.flows / self.turns:4.1f} flows/turn")
+
+
+def measure(name: str, scenario, system: str, repeat: int) -> Measured:
+    sc = api.with_overrides(scenario, policy={"system": system})
+    trajectories = api.build_workload(sc)
+    walls, ratios = [], []
+    for _ in range(repeat):
+        bare = bare_simpy_events_per_s()
+        t0 = time.process_time()
+        result = api.run(sc, trajectories, progress=False)
+        wall = time.process_time() - t0
+        walls.append(wall)
+        ratios.append(result.summary["turns"] / wall / bare)
+    return Measured(name, sc.model.name, system, result.summary["turns"], result.run_info["events_processed"] or 0,
+                    result.run_info["flows"], walls, ratios)
+
+
+def profile_layers(scenario, system: str) -> None:
+    """One run under cProfile; self time by layer (a builtin's time goes to the layer that called it)."""
+    import cProfile
+    import pstats
+
+    sc = api.with_overrides(scenario, policy={"system": system})
+    trajectories = api.build_workload(sc)
+    bare = bare_simpy_events_per_s()
+    t0 = time.process_time()
+    turns = api.run(sc, trajectories, progress=False).summary["turns"]
+    wall = time.process_time() - t0
+    profiler = cProfile.Profile()
+    profiler.runcall(api.run, sc, trajectories, progress=False)
+    by_layer: dict[str, float] = {}
+    for func, (_, _, self_s, _, callers) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        layer = _layer(func[0])
+        if layer is not None:
+            by_layer[layer] = by_layer.get(layer, 0.0) + self_s
+            continue
+        for caller, edge in (callers or {}).items():  # builtins and others: to their callers' layers
+            by_layer[_layer(caller[0]) or "other"] = by_layer.get(_layer(caller[0]) or "other", 0.0) + edge[2]
+    total = sum(by_layer.values())
+    print(f"{sc.name} {system}: {turns} turns in {wall:.2f} CPU s unprofiled = {turns / wall / bare:.4f} turns per bare "
+          f"event ({bare:,.0f} bare events/s); bare-event times per turn, by layer (cProfile shares):")
+    for layer, seconds in sorted(by_layer.items(), key=lambda item: -item[1]):
+        share = seconds / total
+        print(f"  {layer:24s} {share * 100:5.1f} %  {share * wall / turns * bare:7.1f} bare events/turn")
+    if net.COMPILED:
+        print("  (compiled network: its time shows in the layers that call it, mostly simpy and simulator)")
+
+
+def _layer(filename: str) -> str | None:
+    path = filename.replace("\\", "/")
+    if "/simpy/" in path:
+        return "simpy event loop"
+    if path.endswith(("dpsim/kernel/resources/net.py", "dpsim/kernel/resources/fluid.py")):
+        return "network (net, fluid)"
+    if "/dpsim/engines/" in path:
+        return "engines"
+    if path.endswith("dpsim/kernel/simulation.py") or "/dpsim/policies/" in path:
+        return "simulator and scheduler"
+    if path.endswith(("dpsim/kernel/resources/gpu.py", "dpsim/scenario/models.py", "dpsim/kernel/entities.py")):
+        return "gpu model"
+    return None
+
+
+def read_figures(path: Path = BENCH_FIGURES) -> list[dict]:
+    """The rows `--paper --write` wrote (empty if there is no such file)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class WallEstimate:
+    """Wall seconds for simulated turns on this machine now: turns / (turns per bare event of the
+    --paper figures for the model and system, with this install's solver) / the bare loop timed now.
+    The slices are 1-2 node pairs; larger clusters cost more per turn, so read it as a lower bound."""
+
+    def __init__(self, figures: list[dict] | None = None):
+        rows = read_figures() if figures is None else figures
+        compiled = str(bool(net.COMPILED))
+        self.per_bare_event: dict[tuple[str, str], float] = {}
+        by_system: dict[str, list[float]] = {}
+        for row in rows:  # the paper slices (the quickstart is a smaller DS 27B)
+            if row["compiled"] == compiled and row["slice"] != "quickstart":
+                ratio = float(row["turns_per_bare_event_median"])
+                self.per_bare_event[(row["model"], row["system"])] = ratio
+                by_system.setdefault(row["system"], []).append(ratio)
+        self.by_system = {system: statistics.median(ratios) for system, ratios in by_system.items()}
+        self.bare_events_per_s = bare_simpy_events_per_s() if self.per_bare_event else 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.per_bare_event)
+
+    def seconds(self, model: str, system: str, turns: int) -> float | None:
+        ratio = self.per_bare_event.get((model, system), self.by_system.get(system))
+        return None if not ratio else turns / ratio / self.bare_events_per_s
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", nargs="?", default="scenarios/quickstart.yaml")
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma separated (default: all three)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per system (median and worst are printed)")
+    parser.add_argument("--paper", action="store_true", help="the quickstart and the three paper slices")
+    parser.add_argument("--write", type=Path, default=None, help="with --paper: CSV of the figures")
+    parser.add_argument("--profile", action="store_true", help="one profiled run per system: time by layer")
+    args = parser.parse_args(argv)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or args.repeat < 1:
+        parser.error(f"--systems takes {', '.join(SYSTEMS)} (got {', '.join(unknown)}); --repeat at least 1"
+                     if unknown else f"--repeat must be at least 1, got {args.repeat}")
+    if args.write and not args.paper:
+        parser.error("--write goes with --paper")
+    slices = PAPER_SLICES if args.paper else {Path(args.scenario).stem: (args.scenario, [])}
+    print(f"network solver: {'compiled' if net.COMPILED else 'pure Python'} (python -m dpsim.compiled status); "
+          f"bare SimPy loop now: {bare_simpy_events_per_s():,.0f} timeout events/s")
+    rows = []
+    for name, (path, sets) in slices.items():
+        scenario = api.load_scenario(path, sets + args.sets)
+        for system in systems:
+            if args.profile:
+                profile_layers(scenario, system)
+                continue
+            measured = measure(name, scenario, system, args.repeat)
+            print(measured.line(), flush=True)
+            rows.append(measured.row())
+    if args.write:  # replaces the rows of this solver (compiled or pure), keeps the other's
+        kept = [row for row in read_figures(args.write) if row["compiled"] != str(bool(net.COMPILED))]
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        with args.write.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, FIGURE_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept + rows)
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
