@@ -102,11 +102,15 @@ def _title(points: list[Point], what: str) -> str:
     scenarios = [scenario_for(p) for p in points]
     first = scenarios[0]
     hardware = hardware_profile(first)
-    hardware = ("paper testbed profile" if "testbed" in hardware else
-                "H800 preset" if hardware.startswith("no calibration") else hardware.split(" (")[0][:40])
+    hardware = ("H800 preset" if hardware.startswith("no calibration") else
+                "paper testbed profile" if "testbed profile" in hardware else hardware.split(" (")[0][:40])
+    if first.hardware.gpu.peak_flops_fp8 >= 1e16:  # 50x an H800: the pd-bound thought experiment
+        hardware += " with GPUs made nearly free"
     layouts = list(dict.fromkeys(f"{s.cluster.prefill_nodes}P{s.cluster.decode_nodes}D" for s in scenarios))
     w = first.workload
-    load = f"online {w.aps:g} APS" if w.mode == "online" else f"offline {w.agents} agents"
+    per_node = {s.workload.agents / (s.cluster.prefill_nodes + s.cluster.decode_nodes) for s in scenarios}
+    agents = f"{per_node.pop():g} agents per node" if len(per_node) == 1 and len(layouts) > 1 else f"{w.agents} agents"
+    load = f"online {w.aps:g} APS" if w.mode == "online" else f"offline {agents}"
     phases = ""
     if w.phase_profile is not None:
         p = w.phase_profile
