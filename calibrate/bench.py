@@ -1,14 +1,17 @@
-"""Side-by-side benchmarks against the reference tools (not a unit test; run by hand):
+"""Side-by-side benchmarks against the reference tools, like for like (not a unit test; run by hand):
 
-* ``tcp``:     iperf3 over loopback (one stream, 5 s) versus the TCP transport's READ stream over
-               loopback (one connection, 4 MiB messages, depth 2), alternating rounds;
+* ``tcp``:     iperf3 over loopback (``-l`` = the message size, ``-P`` = the streams) versus the TCP
+               transport's WRITE streams over loopback (same message size, one connection per
+               stream, ``--depth`` messages outstanding on each so the stream never idles);
 * ``storage``: fio (``psync``, ``O_DIRECT``, random block-aligned reads, ``numjobs`` = queue depth)
-               versus the ``odirect`` reader on the same file with the same block size and depth.
+               versus the ``odirect`` reader (a thread per outstanding ``preadv``) on the same file
+               with the same block size and depth.
 
-``python -m calibrate.bench tcp|storage|all [--rounds 3] [--json out.json]``
+``python -m calibrate.bench tcp|storage|all [--rounds 5] [--json out.json]``
 
-Each round runs the reference tool and ours back to back; the report gives every round and the
-medians, and the ratio ours / reference.
+Each round runs the reference tool and ours back to back, alternating which goes first; the
+report gives every round, the medians and the ratio ours / reference of each round (paired, so
+drift between rounds cancels), with its median and worst.
 """
 
 from __future__ import annotations
@@ -36,43 +39,64 @@ def _free_port() -> int:
     return port
 
 
-def iperf3_loopback(seconds: float = 5.0) -> float:
-    """bytes/s received by one iperf3 stream over 127.0.0.1."""
+def iperf3_loopback(seconds: float = 5.0, size: int = 1 << 20, streams: int = 1) -> float:
+    """bytes/s received by iperf3 over 127.0.0.1: ``streams`` streams writing ``size`` bytes each."""
     if not shutil.which("iperf3"):
         raise Unavailable("iperf3 is not installed (apt-get install iperf3)")
     port = _free_port()
     srv = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
-        out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
-                             capture_output=True, text=True, timeout=seconds + 30)
-        data = json.loads(out.stdout)
-        return data["end"]["sum_received"]["bits_per_second"] / 8
+        out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-l", str(size),
+                              "-P", str(streams), "-J"], capture_output=True, text=True, timeout=seconds + 30)
+        try:
+            data = json.loads(out.stdout)
+            return data["end"]["sum_received"]["bits_per_second"] / 8
+        except (ValueError, KeyError):
+            raise CalibrateError(f"iperf3 gave no result: {(out.stderr or out.stdout).strip()[-300:]}") from None
     finally:
         srv.kill()
         srv.wait()
 
 
-def tcp_transport_loopback(seconds: float = 5.0, size: int = 4 << 20, depth: int = 2) -> float:
-    """bytes/s of one TCP-transport connection streaming READs over 127.0.0.1."""
+def tcp_transport_loopback(seconds: float = 5.0, size: int = 1 << 20, depth: int = 2, streams: int = 1,
+                           op: str = "write") -> float:
+    """bytes/s of ``streams`` TCP-transport connections over 127.0.0.1, each moving ``size``-byte
+    messages (``op``) with ``depth`` outstanding, to a ``serve`` process of its own (as iperf3's
+    server is: a server thread in this process would share its interpreter lock)."""
+    from .measure import timed_threads
     from .transports import get_transport, transfer_batch
-    from .transports.tcp import TcpServer
 
-    with TcpServer("127.0.0.1:0") as srv:
-        srv.add_buffer("mem", bytearray(64 << 20))
-        srv.start()
+    srv = subprocess.Popen([sys.executable, "-m", "calibrate.cli", "serve", "--listen", "127.0.0.1:0", "--buffer",
+                            str(max(64 << 20, 2 * size * depth))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        line = srv.stdout.readline()
+        if not line.startswith("LISTENING "):
+            raise CalibrateError(f"transport server did not start: {line.strip()} {srv.stderr.read().strip()[-300:]}")
         tr = get_transport("tcp")
-        ep = tr.connect(srv.address)
-        local = tr.register(bytearray(size * depth))
-        remote = ep.remote("mem")
-        transfer_batch(ep, "read", local, remote, size, 8, depth)  # warm-up
-        moved, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            transfer_batch(ep, "read", local, remote, size, 32, depth)
-            moved += 32 * size
-        rate = moved / (time.perf_counter() - t0)
-        ep.close()
-        return rate
+        eps = [tr.connect(line.split()[1]) for _ in range(streams)]
+        locals_ = [tr.register(bytearray(size * depth)) for _ in range(streams)]
+        remote = eps[0].remote("mem")
+        for ep, local in zip(eps, locals_):
+            transfer_batch(ep, op, local, remote, size, 8, depth)  # warm-up
+        moved = [0] * streams
+
+        def stream(i: int) -> None:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                transfer_batch(eps[i], op, locals_[i], remote, size, 16, depth)
+                moved[i] += 16 * size
+
+        elapsed = timed_threads(streams, stream)
+        for ep in eps:
+            ep.close()
+        return sum(moved) / elapsed
+    finally:
+        srv.kill()
+        srv.wait()
+        srv.stdout.close()
+        srv.stderr.close()
 
 
 def fio_read(path: Path, bs: int, depth: int, seconds: float = 4.0) -> float:
@@ -107,16 +131,17 @@ def reader_read(path: Path, bs: int, depth: int, seconds: float = 4.0, reader: s
         rd.close()
 
 
-def bench_tcp(rounds: int, seconds: float) -> dict:
+def bench_tcp(rounds: int, seconds: float, size: int = 1 << 20, streams: int = 1, depth: int = 2) -> dict:
     ref, ours = [], []
-    for i in range(rounds):
+    for i in range(rounds):  # alternate which runs first, so drift does not favour one side
         if i % 2:
-            ours.append(tcp_transport_loopback(seconds))
-            ref.append(iperf3_loopback(seconds))
+            ours.append(tcp_transport_loopback(seconds, size, depth, streams))
+            ref.append(iperf3_loopback(seconds, size, streams))
         else:
-            ref.append(iperf3_loopback(seconds))
-            ours.append(tcp_transport_loopback(seconds))
-    return _report("tcp loopback: iperf3 (1 stream) vs TCP transport (1 connection, READ 4 MiB, depth 2)", ref, ours)
+            ref.append(iperf3_loopback(seconds, size, streams))
+            ours.append(tcp_transport_loopback(seconds, size, depth, streams))
+    return _report(f"tcp loopback, {size} B writes, {streams} stream(s): iperf3 -l {size} -P {streams} vs TCP "
+                   f"transport (WRITE, depth {depth} per connection)", ref, ours)
 
 
 def bench_storage(rounds: int, seconds: float, directory: str | None, bs: int, depth: int, file_size: int) -> dict:
@@ -140,31 +165,40 @@ def bench_storage(rounds: int, seconds: float, directory: str | None, bs: int, d
 
 def _report(what: str, ref: list[float], ours: list[float]) -> dict:
     r, o = statistics.median(ref), statistics.median(ours)
+    paired = [b / a for a, b in zip(ref, ours)]
     return {"what": what, "reference_Bps": ref, "ours_Bps": ours, "reference_median_Bps": r, "ours_median_Bps": o,
-            "ratio": o / r}
+            "ratio_of_medians": o / r, "paired_ratios": paired, "median_paired_ratio": statistics.median(paired),
+            "worst_paired_ratio": min(paired)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m calibrate.bench")
     ap.add_argument("which", choices=["tcp", "storage", "all"])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="paired rounds (at least 5 for a median)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--dir", default=None, help="directory for the storage test file (default /var/tmp/...)")
-    ap.add_argument("--bs", default="4MiB")
+    ap.add_argument("--bs", default="4MiB", help="storage block size")
+    ap.add_argument("--tcp-size", default="1MiB", help="TCP message size = iperf3's write size (-l, at most 1 MiB)")
+    ap.add_argument("--streams", type=int, default=1, help="TCP streams (iperf3 -P, transport connections)")
+    ap.add_argument("--tcp-depth", type=int, default=2, help="transport messages outstanding per connection")
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--file-size", default="1GiB")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     from dpsim.scenario.units import parse_bytes
 
+    if a.rounds < 1 or a.streams < 1 or a.tcp_depth < 1:
+        print(f"bench: --rounds, --streams and --tcp-depth must be at least 1 (got {a.rounds}, {a.streams}, "
+              f"{a.tcp_depth})", file=sys.stderr)
+        return 2
     out = []
     try:
         if a.which in ("tcp", "all"):
-            out.append(bench_tcp(a.rounds, a.seconds))
+            out.append(bench_tcp(a.rounds, a.seconds, int(parse_bytes(a.tcp_size)), a.streams, a.tcp_depth))
         if a.which in ("storage", "all"):
             out.append(bench_storage(a.rounds, a.seconds, a.dir, int(parse_bytes(a.bs)), a.depth,
                                      int(parse_bytes(a.file_size))))
-    except CalibrateError as e:
+    except (CalibrateError, Unavailable) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 2
     for rep in out:
@@ -172,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         for i, (r, o) in enumerate(zip(rep["reference_Bps"], rep["ours_Bps"])):
             print(f"  round {i}: reference {r * 8 / 1e9:8.2f} Gbit/s ({r / 1e6:9.1f} MB/s)   "
                   f"ours {o * 8 / 1e9:8.2f} Gbit/s ({o / 1e6:9.1f} MB/s)")
-        print(f"  median: reference {rep['reference_median_Bps'] / 1e6:.1f} MB/s, ours {rep['ours_median_Bps'] / 1e6:.1f} MB/s,"
-              f" ratio {rep['ratio']:.3f}")
+        print(f"  median: reference {rep['reference_median_Bps'] / 1e6:.1f} MB/s, ours {rep['ours_median_Bps'] / 1e6:.1f} MB/s;"
+              f" paired ratio ours/reference: median {rep['median_paired_ratio']:.3f}, worst "
+              f"{rep['worst_paired_ratio']:.3f} ({len(rep['paired_ratios'])} rounds)")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
     return 0

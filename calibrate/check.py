@@ -16,6 +16,11 @@ is read then copied to the target (the profile's host-copy fit: the loader's cop
 the GPU loopback dpsim models for an H2D); on the DE path the decode agent forwards each block while
 it reads the next, out of the agent's pool of buffers.
 
+Where the measured links had a token bucket (the test bed's shapers; the profile's
+``calibration.links.NAME.bucket_bytes``, never a hardware key: real NICs have none), a transfer
+that starts on an idle link sends what the bucket holds at once and the rest at the rate, and the
+bucket refills at the rate while the link is idle (docs/calibration.md#the-token-bucket).
+
 Link sweeps (depth 1, one message at a time) are experiments too: per size, the median measured
 time against dpsim's time for one message on that link, so a profile whose compute or storage rate
 is wrong fails the gate even where the loader experiment does not load that link.
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bucket import TokenBucket, profile_buckets, records_bucket
 from .errors import CalibrateError, Unavailable
 from .profile import load_profile
 
@@ -91,8 +97,10 @@ def host_copy(profile: dict, source: str = "<profile>") -> tuple[float, float | 
     return 0.0, None
 
 
-def simulate_loader(cfg: dict, requests: list[dict], scenario, copy: tuple[float, float | None]) -> dict[int, tuple[float, float]]:
-    """Predicted (t_submit, t_done) per request id of one loader experiment, on dpsim's Cluster."""
+def simulate_loader(cfg: dict, requests: list[dict], scenario, copy: tuple[float, float | None],
+                    buckets: dict[str, int] | None = None) -> dict[int, tuple[float, float]]:
+    """Predicted (t_submit, t_done) per request id of one loader experiment, on dpsim's Cluster.
+    ``buckets``: the measured links' token buckets by link name (``bucket.profile_buckets``)."""
     simpy, _, _, Cluster, _, TrafficClass = _dpsim()
     env = simpy.Environment()
     block, nblk, depth = cfg["block_size"], cfg["blocks_per_request"], cfg["depth"]
@@ -104,9 +112,26 @@ def simulate_loader(cfg: dict, requests: list[dict], scenario, copy: tuple[float
     for r in sorted(requests, key=lambda r: r["request"]):
         queues[r["path"]].append(r["request"])
     out: dict[int, tuple[float, float]] = {}
+    hw, buckets = scenario.hardware, buckets or {}
+    storage_bw = hw.storage_nic.count * hw.storage_nic.bandwidth * hw.storage.read_efficiency
+    shaper: dict[str, TokenBucket] = {}  # "pe"/"de": that host's storage link; "compute"
+    for key, names, rate in (("pe", ("storage_pe", "storage"), storage_bw),
+                             ("de", ("storage_de", "storage"), storage_bw),
+                             ("compute", ("compute",), hw.compute_nic.bandwidth)):
+        size = next((buckets[n] for n in names if buckets.get(n)), 0)
+        if size:
+            shaper[key] = TokenBucket(env, size, rate)
+
+    def shaped(key: str, path, tag: str):
+        bucket = shaper.get(key)
+        rest = bucket.take(block) if bucket else block
+        if rest > 0:
+            yield net.transfer(path, rest, TrafficClass.LOW, tag=tag)
+        if bucket:
+            bucket.release()
 
     def read(node):
-        return net.transfer(cluster.storage_read_path(node), block, TrafficClass.LOW, tag="storage_read")
+        return env.process(shaped("pe" if node is pe else "de", cluster.storage_read_path(node), "storage_read"))
 
     def pe_worker():
         while queues["pe"]:
@@ -126,7 +151,7 @@ def simulate_loader(cfg: dict, requests: list[dict], scenario, copy: tuple[float
         def forwarder():
             while True:
                 b, last = yield to_send.get()
-                yield net.transfer(forward_path, block, TrafficClass.LOW, tag="kv_de_to_pe")
+                yield env.process(shaped("compute", forward_path, "kv_de_to_pe"))
                 yield env.timeout(cluster.nic_latency_s)  # completion of the last write
                 yield free.put(b)
                 if last is not None:
@@ -161,16 +186,19 @@ def naive_makespan(cfg: dict, requests: list[dict], scenario) -> float:
     return max(sum(r["bytes"] for r in requests if r["path"] == p) / rates[p] for p in rates)
 
 
-def message_time(link: str, size: int, scenario) -> float | None:
-    """dpsim's time for one message of ``size`` bytes alone on a link (None: not a modelled link)."""
+def message_time(link: str, size: int, scenario, bucket_bytes: int = 0) -> float | None:
+    """dpsim's time for one message of ``size`` bytes alone on a link (None: not a modelled link);
+    on a link with a full token bucket of ``bucket_bytes`` those bytes cross at once."""
     _, _, _, _, storage_client_rate, _ = _dpsim()
     hw = scenario.hardware
+    free = min(size, bucket_bytes)
     if link in STORAGE_LINKS:  # one read in flight: queue depth 1
+        streaming = hw.storage_nic.count * hw.storage_nic.bandwidth * hw.storage.read_efficiency
         rate = storage_client_rate(hw.storage_nic.count * hw.storage_nic.bandwidth, hw.storage.read_efficiency,
                                    hw.storage.io_overhead, 1, size)
-        return hw.storage.request_latency + size / rate
+        return hw.storage.request_latency + size / rate - free / streaming
     if link == "compute":
-        return hw.compute_nic.latency + size / hw.compute_nic.bandwidth
+        return hw.compute_nic.latency + (size - free) / hw.compute_nic.bandwidth
     return None
 
 
@@ -182,7 +210,7 @@ def naive_message_time(link: str, size: int, scenario) -> float:
     return size / hw.compute_nic.bandwidth
 
 
-def _loader_experiments(samples: list[dict], scenario, copy) -> tuple[list[dict], list[dict]]:
+def _loader_experiments(samples: list[dict], scenario, copy, buckets: dict[str, int]) -> tuple[list[dict], list[dict]]:
     finished = {r["experiment"] for r in samples if r.get("kind") == "loader_total"}
     exps = {r["experiment"]: r for r in samples if r.get("kind") == "experiment" and r.get("what") == "loader"
             and r["experiment"] in finished}  # an interrupted run has no total: its requests are partial
@@ -195,7 +223,7 @@ def _loader_experiments(samples: list[dict], scenario, copy) -> tuple[list[dict]
         reqs, cfg = by_exp.get(eid, []), exp["config"]
         if not reqs:
             continue
-        pred = simulate_loader(cfg, reqs, scenario, copy)
+        pred = simulate_loader(cfg, reqs, scenario, copy, buckets)
         m_end, p_end = max(r["t_done"] for r in reqs), max(t for _, t in pred.values())
         naive = naive_makespan(cfg, reqs, scenario)
         for r in reqs:
@@ -219,17 +247,20 @@ def _loader_experiments(samples: list[dict], scenario, copy) -> tuple[list[dict]
 
 def _link_experiments(samples: list[dict], scenario) -> list[dict]:
     groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    records: dict[str, list[dict]] = defaultdict(list)
     for r in samples:
         if (r.get("kind") in ("transport", "storage") and r.get("count", 1) == 1 and r.get("depth", 1) == 1
                 and r.get("concurrency", 1) == 1 and "elapsed_s" in r):
             groups[str(r.get("link"))][int(r["size"])].append(float(r["elapsed_s"]))
+            records[str(r.get("link"))].append(r)
     rows = []
     for link, by_size in sorted(groups.items()):
         sizes = sorted(by_size)
         if message_time(link, sizes[0], scenario) is None:
             continue
+        bucket = records_bucket(records[link], f"sweep of link {link}")  # the samples say what they crossed
         m = np.array([np.median(by_size[s]) for s in sizes])
-        p = np.array([message_time(link, s, scenario) for s in sizes])
+        p = np.array([message_time(link, s, scenario, bucket) for s in sizes])
         naive = np.array([naive_message_time(link, s, scenario) for s in sizes])
         rows.append({"kind": "link", "experiment": f"sweep {link}", "what": f"{link} sweep, {len(sizes)} sizes",
                      "measured_s": float(m.sum()), "predicted_s": float(p.sum()),
@@ -244,7 +275,7 @@ def closure(profile_path: str, samples: list[dict]) -> dict:
     profile = load_profile(profile_path)
     scenario = profile_scenario(profile, str(profile_path))
     copy = host_copy(profile, str(profile_path))
-    loader_rows, table = _loader_experiments(samples, scenario, copy)
+    loader_rows, table = _loader_experiments(samples, scenario, copy, profile_buckets(profile, str(profile_path)))
     if not loader_rows:
         raise CalibrateError("no finished loader experiment in the raw samples (run `dpsim-calibrate loader --raw ...`)")
     rows = loader_rows + _link_experiments(samples, scenario)

@@ -162,12 +162,16 @@ def serve(listen, transport, buffer_size, files, delay, duration, device, gid_in
 @click.option("--gid-index", default=None, type=int)
 @click.option("--doorbell", default=None, type=int, help="RDMA: work requests chained per post_send (doorbell batching)")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--gap", default=None, callback=_quantity(parse_time),
+              help="idle this long before each timed sample (lets a shaper's token bucket refill; test bed)")
+@click.option("--bucket", default=None, callback=_quantity(parse_bytes),
+              help="the link's token bucket, recorded in each sample for the fit (test bed; real NICs have none)")
 @click.option("--raw", type=click.Path(dir_okay=False), help="append raw samples to this JSONL file")
 @click.option("--resume", is_flag=True, help="continue an interrupted --raw file")
 @click.option("--json", "as_json", is_flag=True)
 @_guard
 def transport(address, transport, op, link, region, sizes, reps, warmup, depths, concurrency, count, priority,
-              device, gid_index, doorbell, seed, raw, resume, as_json):
+              device, gid_index, doorbell, seed, gap, bucket, raw, resume, as_json):
     """Size / depth / concurrency sweep of one-sided READ or WRITE to a `serve` peer."""
     from .sweeps import TransportSweep
 
@@ -177,7 +181,8 @@ def transport(address, transport, op, link, region, sizes, reps, warmup, depths,
 
         probe(device)  # one clear line if pyverbs or a device is missing
     sweep = TransportSweep(address, transport, op, region, link, tuple(parse_size_list(sizes)), reps, warmup,
-                           _ints(depths), _ints(concurrency), count, priority, seed, opts)
+                           _ints(depths), _ints(concurrency), count, priority, seed, opts,
+                           gap_s=parse_time(gap) if gap else 0.0, bucket_bytes=int(parse_bytes(bucket)) if bucket else 0)
     with _open_log(raw, resume, tool="transport", transport=transport) as log:
         sweep.run(log)
         _print_summary([s for s in log.samples if s.get("config") == sweep.config()], as_json)
@@ -354,6 +359,8 @@ def fit(raw, output, storage_nic, compute_nic, boot, min_size, max_size, as_json
     write_profile(prof, output)
     click.echo(fit_report_text(report))
     click.echo(f"wrote {output}")
+    for warning in prof["calibration"].get("warnings", []):
+        click.echo(f"dpsim-calibrate fit: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=float))
 

@@ -54,9 +54,12 @@ def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB"
                 delay: str = "0s", links: tuple[str, ...] = ("storage_pe", "storage_de", "compute"),
                 compute_op: str = "write") -> None:
     """Size sweeps (depth 1) over each link, in the direction KV moves: storage reads from the
-    prefill and decode hosts, and decode -> prefill writes on the compute link."""
+    prefill and decode hosts, and decode -> prefill writes on the compute link. Each timed message
+    follows an idle gap of twice the link's bucket refill time, so its first bucket_bytes cross at
+    once (the samples record the bucket; the fit takes it out: docs/calibration.md#the-token-bucket)."""
     for name in links:
         link = bed.links[name]
+        shaper = ["--bucket", str(link.bucket), "--gap", f"{max(2 * link.refill_s, 1e-3):.6f}s"] if link.bucket else []
         if name == "compute" and compute_op == "write":  # the decode host writes into the prefill host
             spec = [("pe", link.dst_ip, ["--delay", delay, "--buffer", "8MiB"])]
             client, args = "de", ["--op", "write"]
@@ -68,7 +71,7 @@ def link_sweeps(bed: Testbed, raw: str, blocks: Path, sizes: str = "16KiB..2MiB"
             client, args = link.dst, ["--op", "read", "--region", "blocks000.kv"]
         with servers(bed, spec) as (addr,):
             bed.run(client, ["calibrate.cli", "transport", addr, "--sizes", sizes, "--reps", str(reps),
-                             "--link", name, "--raw", raw, "--resume", *args])
+                             "--link", name, "--raw", raw, "--resume", *shaper, *args])
 
 
 def loader_run(bed: Testbed, raw: str, blocks: Path, block_size: str = "1MiB", layers: int = 8,
@@ -96,14 +99,20 @@ def loader_run(bed: Testbed, raw: str, blocks: Path, block_size: str = "1MiB", l
             agent.stderr.close()
 
 
+ALONE_RUNS = 3  # the low flow alone, timed this many times: the closure takes their median (one
+# 4 MiB flow lasts 40 ms at 800 Mbit/s, and a stall of the loaded host made one of them 49 ms)
+
+
 def priority_run(bed: Testbed, raw: str, high_bytes: str = "16MiB", low_bytes: str = "16MiB",
-                 low_start: str = "0s", high_start: str = "0s") -> None:
-    """On an htb compute link: the low-priority (KV) flow alone, then beside a high-priority flow.
-    The data flows decode -> prefill (the server runs on the decode host, the reader on the prefill)."""
+                 low_start: str = "0s", high_start: str = "0s", alone_runs: int = ALONE_RUNS) -> None:
+    """On an htb compute link: the low-priority (KV) flow alone (``alone_runs`` times), then beside
+    a high-priority flow. The data flows decode -> prefill (the server runs on the decode host, the
+    reader on the prefill)."""
     comp = bed.links["compute"]
     with servers(bed, [("de", comp.src_ip, ["--buffer", "16MiB"])]) as (addr,):
-        bed.run("pe", ["calibrate.cli", "contend", addr, "--flow", f"{low_bytes}:{LOW_PRIORITY}", "--raw", raw,
-                       "--resume"])
+        for _ in range(alone_runs):
+            bed.run("pe", ["calibrate.cli", "contend", addr, "--flow", f"{low_bytes}:{LOW_PRIORITY}", "--raw", raw,
+                           "--resume"])
         bed.run("pe", ["calibrate.cli", "contend", addr, "--flow", f"{high_bytes}:{HIGH_PRIORITY}:{high_start}",
                        "--flow", f"{low_bytes}:{LOW_PRIORITY}:{low_start}", "--raw", raw, "--resume"])
 
@@ -152,7 +161,7 @@ def _priority_done(raw: Path) -> bool:
     if not raw.exists():
         return False
     groups = {r.get("group") for r in read_samples([raw]) if r.get("kind") == "priority"}
-    return len(groups) >= 2 * len(PRIORITY_STARTS_S)
+    return len(groups) >= (ALONE_RUNS + 1) * len(PRIORITY_STARTS_S)
 
 
 def measure_session(d: Path, a: argparse.Namespace, blocks: Path, prefix: str) -> dict:
@@ -170,7 +179,8 @@ def measure_session(d: Path, a: argparse.Namespace, blocks: Path, prefix: str) -
             prio.unlink(missing_ok=True)  # a partial priority file: its groups would pair up wrongly
             for start in PRIORITY_STARTS_S:  # each: the low flow alone, then beside the high one
                 priority_run(bed, str(prio), PRIORITY_CASE[0], PRIORITY_CASE[1], high_start=f"{start}s")
-        desc["priority_link"] = {"goodput": bed.links["compute"].goodput, "low_share": bed.low_share}
+        desc["priority_link"] = {"goodput": bed.links["compute"].goodput, "low_share": bed.low_share,
+                                 "bucket_bytes": bed.links["compute"].bucket}
     return desc
 
 
@@ -187,7 +197,7 @@ def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
     samples = read_samples(raws)
     clo = closure(str(d / "profile.yaml"), samples)
     pri = priority_closure(read_samples([d / "priority.jsonl"]), desc["priority_link"]["goodput"],
-                           desc["priority_link"]["low_share"])
+                           desc["priority_link"]["low_share"], desc["priority_link"].get("bucket_bytes", 0))
     for run, start in zip(pri["runs"], PRIORITY_STARTS_S):
         run["high_start_s"] = start
     totals = {r["experiment"]: r for r in samples if r.get("kind") == "loader_total"}
@@ -200,7 +210,9 @@ def analyse_session(d: Path, a: argparse.Namespace, desc: dict) -> dict:
                         for k, v in prof["calibration"]["links"].items()},
                "closure": {k: clo[k] for k in ("experiments", "per_config", "worst_experiment",
                                                "worst_experiment_rel_err", "max_config_rel_err", "mean_abs_rel_err")},
-               "priority": pri}
+               "priority": pri, "warnings": prof["calibration"].get("warnings", [])}
+    for warning in summary["warnings"]:
+        print(f"{d.name}: {warning}", file=sys.stderr, flush=True)
     (d / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
 
@@ -261,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=32, help="loader requests per run (4 Full Blocks each)")
     ap.add_argument("--reps", type=int, default=8, help="repetitions per size in the link sweeps")
     ap.add_argument("--sizes", default="64KiB..4MiB",
-                    help="link sweep sizes (from 64 KiB: below, a message rides mostly on the token bucket's burst)")
+                    help="link sweep sizes (within the links' token buckets for the latency, and at least 2 sizes "
+                         "past twice the largest bucket, 4 ms of the rate, for the bandwidth)")
     ap.add_argument("--boot", type=int, default=300, help="bootstrap resamples per fit")
     ap.add_argument("--profile", default=None, help="where to write the profile fitted on all sessions "
                                                      "(default OUT/profile.yaml)")

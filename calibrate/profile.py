@@ -18,8 +18,9 @@ import yaml
 
 from dpsim.scenario.units import UnitError, parse_bandwidth, parse_time
 
+from .bucket import records_bucket
 from .errors import CalibrateError
-from .fit import fit_alpha_beta, fit_concurrency, per_message_times
+from .fit import fit_alpha_beta, fit_concurrency, goodput_shortfall, per_message_times
 from .samples import FIT_KINDS
 
 
@@ -42,11 +43,14 @@ def fit_samples(samples: list[dict], n_boot: int = 300, seed: int = 0) -> dict:
     for (kind, link, op), recs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         entry: dict = {"kind": kind, "op": op, "samples": len(recs)}
         sizes, times = per_message_times(recs)
+        bucket = records_bucket(recs, f"{kind} samples of link {link}")
+        if bucket:
+            entry["bucket_bytes"] = bucket
         if len(set(sizes.tolist())) >= 3:
-            entry["alpha_beta"] = fit_alpha_beta(sizes, times, n_boot=n_boot, seed=seed).to_dict()
+            entry["alpha_beta"] = fit_alpha_beta(sizes, times, n_boot=n_boot, seed=seed, bucket_bytes=bucket).to_dict()
         elif len(sizes):
             # one size only: bandwidth from the median, no latency split
-            med = float(np.median(sizes / times))
+            med = float(np.median(np.maximum(sizes - bucket, 1.0) / times))
             entry["bandwidth_only"] = {"beta": med, "n": int(len(sizes)), "size": int(np.median(sizes))}
         conc = [r for r in recs if r.get("depth", 1) > 1 or r.get("concurrency", 1) > 1]
         if conc:
@@ -103,6 +107,7 @@ def fit_report_text(report: dict) -> str:
                 f"bandwidth {ab['beta'] / 1e6:.2f} MB/s [{ab['beta_ci'][0] / 1e6:.2f}, {ab['beta_ci'][1] / 1e6:.2f}], "
                 f"MAPE {ab['mape'] * 100:.1f} %, max APE {ab['max_ape'] * 100:.1f} %, held-out MAPE "
                 f"{(ab['holdout_mape'] or 0) * 100:.1f} % (n={ab['n_samples']}, sizes={ab['n_sizes']})"
+                + (f", beyond a token bucket of {ab['bucket_bytes']} B" if ab.get("bucket_bytes") else "")
             )
         bo = f.get("bandwidth_only")
         if bo:
@@ -140,6 +145,18 @@ def _ab(entry: dict) -> tuple[float, float] | None:
     if "bandwidth_only" in entry:
         return 0.0, entry["bandwidth_only"]["beta"]
     return None
+
+
+def shortfall_warnings(report: dict, storage_nic: float | None, compute_nic: float | None, where: str) -> list[str]:
+    """One located warning per link fitted far below the line rate given for it (fit.goodput_shortfall)."""
+    out = []
+    for name, entry in report["links"].items():
+        line = storage_nic if name.startswith("storage") else compute_nic if name == "compute" else None
+        ab = _ab(entry)
+        message = ab and goodput_shortfall(name, ab[1], line, where)
+        if message:
+            out.append(message)
+    return out
 
 
 def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None = None,
@@ -216,6 +233,8 @@ def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None
             )
         if "bandwidth_only" in v:
             d["bandwidth_Bps"] = v["bandwidth_only"]["beta"]
+        if v.get("bucket_bytes"):  # the measurement's shaper, not the hardware's: the closure uses it
+            d["bucket_bytes"] = v["bucket_bytes"]
         if "concurrency" in v:
             c = v["concurrency"]
             d["concurrency"] = {"size": c["size"], "plateau_Bps": c["saturation"], "n_saturate": c["n_saturate"],
@@ -229,6 +248,9 @@ def build_profile(report: dict, samples: list[dict], raw_files: list[str] | None
         calib["storage_nic_line_rate_Bps"] = storage_nic
     if compute_nic:
         calib["compute_nic_line_rate_Bps"] = compute_nic
+    warnings = shortfall_warnings(report, storage_nic, compute_nic, ", ".join(map(str, raw_files or [])) or "samples")
+    if warnings:
+        calib["warnings"] = warnings
     return _plain({"calibration": calib, "hardware": hw})
 
 

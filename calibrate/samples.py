@@ -16,9 +16,9 @@ from .errors import CalibrateError
 FIT_KINDS = ("transport", "storage", "copy", "gpu")
 
 POSITIVE_INTS = ("size", "count", "depth", "concurrency", "block_size", "blocks_per_request")
-NON_NEGATIVE_INTS = ("bytes", "request", "rep", "flow", "priority")
+NON_NEGATIVE_INTS = ("bytes", "request", "rep", "flow", "priority", "bucket_bytes")
 POSITIVE_NUMBERS = ("elapsed_s", "flop_rate")
-NON_NEGATIVE_NUMBERS = ("t_done", "t_start", "t_submit")
+NON_NEGATIVE_NUMBERS = ("t_done", "t_start", "t_submit", "gap_s")
 HASHABLE = ("experiment", "group", "link", "op", "kind", "what")
 
 # kind -> fields a consumer reads without a default

@@ -27,6 +27,8 @@ class TransportSweep:
     priority: int | None = None
     seed: int = 1
     transport_opts: dict | None = None
+    gap_s: float = 0.0  # idle before each timed sample, so a shaper's token bucket is full again
+    bucket_bytes: int = 0  # the link's token bucket, recorded for the fit (test bed only; NICs have none)
 
     def config(self) -> str:
         """What ``--resume`` matches on: the experiment (transport, link, operation, region,
@@ -44,12 +46,18 @@ class TransportSweep:
             base = {"kind": "transport", "link": self.link, "op": self.op, "transport": self.transport,
                     "address": self.address, "priority": self.priority, "seed": self.seed}
             base.update({f"version_{k}": v for k, v in tr.versions().items()})
+            if self.gap_s:
+                base["gap_s"] = self.gap_s
+            if self.bucket_bytes:
+                base["bucket_bytes"] = self.bucket_bytes
 
             def one(ep, loc, item: PlanItem, count: int) -> None:
                 transfer_batch(ep, self.op, loc, remote, item.size, count, item.depth)
 
             def measure(item: PlanItem) -> dict:
                 count = 1 if (item.depth == 1 and item.concurrency == 1) else self.count
+                if self.gap_s:
+                    time.sleep(self.gap_s)
                 if item.concurrency == 1:
                     t0 = time.perf_counter()
                     one(eps[0], local[0], item, count)

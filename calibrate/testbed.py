@@ -37,11 +37,18 @@ from .fit import expected_tcp_goodput
 
 ROOT = Path(__file__).resolve().parent.parent
 # Default tc rates (docs/calibration.md#ground-truth-on-one-machine-the-namespace-test-bed): four
-# Python processes on a 2-core host keep up with 200 Mbit/s storage links (97-99 % of the sum on
-# both paths) but not with 2 x 400 Mbit/s (~86 %); the compute link is 4x a storage link so the DE
-# path's forwarding never limits it.
+# Python processes on a loaded 2-core host keep up with 200 Mbit/s storage links (97-99.7 % of the
+# sum on both paths, 5 sessions) but not with 2 x 1 Gbit/s (71-81 %, while each link alone fits
+# within 3 %); the compute link is 4x a storage link so the DE path's forwarding never limits it.
 DEFAULT_STORAGE_RATE = "200Mbit/s"
 DEFAULT_COMPUTE_RATE = "800Mbit/s"
+# The shaper's token bucket (docs/calibration.md#the-token-bucket): it must hold a veth GSO packet (up
+# to 64 KiB) and the bytes the link carries while the qdisc watchdog waits to be woken on a loaded
+# host, or tokens overflow and goodput collapses (bulk TCP at 800 Mbit/s, load ~10: a bucket of
+# 100 us of the rate gave 0.40-0.63 of the expected goodput, one of 4 ms 1.00). Measured over
+# 200 Mbit/s-1 Gbit/s for tbf and the htb tree (docs/calibration.md, the table there).
+BUCKET_S = 4e-3  # seconds of the rate
+MIN_BUCKET_BYTES = 128 * 1024  # above a 64 KiB GSO packet
 HIGH_PRIORITY = 0x10010  # skb->priority = htb class 1:10
 LOW_PRIORITY = 0x10020  # class 1:20
 
@@ -78,6 +85,11 @@ def netns_available() -> tuple[bool, str]:
     return True, ""
 
 
+def bucket_bytes(rate_bytes_per_s: float) -> int:
+    """The test bed's token bucket for a rate: BUCKET_S of it, at least MIN_BUCKET_BYTES."""
+    return max(MIN_BUCKET_BYTES, int(rate_bytes_per_s * BUCKET_S))
+
+
 def tc_rate(bytes_per_s: float) -> str:
     return f"{int(round(bytes_per_s * 8))}bit"
 
@@ -91,6 +103,12 @@ class Link:
     dst_ip: str
     rate: float | None  # bytes/s, None = unshaped
     priority: bool = False
+    bucket: int = 0  # bytes of the shaper's token bucket: what crosses at once after an idle period
+
+    @property
+    def refill_s(self) -> float:
+        """Seconds an idle link takes to fill its bucket again."""
+        return 0.0 if not self.rate else self.bucket / self.rate
 
     @property
     def goodput(self) -> float | None:
@@ -105,8 +123,7 @@ class Testbed:
     priority: bool = False
     low_share: float = 0.01
     prefix: str | None = None
-    burst: int | None = None  # bytes; default max(8 KiB, 100 us of the rate): a small bucket keeps
-    # the free burst from biasing fitted latencies low
+    burst: int | None = None  # bytes of every link's token bucket; default bucket_bytes(rate)
     links: dict[str, Link] = field(default_factory=dict)
     namespaces: dict[str, str] = field(default_factory=dict)
     _up: bool = False
@@ -123,6 +140,8 @@ class Testbed:
             "storage_de": Link("storage_de", "st", "de", "10.199.2.1", "10.199.2.2", s_de),
             "compute": Link("compute", "de", "pe", "10.199.3.1", "10.199.3.2", comp, self.priority),
         }
+        for link in self.links.values():
+            link.bucket = int(self.burst or bucket_bytes(link.rate)) if link.rate else 0
 
     # ------------------------------------------------------------------------------------------
     def ns(self, role: str) -> str:
@@ -160,7 +179,7 @@ class Testbed:
     def _shape(self, link: Link, dev: str) -> None:
         ns = self.ns(link.src)
         rate = tc_rate(link.rate)
-        burst = self.burst or max(8192, int(link.rate * 100e-6))
+        burst = link.bucket
         tc = ["ip", "netns", "exec", ns, "tc"]
         if not link.priority:
             _run(tc + ["qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", str(burst), "latency", "200ms"])
@@ -216,7 +235,7 @@ class Testbed:
             "namespaces": dict(self.namespaces),
             "links": {
                 n: {"src": l.src, "dst": l.dst, "src_ip": l.src_ip, "dst_ip": l.dst_ip, "rate": l.rate,
-                    "expected_goodput": l.goodput, "priority": l.priority}
+                    "expected_goodput": l.goodput, "priority": l.priority, "bucket_bytes": l.bucket}
                 for n, l in self.links.items()
             },
             "low_share": self.low_share if self.priority else None,
