@@ -18,6 +18,7 @@ from dpsim.metrics.results import Result, run_simulation
 from dpsim.scenario.config import Scenario, ScenarioError, ToolLatencySource
 from dpsim.scenario.cost import run_cost
 from dpsim.scenario.loading import load_scenario
+from dpsim.workload.phases import apply_phase_profile
 from dpsim.workload.readers import TraceError, apply_workload_options, detect_format, read_trace
 from dpsim.workload.synthetic import generate_trajectories
 from dpsim.workload.tool_latency import with_claude_code_gaps
@@ -43,6 +44,10 @@ def build_workload(scenario: Scenario) -> list[Trajectory]:
     if w.max_turns:
         for t in trajectories:
             t.turns = t.turns[: w.max_turns]
+    if w.phase_profile is not None:  # docs/whatif.md#4-adaptive-prefilldecode-roles
+        p = w.phase_profile
+        apply_phase_profile(trajectories, p.split, p.first_append_scale, p.first_gen_scale, p.second_append_scale,
+                            p.second_gen_scale, max_context_tokens=int(w.mal))
     return trajectories
 
 

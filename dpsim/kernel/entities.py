@@ -17,6 +17,7 @@ class ReadSide(StrEnum):
 
     PREFILL = "P"
     DECODE = "D"
+    SPLIT = "S"  # part on each node at once (split reads, docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once)
 
 
 class EngineGroup(Protocol):
@@ -39,7 +40,7 @@ class Request:
                  "prefilled", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
                  "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "decode_remaining",
                  "decode_kv_read_bytes", "decode_attn_flops", "chunks", "pe_buffer_held", "alloc_wait_s",
-                 "tier_hit_tokens")
+                 "tier_hit_tokens", "hit_tokens_de")
 
     def __init__(self, rid: int, trajectory_id: str, turn_index: int, turn: Turn, done: simpy.Event, now: float):
         self.id = rid
@@ -51,6 +52,7 @@ class Request:
         self.de: DecodeEngine | None = None
         self.read_node: Node | None = None
         self.read_side: ReadSide | None = None  # chosen at dispatch
+        self.hit_tokens_de = 0  # hit tokens the DE node reads: 0 (side P), all (D) or part (S, split reads)
         self.prefilled = 0  # new tokens prefilled so far
         self.chunks = 0
         self.pe_buffer_held = False  # the PE node's DRAM buffer holds this request's hit KV

@@ -37,10 +37,13 @@ def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
     if not sim.switches.free_io and not cut:
         kv = sim.model.kv_bytes_per_token
         tier = sim.dram_tier  # hit KV found in the DRAM tier is not read from storage
-        for side, tag in ((ReadSide.PREFILL, "storage_read_pe_side"), (ReadSide.DECODE, "storage_read_de_side")):
-            expected = float(turns.loc[turns.read_side == side, "cached_tokens"].sum()) * kv
+        de_side = float(turns.hit_tokens_de.sum())  # whole reads on the DE side and the DE part of split reads
+        for side, expected_tokens, tag in (
+                (ReadSide.PREFILL, float(turns.cached_tokens.sum()) - de_side, "storage_read_pe_side"),
+                (ReadSide.DECODE, de_side, "storage_read_de_side")):
             if tier is not None:
-                expected -= tier.hit_tokens[side] * kv
+                expected_tokens -= tier.hit_tokens[side]
+            expected = expected_tokens * kv
             got = net.bytes_by_tag.get(tag, 0.0)
             if not np.isclose(expected, got, rtol=1e-9, atol=1.0):
                 failures.append(f"byte conservation: {tag} moved {got:.6g} B, dispatched turns hit {expected:.6g} B")

@@ -20,12 +20,15 @@ import simpy
 from dpsim.kernel import de_bypass, dram_tier
 from dpsim.kernel.engines.decode import DecodeGroup
 from dpsim.kernel.engines.prefill import PrefillGroup
+from dpsim.kernel.engines.roles import RoleController
 from dpsim.kernel.entities import DecodeEngine, PrefillEngine, ReadSide, Request
+from dpsim.kernel.policies.deadline import DeadlineScheduler, enqueue_by_deadline
 from dpsim.kernel.policies.scheduler import SCHEDULERS, Scheduler, SchedulerInputs
+from dpsim.kernel.policies.split_reads import balanced_de_share, side_of_share
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.hardware import Cluster, Node
 from dpsim.kernel.resources.net import Link, TrafficClass
-from dpsim.scenario.config import Scenario
+from dpsim.scenario.config import DispatchOrder, ReadSplit, RoleSwitching, Scenario
 from dpsim.scenario.models import get_model
 from dpsim.workload.trajectory import Trajectory
 
@@ -56,6 +59,9 @@ class Simulation:
         self._progress_wanted = progress
         self._bar = None
         self._build_engines()
+        self.decode_pool = list(self.decode_groups)  # decode groups open for placement (all, unless roles switch)
+        self.roles = (None if scenario.policy.adaptive_pd.mode is RoleSwitching.FIXED
+                      else RoleController(self, SimulationError))  # docs/whatif.md#4-adaptive-prefilldecode-roles
         self._check_fits()
         self.scheduler = self._make_scheduler()
         self.dram_tier = dram_tier.make_dram_tier(scenario, self.cluster, self.block_bytes, self.switches.free_io)
@@ -123,6 +129,10 @@ class Simulation:
 
     def _make_scheduler(self) -> Scheduler:
         sw, policy = self.switches, self.scenario.policy
+        if policy.dispatch_order is not DispatchOrder.FIFO and sw.scheduler != "dualpath":
+            raise SimulationError(f"{self.scenario.source_path or '<scenario>'}: policy.dispatch_order = "
+                                  f"{policy.dispatch_order.value}: needs the dualpath scheduler (policy.scheduler: "
+                                  "dualpath, the default of systems dualpath and oracle), not round_robin")
         kv = self.model.kv_bytes_per_token
         turns = [t for tr in self.trajectories for t in tr.turns] or None
         cached = int(np.mean([t.cached_tokens for t in turns])) if turns else 0
@@ -130,6 +140,9 @@ class Simulation:
         alpha = policy.alpha * self.cluster.storage_read_rate / kv
         beta = policy.beta * self.prefill_groups[0].gpu.prefill_tokens_per_s(cached, new)
         self.alpha_tokens, self.beta_tokens = alpha, beta
+        if policy.dispatch_order is DispatchOrder.DEADLINE:  # docs/whatif.md#6-tail-aware-scheduling
+            return DeadlineScheduler(alpha, beta, alpha / policy.alpha, beta / policy.beta, policy.z_slack,
+                                     dual_path=sw.dual_path)
         return SCHEDULERS[sw.scheduler](SchedulerInputs(alpha, beta, policy.z_slack, sw.dual_path))
 
     # ------------------------------------------------------------------------------------ actors
@@ -151,7 +164,8 @@ class Simulation:
         """Free the PE-side buffer that holds the request's hit KV (once: read_hit_kv took it)."""
         if req.pe_buffer_held:
             req.pe_buffer_held = False
-            self.release_buffer(req.read_node, req.turn.cached_tokens * self.model.kv_bytes_per_token)
+            pe_part = req.turn.cached_tokens - req.hit_tokens_de
+            self.release_buffer(req.read_node, pe_part * self.model.kv_bytes_per_token)
 
     def _agent(self, trajectory: Trajectory, arrival_s: float):
         env = self.env
@@ -175,7 +189,7 @@ class Simulation:
             if not self.scheduler.prefill_available(self.prefill_engines):
                 return  # the head waits for a PE anyway: skip the decode-side search
             hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
-            de = self.scheduler.pick_decode([g.engines for g in self.decode_groups], req.turn.input_tokens, hbm)
+            de = self.scheduler.pick_decode([g.engines for g in self.decode_pool], req.turn.input_tokens, hbm)
             if de is None:
                 return
             pe = self.scheduler.pick_prefill(self.prefill_engines)
@@ -183,8 +197,7 @@ class Simulation:
                 return
             self.queue.popleft()
             req.pe, req.de, req.t_dispatch = pe, de, self.env.now
-            req.read_side = self.scheduler.pick_read_side(pe, de) if req.turn.cached_tokens else ReadSide.PREFILL
-            req.read_node = pe.node if req.read_side is ReadSide.PREFILL else de.node
+            self._choose_read_side(req, pe, de)
             pe.tok += req.turn.input_tokens
             pe.seq += 1
             de.tok += req.turn.input_tokens + req.turn.output_tokens
@@ -192,8 +205,24 @@ class Simulation:
             de.hbm_free -= hbm
             if self.dram_tier is not None:  # docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage
                 req.tier_hit_tokens = self.dram_tier.lookup(req)
-            req.read_node.read_queue_tokens += req.turn.cached_tokens - req.tier_hit_tokens
+                req.read_node.read_queue_tokens += req.turn.cached_tokens - req.tier_hit_tokens
+            else:
+                pe.node.read_queue_tokens += req.turn.cached_tokens - req.hit_tokens_de
+                de.node.read_queue_tokens += req.hit_tokens_de
             self.env.process(self._load(req))
+
+    def _choose_read_side(self, req: Request, pe: PrefillEngine, de: DecodeEngine) -> None:
+        """The whole hit on the side the scheduler picks, or (policy.read_split: balanced, with dual
+        paths) a share on each side from both read queues (docs/whatif.md, section 2: split reads)."""
+        hit = req.turn.cached_tokens
+        if hit and self.switches.dual_path and self.scenario.policy.read_split is ReadSplit.BALANCED:
+            req.hit_tokens_de = balanced_de_share(pe.node.read_queue_tokens, de.node.read_queue_tokens, hit,
+                                                  self.scenario.policy.block_tokens)
+            req.read_side = side_of_share(req.hit_tokens_de, hit)
+        else:
+            req.read_side = self.scheduler.pick_read_side(pe, de) if hit else ReadSide.PREFILL
+            req.hit_tokens_de = hit if req.read_side is ReadSide.DECODE else 0
+        req.read_node = de.node if req.read_side is ReadSide.DECODE else pe.node  # a split's PE part: PE buffer
 
     def _load(self, req: Request):
         """Reserve the DE node's buffer, read the hit KV ahead or leave the read to the prefill pass
@@ -206,7 +235,10 @@ class Simulation:
             req.alloc_wait_s += self.env.now - t_wait
         if not self.switches.kv_read_at_pass:
             yield from self.read_hit_kv(req)
-        req.pe.ready.append(req)
+        if self.scenario.policy.dispatch_order is DispatchOrder.DEADLINE:
+            enqueue_by_deadline(req.pe.ready, req)
+        else:
+            req.pe.ready.append(req)
         req.pe.group.wake()
 
     def read_hit_kv(self, req: Request):
@@ -214,9 +246,10 @@ class Simulation:
         storage into it. The PE-side buffer is held until the request's prefill releases it."""
         kv = self.model.kv_bytes_per_token
         node = req.read_node
-        if not self.switches.free_io and req.read_side is ReadSide.PREFILL and req.turn.cached_tokens:
+        pe_hit = req.turn.cached_tokens - req.hit_tokens_de
+        if not self.switches.free_io and req.read_side is not ReadSide.DECODE and pe_hit:
             t_wait = self.env.now
-            yield node.buffer.allocate(req.turn.cached_tokens * kv)
+            yield node.buffer.allocate(pe_hit * kv)
             req.alloc_wait_s += self.env.now - t_wait
             req.pe_buffer_held = True
         req.t_read_start = self.env.now
@@ -227,14 +260,26 @@ class Simulation:
         if req.turn.cached_tokens and not self.switches.free_io:
             if self.cluster.request_latency_s:
                 yield self.env.timeout(self.cluster.request_latency_s)
-            tag = "storage_read_pe_side" if req.read_side is ReadSide.PREFILL else "storage_read_de_side"
-            # A client reads its queued requests' blocks in submission order, so requests finish
-            # roughly FIFO rather than all together: a few requests in flight per node.
-            with node.read_slots.request() as slot:
-                yield slot
-                yield self.move(self.cluster.storage_read_path(node), req.turn.cached_tokens * kv, tag)
-        node.read_queue_tokens -= req.turn.cached_tokens
+            if req.read_side is ReadSide.SPLIT:  # both parts at once, each on its own node
+                yield self.env.all_of([
+                    self.env.process(self._read_part(req.pe.node, pe_hit, "storage_read_pe_side")),
+                    self.env.process(self._read_part(req.de.node, req.hit_tokens_de, "storage_read_de_side"))])
+            else:
+                tag = "storage_read_pe_side" if req.read_side is ReadSide.PREFILL else "storage_read_de_side"
+                yield from self._read_part(node, req.turn.cached_tokens, tag)
+        else:
+            req.pe.node.read_queue_tokens -= pe_hit
+            req.de.node.read_queue_tokens -= req.hit_tokens_de
         req.t_read_end = self.env.now
+
+    def _read_part(self, node: Node, tokens: int, tag: str):
+        """Process body: read `tokens` of hit KV from storage into `node`'s buffer."""
+        # A client reads its queued requests' blocks in submission order, so requests finish
+        # roughly FIFO rather than all together: a few requests in flight per node.
+        with node.read_slots.request() as slot:
+            yield slot
+            yield self.move(self.cluster.storage_read_path(node), tokens * self.model.kv_bytes_per_token, tag)
+        node.read_queue_tokens -= tokens
 
     def hand_over(self, req: Request, kv_sent: simpy.Event) -> None:
         """The prefill is done: the request's decode group copies its KV in once `kv_sent` fires."""
@@ -279,6 +324,19 @@ class Simulation:
 
         d2h.callbacks.append(write)
 
+    def extra_summary(self, done) -> dict:
+        """Summary entries of the what-if options that are on (docs/whatif.md); empty when all are off,
+        so a run with them off summarises exactly as before. `done`: the finished turns' frame."""
+        extra: dict = {}
+        if self.scenario.policy.read_split is not ReadSplit.WHOLE:
+            hit = float(done.cached_tokens.sum())
+            extra["hit_fraction_de"] = round(float(done.hit_tokens_de.sum()) / hit, 9) if hit else None
+            split = (done.read_side == ReadSide.SPLIT).mean() if len(done) else None
+            extra["read_side_fraction_split"] = None if split is None else round(float(split), 9)
+        if self.roles is not None:
+            extra.update(self.roles.summary(float(done.t_finish.max()) if len(done) else self.env.now))
+        return extra
+
     # --------------------------------------------------------------------------------------- run
     def _monitor(self, stop_rule, check_every_s: float):
         """Ask the stop rule every `check_every_s`; end the run on a reason or when all turns are done."""
@@ -310,6 +368,8 @@ class Simulation:
             group.start()
         for trajectory, arrival in zip(self.trajectories, arrivals_s, strict=True):
             self.env.process(self._agent(trajectory, arrival))
+        if self.roles is not None:
+            self.env.process(self.roles.run())
         if stop_rule is not None:
             self._stopped = self.env.event()
             self.env.process(self._monitor(stop_rule, check_every_s))

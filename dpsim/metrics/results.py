@@ -25,7 +25,8 @@ from dpsim.metrics.guidance import hardware_profile, library_versions
 
 TURN_COLUMNS = ["request", "trajectory", "turn", "input_tokens", "cached_tokens", "output_tokens", "read_side",
                 "pe", "de", "t_arrive", "t_dispatch", "t_read_start", "t_read_end", "t_prefill_start",
-                "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "chunks", "alloc_wait_s"]
+                "t_first_token", "t_kv_at_decode", "t_second_token", "t_finish", "chunks", "alloc_wait_s",
+                "hit_tokens_de"]
 
 
 @dataclass
@@ -80,7 +81,7 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
         rows.append((r.id, r.trajectory_id, r.turn_index, r.turn.input_tokens, r.turn.cached_tokens,
                      r.turn.output_tokens, r.read_side.value if r.read_side else "", r.pe.index if r.pe else -1, r.de.index if r.de else -1,
                      r.t_arrive, r.t_dispatch, r.t_read_start, r.t_read_end, r.t_prefill_start, r.t_first_token,
-                     r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks, r.alloc_wait_s))
+                     r.t_kv_at_decode, r.t_second_token, r.t_finish, r.chunks, r.alloc_wait_s, r.hit_tokens_de))
     df = pd.DataFrame(rows, columns=TURN_COLUMNS)
     for col in [c for c in TURN_COLUMNS if c.startswith("t_")]:
         df[col] = df[col].astype(float)
@@ -241,6 +242,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         summary["dram_tier"] = sim.dram_tier.summary(sim.model.kv_bytes_per_token)
     if scenario.policy.de_bypass:
         summary["de_bypass"] = de_bypass.summary(turns, sim.model.kv_bytes_per_token, decode_kv_capacity_bytes(sim))
+    summary.update(sim.extra_summary(done))  # what-if options' own figures (docs/whatif.md); none when off
     failures = check_invariants(sim, turns)
     summary["invariants_ok"] = not failures
     run_info = {

@@ -199,6 +199,17 @@ class ToolLatencySource(StrEnum):
     CLAUDE_CODE = "claude_code"  # drawn from real Claude Code sessions' gaps (dpsim.workload.tool_latency)
 
 
+class PhaseProfileConfig(_Section):
+    """Two phases per trajectory (docs/whatif.md#4-adaptive-prefilldecode-roles): turns before `split` (a fraction of
+    its turns) scale their appends and generations by the `first_` factors, the rest by `second_`."""
+
+    split: float = Field(0.5, gt=0, lt=1)
+    first_append_scale: float = Field(1.0, gt=0, le=1e3)
+    first_gen_scale: float = Field(1.0, gt=0, le=1e3)
+    second_append_scale: float = Field(1.0, gt=0, le=1e3)
+    second_gen_scale: float = Field(1.0, gt=0, le=1e3)
+
+
 class WorkloadConfig(_Section):
     trace: str | None = Field(None, min_length=1, description="trace file (format detected); relative to the scenario file")
     mal: Tokens = Field("64K", description="maximum context length of the synthetic set: 32K, 48K or 64K")
@@ -215,10 +226,20 @@ class WorkloadConfig(_Section):
     max_turns: int | None = Field(None, ge=1, le=MAX_COUNT, description="truncate trajectories to this many turns")
     append_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every append (synthetic sets)")
     gen_scale: float = Field(1.0, gt=0, le=1e3, description="multiply every generation (synthetic sets)")
+    phase_profile: PhaseProfileConfig | None = Field(None, description="scale appends/generations by trajectory phase")
+
+    @field_validator("phase_profile")
+    @classmethod
+    def _phases_synthetic_only(cls, profile, info: ValidationInfo):
+        """Phases rebuild a trajectory from its appends and generations, which only the synthetic set's
+        purely agentic turns have (docs/whatif.md#4-adaptive-prefilldecode-roles)."""
+        if profile is not None and info.data.get("trace") is not None:
+            raise ValueError("a phase profile applies to the synthetic set only; remove workload.trace or it")
+        return profile
 
     @field_validator("tool_latency_source")
     @classmethod
-    def _synthetic_only(cls, source: ToolLatencySource, info: ValidationInfo) -> ToolLatencySource:
+    def _tool_gaps_synthetic_only(cls, source: ToolLatencySource, info: ValidationInfo) -> ToolLatencySource:
         if source is ToolLatencySource.CLAUDE_CODE and info.data.get("trace") is not None:
             raise ValueError("draws tool latencies for the synthetic sets; a trace carries its own think times "
                              "(scale them with workload.time_scale), expected 'fixed' with workload.trace")
@@ -240,6 +261,50 @@ class WholePromptKvRead(StrEnum):
 
     AHEAD = "ahead"  # into the read side's DRAM buffer as soon as the request is placed
     AT_PASS = "at_pass"  # when the prefill pass that needs it forms (storage -> DRAM -> HBM, then compute)
+
+
+class ReadSplit(StrEnum):
+    """How much of a request's hit KV each side reads:
+    docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once."""
+
+    WHOLE = "whole"  # all of it on the side with the shorter read queue (paper §5): today's behaviour
+    BALANCED = "balanced"  # split between PE and DE node so both read queues end equal (paper §6.1 future work)
+
+
+class DispatchOrder(StrEnum):
+    """Which request a scheduler serves first (docs/whatif.md#6-tail-aware-scheduling)."""
+
+    FIFO = "fifo"  # arrival order; PE by the paper's alpha/beta rule (paper §5): today's behaviour
+    DEADLINE = "deadline"  # earliest TTFT deadline first, PE with the earliest expected first token
+
+
+class RoleSwitching(StrEnum):
+    """Whether nodes change role between prefill and decode as load shifts:
+    docs/whatif.md#4-adaptive-prefilldecode-roles."""
+
+    FIXED = "fixed"  # the layout of `cluster` for the whole run: today's behaviour
+    BACKLOG = "backlog"  # move one node at a time toward the side whose backlog is out of bounds
+
+
+class AdaptivePdConfig(_Section):
+    """Role switching (docs/whatif.md#4-adaptive-prefilldecode-roles). Every default is [assumed]: the switch cost is an
+    engine restart in the other role (weights stay; KV pool, CUDA graphs, warm-up), swept 0-120 s
+    there; the backlog bounds are 1/2 and 1/8 of the paper's 4 s TTFT SLO (paper §6)."""
+
+    mode: RoleSwitching = RoleSwitching.FIXED
+    switch_cost: SecondsOrZero = Field("30s", description="node idle between draining and its new role")
+    check_every: Seconds = Field("10s", description="how often the controller looks at the load")
+    backlog_high: Seconds = Field("2s", description="prefill backlog (per PE) above which a D node turns P")
+    backlog_low: Seconds = Field("0.5s", description="prefill backlog (per PE) below which a P node may turn D")
+    decode_hbm_limit: Fraction = Field(0.7, description="D under pressure above this KV HBM use; no D->P past it")
+
+    @field_validator("backlog_low")
+    @classmethod
+    def _below_high(cls, low: float, info: ValidationInfo) -> float:
+        high = info.data.get("backlog_high")
+        if high is not None and low >= high:
+            raise ValueError(f"must be below backlog_high ({high:g} s), or nodes would switch back and forth")
+        return low
 
 
 class System(StrEnum):
@@ -288,6 +353,9 @@ class PolicyConfig(_Section):
     block_tokens: int = Field(64, ge=1, le=MAX_COUNT)  # tokens per KV block [assumed, docs/architecture.md#paper-data-paths]
     de_bypass: bool = Field(False, description="GPUDirect RDMA of the prompt KV straight into decode HBM, "
                             "without the DE DRAM buffer (docs/whatif.md#3-de-buffer-bypass-gpudirect-rdma-into-decode-hbm)")
+    read_split: ReadSplit = ReadSplit.WHOLE  # docs/whatif.md#2-split-reads-one-requests-kv-from-both-paths-at-once
+    dispatch_order: DispatchOrder = DispatchOrder.FIFO  # docs/whatif.md#6-tail-aware-scheduling
+    adaptive_pd: AdaptivePdConfig = AdaptivePdConfig()  # docs/whatif.md#4-adaptive-prefilldecode-roles
 
 
 class SloConfig(_Section):
@@ -325,6 +393,17 @@ class Scenario(_Section):
     calibration: dict[str, Any] | None = None
     source_path: str | None = Field(None, exclude=True)
     _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("policy")
+    @classmethod
+    def _what_ifs_combine(cls, policy: PolicyConfig, info: ValidationInfo) -> PolicyConfig:
+        """What-if options that dpsim does not model together (docs/whatif.md)."""
+        hardware = info.data.get("hardware")
+        if hardware is not None and hardware.dram_tier.enabled and policy.read_split is ReadSplit.BALANCED:
+            raise ValueError("read_split: balanced is not modelled with hardware.dram_tier.enabled (the tier counts "
+                             "its hits per read side, and a split read has two); expected read_split: whole or the "
+                             "tier off")
+        return policy
 
     @property
     def warnings(self) -> list[str]:

@@ -24,6 +24,7 @@ import simpy
 
 from dpsim.kernel import de_bypass
 from dpsim.kernel.context import SimContext
+from dpsim.kernel.engines.split_load import load_split_kv
 from dpsim.kernel.entities import PrefillEngine, ReadSide, Request
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.net import TrafficClass
@@ -148,6 +149,8 @@ class PrefillGroup:
         """Move the request's already-computed KV (hit + earlier chunks) into the PE's HBM, from the
         buffer of the side that read it."""
         sim = self.sim
+        if req.read_side == ReadSide.SPLIT:
+            return load_split_kv(sim, engine, req)
         size = (req.turn.cached_tokens + req.prefilled) * sim.model.kv_bytes_per_token
         if req.read_side is ReadSide.DECODE:
             path = sim.cluster.remote_dram_to_gpu_path(req.de.node, req.de.gpu, engine.node, engine.gpu)
@@ -182,9 +185,9 @@ class PrefillGroup:
 
     def _hand_off(self, engine: PrefillEngine, req: Request, new: int) -> simpy.Event:
         """Send this chunk's KV to the DE node's buffer: hit + new on the PE path (first chunk carries
-        the hit), new only on the DE path (the hit is already there)."""
+        the hit), new only on the DE path (the hit is already there); a split read sends its PE part."""
         sim = self.sim
-        tokens = new + (req.turn.cached_tokens if req.read_side is ReadSide.PREFILL and req.prefilled == 0 else 0)
+        tokens = new + (req.turn.cached_tokens - req.hit_tokens_de if req.prefilled == 0 else 0)
         if sim.scenario.policy.de_bypass:  # GPUDirect RDMA into decode HBM (dpsim.kernel.de_bypass)
             path = de_bypass.hand_off_path(engine.node, engine.gpu, req.de.node, req.de.gpu)
         else:
