@@ -23,6 +23,9 @@ The simulation kernel (`dpsim.kernel`)
     the fluid network, traffic isolation         kernel/resources/net.py, kernel/resources/fluid.py (compiled)
     GPU time of a pass or a step (roofline)      kernel/resources/gpu.py
     invariants checked after every run           kernel/invariants.py
+    what-if: DRAM tier, DE-buffer bypass         kernel/dram_tier.py, kernel/de_bypass.py (docs/whatif.md)
+    what-if: split reads, tail-aware dispatch    kernel/policies/split_reads.py, kernel/policies/deadline.py
+    what-if: adaptive P/D roles                  kernel/engines/roles.py, workload/phases.py
     the time guard against runaway runs          kernel/guard.py
 
 Measuring, planning, reproducing
@@ -33,6 +36,7 @@ Measuring, planning, reproducing
     capacity under an SLO (the paper stop rule)  planning/capacity.py
     P/D ratio and node count                     planning/plan.py
     the paper's experiments and validation       reproduce/ (experiments, tasks, report, testbed_fit)
+    the what-if studies (docs/whatif.md)         reproduce/whatif_studies.py, viz/whatif_figures.py
     figures and HTML reports                     viz/
     the `dpsim` command                          cli/ (app.py: the click group)
     benchmark, compiled build, import rewriter   tools/

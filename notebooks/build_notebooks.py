@@ -266,7 +266,7 @@ for split in ("whole", "balanced"):
     print(f"{split:9s} read side {turn.read_side}, DE part {turn.hit_tokens_de} tokens, read {read_ms[split]:.2f} ms")
 print(f"split / whole read time: {read_ms['balanced'] / read_ms['whole']:.3f}")""",
         "## The study\n"
-        "Run with `python -m dpsim.whatif_studies scenarios/whatif/split-reads.yaml`; its per-seed "
+        "Run with `python -m dpsim.reproduce.whatif_studies scenarios/whatif/split-reads.yaml`; its per-seed "
         "table is committed and the next cell only reads it: the P/D-ratio layouts with GPUs made nearly free, "
         "where whole-request choice falls short of saturating the storage NICs at the P/D-bound ends.",
         """import pandas as pd

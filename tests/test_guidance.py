@@ -63,7 +63,7 @@ def test_online_compare_headlines_slo_attainment_not_jct():
     assert "dualpath vs basic: SLO attainment" in online.output and "speed-up" not in online.output
 
 
-@pytest.mark.parametrize("module", ["dpsim.viz.plots", "dpsim.viz.report_plots", "dpsim.reproduce.figures"])
+@pytest.mark.parametrize("module", ["dpsim.viz.plots", "dpsim.viz.report_plots", "dpsim.reproduce.figures", "dpsim.viz.whatif_figures"])
 def test_importing_plots_keeps_the_callers_matplotlib_backend(module):
     code = f"import matplotlib; matplotlib.use('pdf'); import {module}; print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

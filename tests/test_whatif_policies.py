@@ -250,7 +250,7 @@ def test_window_ttft_counts_waiting_turns_with_their_wait_so_far():
     import numpy as np
     import pandas as pd
 
-    from dpsim.whatif_studies import window_ttft
+    from dpsim.reproduce.whatif_studies import window_ttft
 
     turns = pd.DataFrame({"t_arrive": [1.0, 5.0, 6.0, 9.0], "t_first_token": [2.0, 6.5, np.nan, np.nan],
                           "ttft_s": [1.0, 1.5, np.nan, np.nan]})
@@ -263,7 +263,7 @@ def test_window_ttft_counts_waiting_turns_with_their_wait_so_far():
 def test_study_summary_takes_the_worst_seed_in_the_metric_s_bad_direction():
     import pandas as pd
 
-    from dpsim.whatif_studies import summarise
+    from dpsim.reproduce.whatif_studies import summarise
 
     table = pd.DataFrame({"status": ["ok"] * 4 + ["error"], "layout": ["1P7D"] * 5,
                           "policy.read_split": ["whole", "whole", "whole", "balanced", "whole"],
@@ -279,7 +279,7 @@ def test_study_runner_needs_a_known_study_label(tmp_path):
 
     from click.testing import CliRunner
 
-    from dpsim.whatif_studies import main
+    from dpsim.reproduce.whatif_studies import main
 
     sweep = tmp_path / "s.yaml"
     sweep.write_text(f"base: {Path(DS27B).resolve()}\nset: [workload.agents=1]\nlabels: {{study: nope}}\n")

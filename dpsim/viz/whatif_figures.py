@@ -12,13 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from dpsim.scenario import units  # noqa: E402
+from dpsim.scenario import units
 
 HARDWARE = "H800 preset"  # every study runs on scenarios/presets/h800-node.yaml, no testbed profile
 
@@ -63,7 +60,8 @@ def dram_tier(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
                           "hit_fraction_median": hits["median"], "hit_fraction_worst": hits["worst"]})
     print(f"peak KV per node with the 1.5 TB pool (the x-axis scale): {working_set_gb:.1f} GB")
     print("no tier:", {k: round(v, 1) for k, v in off["median"].items()}, "worst", {k: round(v, 1) for k, v in off["worst"].items()})
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    a1, a2 = fig.subplots(1, 2)
     shown = table[table.index <= 4 * working_set_gb]
     x = shown.index / working_set_gb
     for system, color in (("basic", "tab:blue"), ("dualpath", "tab:orange")):
@@ -109,7 +107,8 @@ def de_bypass(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
                           "de_dram_traffic_cut": 1 - dram[True] / dram[False]})
     ttft = f.groupby(["host_gbs", "bypass"]).ttft_s_p50.median().unstack()
     table["buffer_ttft_p50_s"], table["bypass_ttft_p50_s"] = ttft[False], ttft[True]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    a1, a2 = fig.subplots(1, 2)
     a1.plot(table.index, table.buffer_jct_median_s, "o-", label="DE buffer (paper), median")
     a1.plot(table.index, table.bypass_jct_median_s, "s-", label="bypass into HBM, median")
     a1.plot(table.index, table.buffer_jct_worst_s, "v", color="tab:blue", alpha=0.6, label="worst seed")
@@ -151,7 +150,8 @@ def tool_latency(frame: pd.DataFrame, out: Path) -> pd.DataFrame:
                           "ttft_mean_gain_median": ttft_gain["median"], "ttft_mean_gain_worst": ttft_gain["worst"]})
     order = [o for o in ["0 s", "10 s", "30 s", "Claude Code gaps"] if o in table.index.get_level_values("latency")]
     layouts = sorted(table.index.get_level_values("layout").unique())
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    a1, a2 = fig.subplots(1, 2)
     for layout in layouts:
         rows = table.xs(layout, level="layout").reindex(order)
         a1.plot(range(len(order)), rows.gain_median, "o-", label=f"{layout} (median)")
@@ -183,7 +183,6 @@ def _save(fig, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 STUDIES = {"dram-tier": dram_tier, "de-bypass": de_bypass, "tool-latency": tool_latency}

@@ -1,6 +1,6 @@
 """Run, summarise and draw the what-if studies of docs/whatif.md sections 2, 4 and 6.
 
-    python -m dpsim.whatif_studies scenarios/whatif/split-reads.yaml --jobs 2 --out runs/whatif/split-reads
+    python -m dpsim.reproduce.whatif_studies scenarios/whatif/split-reads.yaml --jobs 2 --out runs/whatif/split-reads
 
 A study is a sweep file (the `dpsim sweep` format) whose `labels.study` says what each run measures:
 
