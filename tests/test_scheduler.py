@@ -1,24 +1,10 @@
 """Each rule of the DualPath scheduler (docs/architecture.md#paper-scheduler), on plain engine views."""
 
-from dataclasses import dataclass, field
 
 import pytest
+from engine_stubs import E, Node
 
 from dpsim.kernel.policies.scheduler import DualPathScheduler, RoundRobinScheduler
-
-
-@dataclass
-class Node:
-    read_queue_tokens: int = 0
-
-
-@dataclass
-class E:
-    index: int
-    tok: int = 0
-    seq: int = 0
-    hbm_free: float = 1e12
-    node: Node = field(default_factory=Node)
 
 
 def sched(**kw):

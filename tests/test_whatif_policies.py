@@ -4,9 +4,10 @@ mechanism, and switched off the simulation is the one of before (a digest record
 existed)."""
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
+from engine_stubs import E, Node
 
 from dpsim import api
 from dpsim.kernel.policies.deadline import DeadlineScheduler, enqueue_by_deadline
@@ -108,18 +109,6 @@ def test_bad_read_split_is_a_located_error():
 
 
 # -------------------------------------------------------------------------- tail-aware scheduling
-@dataclass
-class Node:
-    read_queue_tokens: int = 0
-
-
-@dataclass
-class E:
-    index: int
-    tok: int = 0
-    seq: int = 0
-    hbm_free: float = 1e12
-    node: Node = field(default_factory=Node)
 
 
 def test_deadline_picks_the_earliest_expected_start_where_the_paper_rule_picks_the_smallest_tok():

@@ -1,0 +1,18 @@
+"""Stand-ins for the engine views a scheduler reads (index, tok, seq, free HBM, the node's read queue),
+shared by the scheduler tests."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Node:
+    read_queue_tokens: int = 0
+
+
+@dataclass
+class E:
+    index: int
+    tok: int = 0
+    seq: int = 0
+    hbm_free: float = 1e12
+    node: Node = field(default_factory=Node)
