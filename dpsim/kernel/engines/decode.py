@@ -133,7 +133,6 @@ class DecodeGroup:
                 done.append(heapq.heappop(finishes))
             done.sort(key=lambda entry: entry[1])  # batch order
             for _, _, req in done:
-                req.decode_remaining = 0
                 self._remove(req)
                 sim.finish(req)
 
