@@ -30,8 +30,8 @@ class SimContext(Protocol):
     switches: Switches
     cluster: Cluster
 
-    def move(self, path: list[Link], size_bytes: float, tag: str) -> simpy.Event:
-        """A KV transfer on the low class (instant for the Oracle)."""
+    def move(self, path: list[Link], size_bytes: float, tag: str, done: simpy.Event | None = None) -> simpy.Event:
+        """A KV transfer on the low class (instant for the Oracle); `done`: a shared countdown."""
 
     def dispatch(self) -> None:
         """Place queued requests now that something they wait for changed."""

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 
-import simpy
-
+from dpsim.kernel import loop
 from dpsim.kernel.simulation import Simulation, SimulationError
 
 SLACK = 100.0
@@ -79,10 +78,10 @@ CHECK_EVERY = 256  # events between two checks: a run passes its bound by at mos
 
 
 def install(sim: Simulation, arrivals_s: list[float]) -> None:
-    """Make `sim.env.run` check that the run stays inside its bounds; past them it raises GuardTripped
-    (a SimulationError: the CLIs print it as one line). The checks sit in the run loop rather than
-    around every step: the simulated-time bounds after every event, the event count every CHECK_EVERY
-    events."""
+    """Make `sim`'s run loop check that the run stays inside its bounds; past them it raises GuardTripped
+    (a SimulationError: the CLIs print it as one line). The checks sit in the run loop
+    (`dpsim.kernel.loop.run`) rather than around every step: the simulated-time bounds after every
+    event past them, everything every CHECK_EVERY events."""
     time_bound_s, max_events = bounds(sim, arrivals_s)
     if sim.scenario.run.max_sim_time is not None:  # the run stops there by itself (at most 1e7 s)
         time_bound_s = max(time_bound_s, sim.scenario.run.max_sim_time)
@@ -90,7 +89,7 @@ def install(sim: Simulation, arrivals_s: list[float]) -> None:
     env = sim.env
 
     def check(events: int) -> None:
-        next_event_s = env.peek()
+        next_event_s = loop.peek(env, sim.cluster.net)
         if next_event_s < math.inf and events > max_events:
             _trip(sim, f"{events - 1:,} events (bound {max_events:,})")
         at_s = env.now if next_event_s == math.inf else max(env.now, next_event_s)
@@ -100,37 +99,9 @@ def install(sim: Simulation, arrivals_s: list[float]) -> None:
             _trip(sim, f"{at_s:.4g} simulated seconds, more than {MAX_BINS:,} time bins of "
                        f"run.bin = {sim.scenario.run.bin:g} s (raise run.bin for a run this long)")
 
-    def guarded_run(until: float | simpy.Event | None = None):
-        """`simpy.Environment.run`, with the guard's checks in its loop."""
-        if until is not None:
-            if not isinstance(until, simpy.Event):
-                at = float(until)
-                if at <= env.now:
-                    raise ValueError(f"until ({at}) must be greater than the current simulation time")
-                until = simpy.Event(env)
-                until._ok, until._value = True, None
-                env.schedule(until, simpy.events.URGENT, at - env.now)
-            elif until.callbacks is None:
-                return until.value
-            until.callbacks.append(simpy.core.StopSimulation.callback)
-        step = env.step
-        time_limit_s = min(time_bound_s, bins_bound_s)
-        events = 0
-        check(1)
-        try:
-            while True:
-                step()
-                events += 1
-                if env.now > time_limit_s or not events % CHECK_EVERY:
-                    check(events + 1)
-        except simpy.core.StopSimulation as stop:
-            return stop.args[0]
-        except simpy.core.EmptySchedule:
-            if until is not None:
-                raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
-        return None
-
-    env.run = guarded_run  # type: ignore[method-assign]  # the guard's run loop replaces SimPy's
+    sim.run_check = check  # dpsim.kernel.loop.run calls it
+    sim.run_check_every = CHECK_EVERY
+    sim.run_check_after_s = min(time_bound_s, bins_bound_s)
 
 
 def _trip(sim: Simulation, what: str) -> None:

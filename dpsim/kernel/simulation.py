@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from dpsim.kernel import de_bypass, dram_tier
+from dpsim.kernel import de_bypass, dram_tier, loop
 from dpsim.kernel.engines.decode import DecodeGroup
 from dpsim.kernel.engines.prefill import PrefillGroup
 from dpsim.kernel.engines.roles import RoleController
@@ -48,6 +48,11 @@ class Simulation:
         self.env = simpy.Environment()
         self.block_bytes = scenario.policy.block_tokens * self.model.kv_bytes_per_token
         self.cluster = Cluster(self.env, scenario, self.block_bytes)
+        self.cluster.net.drive()  # its wake-ups run in this simulation's loop (dpsim.kernel.loop)
+        self.run_check: Callable[[int], None] | None = None  # the time guard's check (dpsim.kernel.guard)
+        self.run_check_every = 256
+        self.run_check_after_s = math.inf
+        self.loop_counts = loop.LoopCounts()
         self.trajectories = trajectories
         self.requests: list[Request] = []
         self.queue: deque[Request] = deque()
@@ -146,10 +151,18 @@ class Simulation:
         return SCHEDULERS[sw.scheduler](SchedulerInputs(alpha, beta, policy.z_slack, sw.dual_path))
 
     # ------------------------------------------------------------------------------------ actors
-    def move(self, path: list[Link], size_bytes: float, tag: str) -> simpy.Event:
-        """A KV transfer on the low class (free for the Oracle, which has no I/O cost)."""
-        return self.cluster.net.transfer([] if self.switches.free_io else path, size_bytes, TrafficClass.LOW,
-                                         tag=tag)
+    def move(self, path: list[Link], size_bytes: float, tag: str, done: simpy.Event | None = None) -> simpy.Event:
+        """A KV transfer on the low class (free for the Oracle, which has no I/O cost); `done`: a
+        `dpsim.kernel.resources.countdown.Countdown` it counts down instead of an event of its own."""
+        event = self.cluster.net.transfer([] if self.switches.free_io else path, size_bytes, TrafficClass.LOW,
+                                          tag=tag, done=done)
+        assert event is not None
+        return event
+
+    def move_unobserved(self, path: list[Link], size_bytes: float, tag: str) -> None:
+        """`move` for a transfer nobody waits for: no event at all."""
+        self.cluster.net.transfer([] if self.switches.free_io else path, size_bytes, TrafficClass.LOW, tag=tag,
+                                  notify=False)
 
     def de_buffer_tokens(self, req: Request) -> int:
         """Tokens of the request's KV that gather in the DE node's buffer: the whole prompt, or only
@@ -318,7 +331,7 @@ class Simulation:
         d2h = self.move(self.cluster.loopback_path(node, req.de.gpu), size, "kv_d2h_de")
 
         def write(_event: simpy.Event) -> None:
-            self.move(self.cluster.storage_write_path(node), size, "storage_write")
+            self.move_unobserved(self.cluster.storage_write_path(node), size, "storage_write")
             if self.dram_tier is not None:
                 dram_tier.write_back_copy(self, req)  # a copy to the pool's owner (dpsim.kernel.dram_tier)
 
@@ -342,13 +355,17 @@ class Simulation:
         """Ask the stop rule every `check_every_s`; end the run on a reason or when all turns are done."""
         while self.turns_finished < self.turns_total:
             yield self.env.timeout(check_every_s)
-            if self.env.peek() == math.inf:
+            if loop.peek(self.env, self.cluster.net) == math.inf:
                 break  # nothing else can happen (a stuck run): let the invariants report it
             reason = stop_rule(self)
             if reason:
                 self.stop_reason = str(reason)
                 break
         self._stopped.succeed()
+
+    def _run(self, until) -> None:
+        self.loop_counts = loop.run(self.env, self.cluster.net, until, self.run_check, self.run_check_every,
+                                    self.run_check_after_s)
 
     def simulate(self, arrivals_s: list[float], stop_rule: Callable[[Simulation], str | None] | None = None,
                  check_every_s: float = 10.0) -> float:
@@ -377,9 +394,9 @@ class Simulation:
         until = self.scenario.run.max_sim_time
         if stop_rule is not None:
             ends = [self._stopped] + ([self.env.timeout(until)] if until is not None else [])
-            self.env.run(until=self.env.any_of(ends))
+            self._run(self.env.any_of(ends))
         else:
-            self.env.run(until=until)
+            self._run(until)
         wall_s = time.perf_counter() - wall0
         if self._bar is not None:
             self._bar.close()

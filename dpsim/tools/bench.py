@@ -50,7 +50,8 @@ class Measured:
     model: str
     system: str
     turns: int
-    events: int
+    events: int  # SimPy events processed
+    wakeups: int  # network wake-ups the run loop ran instead of events (dpsim.kernel.loop)
     flows: int
     walls_s: list[float]
     per_bare_event: list[float]  # turns/s over bare events/s, one per run
@@ -69,7 +70,8 @@ class Measured:
         return (f"{self.name:18s} {self.system:9s} {self.turns:7d} turns  CPU {statistics.median(walls):7.2f} s "
                 f"(worst {max(walls):7.2f})   {self.turns / statistics.median(walls):7,.0f} turns/s  "
                 f"turns per bare event {statistics.median(ratios):.4f} (worst {min(ratios):.4f})  "
-                f"{self.events / self.turns:5.1f} events/turn  {self.flows / self.turns:4.1f} flows/turn")
+                f"{self.events / self.turns:5.1f} events + {self.wakeups / self.turns:4.1f} wake-ups/turn  "
+                f"{self.flows / self.turns:4.1f} flows/turn")
 
 
 def measure(name: str, scenario, system: str, repeat: int) -> Measured:
@@ -83,8 +85,9 @@ def measure(name: str, scenario, system: str, repeat: int) -> Measured:
         wall = time.process_time() - t0
         walls.append(wall)
         ratios.append(result.summary["turns"] / wall / bare)
-    return Measured(name, sc.model.name, system, result.summary["turns"], result.run_info["events_processed"] or 0,
-                    result.run_info["flows"], walls, ratios, trace=bool(sc.workload.trace))
+    info = result.run_info
+    return Measured(name, sc.model.name, system, result.summary["turns"], info["simpy_events"], info["network_wakeups"],
+                    info["flows"], walls, ratios, trace=bool(sc.workload.trace))
 
 
 def profile_layers(scenario, system: str) -> None:

@@ -26,6 +26,7 @@ from dpsim.kernel import de_bypass
 from dpsim.kernel.context import SimContext
 from dpsim.kernel.engines.split_load import load_split_kv
 from dpsim.kernel.entities import PrefillEngine, ReadSide, Request
+from dpsim.kernel.resources.countdown import Countdown
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.net import TrafficClass
 
@@ -112,9 +113,7 @@ class PrefillGroup:
                     req.t_prefill_start = t0
                 if not sim.switches.layerwise:
                     engine.hbm_free -= (req.turn.cached_tokens + req.prefilled + new) * kv
-        loads = [self._load_kv(engine, req) if req.t_read_end is not None  # read ahead, or an earlier chunk
-                 else env.process(self._read_and_load(engine, req))
-                 for engine, batch in zip(self.engines, batches) for req, _ in batch]
+        loads = self._loads(batches)
         collectives = self._collectives(batches, compute_s)
         if sim.switches.layerwise:
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)
@@ -145,17 +144,33 @@ class PrefillGroup:
                 index += 1
         sim.dispatch()
 
-    def _load_kv(self, engine: PrefillEngine, req: Request) -> simpy.Event:
+    def _loads(self, batches: list[list[tuple[Request, int]]]) -> list[simpy.Event]:
+        """Start loading every member's KV into HBM; the events to wait for, all of them. The plain
+        copies of KV already read share one countdown (`Countdown`: the same wake-up as an event each)."""
+        sim, env = self.sim, self.sim.env
+        copies = sum(1 for batch in batches for req, _ in batch
+                     if req.t_read_end is not None and req.read_side is not ReadSide.SPLIT)
+        countdown = Countdown(env, copies) if copies else None
+        loads: list[simpy.Event] = [countdown] if countdown is not None else []
+        for engine, batch in zip(self.engines, batches):
+            for req, _ in batch:
+                if req.t_read_end is None:  # whole-prompt prefill reading at the pass
+                    loads.append(env.process(self._read_and_load(engine, req)))
+                elif req.read_side is ReadSide.SPLIT:
+                    loads.append(load_split_kv(sim, engine, req))
+                else:  # read ahead, or an earlier chunk
+                    self._load_kv(engine, req, countdown)
+        return loads
+
+    def _load_kv(self, engine: PrefillEngine, req: Request, done: simpy.Event | None = None) -> simpy.Event:
         """Move the request's already-computed KV (hit + earlier chunks) into the PE's HBM, from the
-        buffer of the side that read it."""
+        buffer of the side that read it (a whole read; split reads: `load_split_kv`)."""
         sim = self.sim
-        if req.read_side == ReadSide.SPLIT:
-            return load_split_kv(sim, engine, req)
         size = (req.turn.cached_tokens + req.prefilled) * sim.model.kv_bytes_per_token
         if req.read_side is ReadSide.DECODE:
             path = sim.cluster.remote_dram_to_gpu_path(req.de.node, req.de.gpu, engine.node, engine.gpu)
-            return sim.move(path, size, "kv_de_to_pe")
-        return sim.move(sim.cluster.loopback_path(engine.node, engine.gpu), size, "kv_h2d_pe")
+            return sim.move(path, size, "kv_de_to_pe", done)
+        return sim.move(sim.cluster.loopback_path(engine.node, engine.gpu), size, "kv_h2d_pe", done)
 
     def _read_and_load(self, engine: PrefillEngine, req: Request):
         """Whole-prompt loader (whole_prompt_kv_read=at_pass): read the hit KV from storage when the
@@ -163,7 +178,7 @@ class PrefillGroup:
         so storage reads and compute alternate instead of overlapping. The DRAM copy is a staging
         area, freed once the KV is in HBM (HBM holds it until the hand-off)."""
         yield from self.sim.read_hit_kv(req)
-        yield self._load_kv(engine, req)
+        yield load_split_kv(self.sim, engine, req) if req.read_side is ReadSide.SPLIT else self._load_kv(engine, req)
         self.sim.release_pe_buffer(req)
 
     def _collectives(self, batches, compute_s: float) -> list[simpy.Event]:
@@ -172,16 +187,19 @@ class PrefillGroup:
         if per_token <= 0:
             return []
         cls = TrafficClass.HIGH if sim.switches.isolation else TrafficClass.LOW
-        events = []
-        for engine, batch in zip(self.engines, batches):
-            size = per_token * sum(n for _, n in batch)
+        sizes = [per_token * sum(n for _, n in batch) for batch in batches]
+        senders = sum(1 for size in sizes if size > 0)
+        if not senders:
+            return []
+        done = Countdown(sim.env, 2 * senders)  # one wake-up for them all
+        for engine, size in zip(self.engines, sizes):
             if size <= 0:
                 continue
             rate = size / compute_s
             # Bytes this GPU sends and receives in the all-to-all, paced by the layers' compute.
-            events.append(sim.cluster.net.transfer([engine.node.cnic_tx[engine.gpu]], size, cls, rate, "a2a"))
-            events.append(sim.cluster.net.transfer([engine.node.cnic_rx[engine.gpu]], size, cls, rate, "a2a"))
-        return events
+            sim.cluster.net.transfer([engine.node.cnic_tx[engine.gpu]], size, cls, rate, "a2a", done)
+            sim.cluster.net.transfer([engine.node.cnic_rx[engine.gpu]], size, cls, rate, "a2a", done)
+        return [done]
 
     def _hand_off(self, engine: PrefillEngine, req: Request, new: int) -> simpy.Event:
         """Send this chunk's KV to the DE node's buffer: hit + new on the PE path (first chunk carries

@@ -55,6 +55,9 @@ cdef class Network:
     cdef public long skipped_solves
     cdef public long skipped_links
     cdef public dict _unchecked
+    cdef public bint _driven
+    cdef public object timer_key
+    cdef public object flush_key
 
     @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list, boundary=list, seeds=set)
     cpdef tuple _component(self, seed_links, bint split)
@@ -78,12 +81,12 @@ cdef class Network:
     @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint, share=double)
     cpdef _check_low_guarantee(self, list links, double now)
 
-    @cython.locals(heap=list, finish=double)
+    @cython.locals(heap=list, finish=double, delay=double)
     cpdef _arm_timer(self)
 
     @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long, seeds=list,
                    idle=list, bound=bint, skip=bint)
-    cpdef _on_timer(self, event)
+    cpdef _complete_due(self)
 
 
 @cython.locals(other=Link, peer=Flow, high=double, low=double, fastest=bint)

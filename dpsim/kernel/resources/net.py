@@ -53,6 +53,7 @@ _TIME_TOLERANCE_S = 1e-9
 # SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
 # re-rate runs after all of them.
 _END_OF_INSTANT = 2
+_NORMAL = 1  # simpy.events.NORMAL, the priority of a Timeout
 # A link further than this (relative) below its capacity, in either class's terms, does not join a
 # component (see Network._component); after the solve it must still be this far below.
 _SPLIT_SLACK = 1e-3
@@ -135,6 +136,11 @@ class Network:
         self._heap: list[tuple[float, int, int, Flow]] = []  # (finish time, seq, version, flow)
         self._timer_at = math.inf
         self._timer: simpy.Event | None = None
+        # Driven by dpsim.kernel.loop (`drive`): the pending wake-ups as the (time, priority, id) keys
+        # SimPy would give their events, instead of events.
+        self._driven = False
+        self.timer_key: tuple[float, int, int] | None = None
+        self.flush_key: tuple[float, int, int] | None = None
         self.bytes_by_tag: dict[str, float] = {}
         self.flows_started = 0
         self.flows_finished = 0
@@ -158,16 +164,21 @@ class Network:
         return link
 
     def transfer(self, path: Sequence[Link], size_bytes: float, traffic_class: TrafficClass = TrafficClass.LOW,
-                 max_rate: float | None = None, tag: str = "data") -> simpy.Event:
+                 max_rate: float | None = None, tag: str = "data", done: simpy.Event | None = None,
+                 notify: bool = True) -> simpy.Event | None:
         """Start moving `size_bytes` over `path`; the returned event fires when the last byte arrives.
-        A HIGH-class path must be one link (`dpsim.kernel.resources.fluid.MultiLinkHighFlow` otherwise)."""
-        event = self.env.event()
+        A HIGH-class path must be one link (`dpsim.kernel.resources.fluid.MultiLinkHighFlow` otherwise).
+        `done`: the event to succeed instead of a new one (a `dpsim.kernel.resources.countdown.Countdown` shared
+        by several transfers);
+        `notify=False`: no event at all (a transfer nobody waits for), and None is returned."""
+        event = (self.env.event() if done is None else done) if notify else None
         if size_bytes < 0 or math.isnan(size_bytes):
             raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
         if not path or size_bytes <= 0:
             # Zero bytes, or a free path (an oracle's zero-cost I/O): done now.
             self.bytes_by_tag[tag] = self.bytes_by_tag.get(tag, 0.0) + size_bytes
-            event.succeed()
+            if event is not None:
+                event.succeed()
             return event
         if max_rate is not None and not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
@@ -184,6 +195,24 @@ class Network:
             self._dirty[link] = None
         self._request_flush()
         return event
+
+    def drive(self) -> None:
+        """Leave this network's wake-ups (the next completion, the end-of-instant re-rate) to the run
+        loop `dpsim.kernel.loop.run`, which runs them in SimPy's order without SimPy events. Call before
+        the first transfer; a network that is not driven schedules SimPy events (`env.run` works)."""
+        if self._flows or self._flush_pending:
+            raise RuntimeError("Network.drive() must be called before the first transfer")
+        self._driven = True
+
+    def run_flush(self) -> None:
+        """The loop's end-of-instant wake-up (driven network)."""
+        self.flush_key = None
+        self._flush()
+
+    def run_timer(self) -> None:
+        """The loop's completion wake-up (driven network)."""
+        self.timer_key = None
+        self._complete_due()
 
     @property
     def active_flows(self) -> int:
@@ -258,6 +287,9 @@ class Network:
         if self._flush_pending:
             return
         self._flush_pending = True
+        if self._driven:  # the key SimPy's schedule() would give the event below
+            self.flush_key = (self.env.now, _END_OF_INSTANT, next(self.env._eid))
+            return
         event = simpy.Event(self.env)
         event._ok, event._value = True, None  # a triggered event, as SimPy's own Timeout sets it
         event.callbacks.append(self._flush)
@@ -345,12 +377,19 @@ class Network:
             # Only the latest armed timer acts; an earlier one that fires later is ignored, so timers
             # never multiply.
             self._timer_at = finish
-            self._timer = self.env.timeout(max(finish - self.env.now, 0.0))
+            delay = max(finish - self.env.now, 0.0)
+            if self._driven:  # the key of the Timeout below (SimPy's Timeout.__init__ and schedule())
+                self.timer_key = (self.env.now + delay, _NORMAL, next(self.env._eid))
+                return
+            self._timer = self.env.timeout(delay)
             self._timer.callbacks.append(self._on_timer)
 
     def _on_timer(self, event) -> None:
-        if event is not self._timer:
-            return
+        if event is self._timer:  # a later-armed timer replaced this one: ignore it
+            self._complete_due()
+
+    def _complete_due(self) -> None:
+        """Finish the flows due now and re-rate what they leave."""
         now = self.env.now
         self._timer = None
         self._timer_at = math.inf
@@ -419,7 +458,8 @@ class Network:
         self.bytes_by_tag[flow.tag] = self.bytes_by_tag.get(flow.tag, 0.0) + flow.size
         if abs(flow.remaining) > slack_bytes:
             self.violations.append(f"t={now:.9f}: flow {flow} finished with {flow.remaining:.6g} bytes unaccounted")
-        flow.event.succeed()
+        if flow.event is not None:
+            flow.event.succeed()
 
     def _account_link(self, link: Link, now: float) -> None:
         """Add the bytes that crossed `link` since its last update, split into time bins."""

@@ -1,0 +1,99 @@
+"""The run loop: SimPy's event loop with the fluid network's wake-ups merged in.
+
+The network (`dpsim.kernel.resources.net.Network`) wakes up for two things: the next flow completion
+(a timer) and the re-rate at the end of an instant. As SimPy events they were about 40 % of a run's
+events (docs/reproduce.md#where-the-time-goes). A driven network (`Network.drive`) keeps each pending
+wake-up as the (time, priority, id) key SimPy would have given its event, with the id drawn from
+SimPy's own counter at the moment the event would have been scheduled, and this loop runs whichever
+comes first, the network's earliest wake-up or the head of SimPy's queue. That is SimPy's order,
+event for event, so a run gives the same results to the bit (tests/test_loop.py), without the
+wake-up events, their heap entries, or the stale timers a re-armed completion leaves behind.
+
+The loop body is SimPy's `Environment.step` and `run(until)`, inlined (simpy 4.1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from heapq import heappop
+from typing import Any
+
+import simpy
+
+
+@dataclass
+class LoopCounts:
+    """What one `run` processed: SimPy events, and the network wake-ups that replaced events."""
+
+    simpy_events: int = 0
+    network_wakeups: int = 0
+
+
+def peek(env: simpy.Environment, net: Any) -> float:
+    """The time of the next event, SimPy's or the network's (inf if there is none)."""
+    at = env.peek()
+    for key in (net.timer_key, net.flush_key):
+        if key is not None and key[0] < at:
+            at = key[0]
+    return at
+
+
+def run(env: simpy.Environment, net: Any, until: float | simpy.Event | None = None,
+        check: Callable[[int], None] | None = None, check_every: int = 256, check_after_s: float = math.inf
+        ) -> LoopCounts:
+    """`env.run(until)` with the driven network `net`'s wake-ups merged in; returns what it processed.
+    `check(events)` (the time guard, `dpsim.kernel.guard`) is called every `check_every` events (wake-ups
+    included) and after every event past `check_after_s` simulated seconds; it stops the run by raising."""
+    if until is not None:
+        if not isinstance(until, simpy.Event):
+            at = float(until)
+            if at <= env.now:
+                raise ValueError(f"until ({at}) must be greater than the current simulation time")
+            until = simpy.Event(env)
+            until._ok, until._value = True, None
+            env.schedule(until, simpy.events.URGENT, at - env.now)
+        elif until.callbacks is None:
+            return LoopCounts()
+        until.callbacks.append(simpy.core.StopSimulation.callback)
+    queue = env._queue  # type: ignore[attr-defined]  # SimPy's heap of (time, priority, id, event)
+    events = wakeups = 0
+    if check is not None:
+        check(1)
+    try:
+        while True:
+            timer, flush = net.timer_key, net.flush_key
+            if timer is not None or flush is not None:
+                key = timer if flush is None or (timer is not None and timer < flush) else flush
+                if not queue or key < queue[0]:  # ids are unique, so the comparison never reaches the event
+                    env._now = key[0]  # type: ignore[attr-defined]
+                    if key is flush:
+                        net.run_flush()
+                    else:
+                        net.run_timer()
+                    events += 1
+                    wakeups += 1
+                    if check is not None and (env._now > check_after_s or not events % check_every):  # type: ignore[attr-defined]
+                        check(events + 1)
+                    continue
+            try:
+                env._now, _, _, event = heappop(queue)  # type: ignore[attr-defined]
+            except IndexError:
+                raise simpy.core.EmptySchedule() from None
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                exc = type(event._value)(*event._value.args)
+                exc.__cause__ = event._value
+                raise exc
+            events += 1
+            if check is not None and (env._now > check_after_s or not events % check_every):  # type: ignore[attr-defined]
+                check(events + 1)
+    except simpy.core.StopSimulation:
+        pass
+    except simpy.core.EmptySchedule:
+        if until is not None:
+            raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
+    return LoopCounts(events - wakeups, wakeups)
