@@ -9,11 +9,15 @@ comes first, the network's earliest wake-up or the head of SimPy's queue. That i
 event for event, so a run gives the same results to the bit (tests/test_loop.py), without the
 wake-up events, their heap entries, or the stale timers a re-armed completion leaves behind.
 
-The loop body is SimPy's `Environment.step` and `run(until)`, inlined (simpy 4.1).
+The loop body is SimPy's `Environment.step` and `run(until)`, inlined (simpy 4.1). While it runs,
+the objects that exist before the run (scenario, workload) are frozen out of the cyclic garbage
+collector and the collector runs less often (`GC_THRESHOLDS`): a run allocates millions of short-lived
+events, and with the default thresholds the collections took ~3 % of a run (py-spy, DS 660B 2P4D).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +25,8 @@ from heapq import heappop
 from typing import Any
 
 import simpy
+
+GC_THRESHOLDS = (50_000, 20, 100)  # gen-0 allocations between collections (Python's default: 700, 10, 10)
 
 
 @dataclass
@@ -61,6 +67,9 @@ def run(env: simpy.Environment, net: Any, until: float | simpy.Event | None = No
     events = wakeups = 0
     if check is not None:
         check(1)
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         while True:
             timer, flush = net.timer_key, net.flush_key
@@ -96,4 +105,7 @@ def run(env: simpy.Environment, net: Any, until: float | simpy.Event | None = No
     except simpy.core.EmptySchedule:
         if until is not None:
             raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
     return LoopCounts(events - wakeups, wakeups)
