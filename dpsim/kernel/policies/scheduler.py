@@ -50,22 +50,34 @@ class DualPathScheduler:
         """Engines with tok > beta are overloaded and get nothing. Prefer engines whose node's read
         queue is <= alpha (its storage NIC would soon idle), smallest tok first; else the smallest tok
         among the rest; None if every engine is overloaded."""
-        candidates = [e for e in engines if e.tok <= self.beta_tokens]
-        if not candidates:
-            return None
-        short_queue = [e for e in candidates if e.node.read_queue_tokens <= self.alpha_tokens]
-        pool = short_queue or candidates
-        return min(pool, key=lambda e: (e.tok, e.index))
+        # One pass, min by (tok, index) in each pool (at 48P96D this runs over 384 engines per dispatch).
+        beta, alpha = self.beta_tokens, self.alpha_tokens
+        best_short = best_other = None
+        for e in engines:
+            tok = e.tok
+            if tok > beta:
+                continue
+            if e.node.read_queue_tokens <= alpha:
+                if best_short is None or tok < best_short.tok or (tok == best_short.tok and e.index < best_short.index):
+                    best_short = e
+            elif best_short is None and (best_other is None or tok < best_other.tok
+                                         or (tok == best_other.tok and e.index < best_other.index)):
+                best_other = e  # only wanted while no short-queue engine has been seen
+        return best_short if best_short is not None else best_other
 
     def pick_decode(self, groups: Sequence[Sequence[EngineView]], tokens: int, hbm_bytes: float):
         """The group with the smallest total tok; inside it, Z = z_slack x (tokens + sum tok) / #DEs;
         among DEs with enough free HBM that stay <= Z, the fewest requests; if all would exceed Z, the
         smallest tok among those with HBM; None if no DE of that group has HBM."""
-        group = min(groups, key=lambda g: (sum(e.tok for e in g), g[0].index))
+        group, group_tok = groups[0], sum([e.tok for e in groups[0]])
+        for g in groups[1:]:
+            g_tok = sum([e.tok for e in g])
+            if g_tok < group_tok or (g_tok == group_tok and g[0].index < group[0].index):
+                group, group_tok = g, g_tok
         with_hbm = [e for e in group if e.hbm_free >= hbm_bytes]
         if not with_hbm:
             return None
-        z = self.z_slack * (tokens + sum(e.tok for e in group)) / len(group)
+        z = self.z_slack * (tokens + group_tok) / len(group)
         under_z = [e for e in with_hbm if e.tok + tokens <= z]
         if under_z:
             return min(under_z, key=lambda e: (e.seq, e.tok, e.index))
