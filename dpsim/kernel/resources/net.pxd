@@ -12,6 +12,7 @@ cdef class Link:
     cdef public long unfixed
     cdef public list members
     cdef public long seen
+    cdef public long mark
 
 cdef class Flow:
     cdef public tuple path
@@ -48,6 +49,7 @@ cdef class Network:
     cdef public dict _dirty
     cdef public bint _flush_pending
     cdef public long _stamp
+    cdef public long _mark
     cdef public bint _split_ok
     cdef public long split_fallbacks
     cdef public long split_solves
@@ -66,10 +68,13 @@ cdef class Network:
     cpdef bint _has_slack(self, Link link)
 
     @cython.locals(link=Link, high=double, low=double, capacity=double, share=double)
-    cpdef bint _split_holds(self, list boundary, dict rates, long stamp)
+    cpdef bint _split_holds(self, list boundary, dict rates, long stamp, long mark)
+
+    @cython.locals(link=Link, flow=Flow, mark=long, rate=double)
+    cpdef long _mark_changed(self, list seeds, list flows, dict rates)
 
     @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list, rates=dict,
-                   new=list, finish=double, stamp=long, seeds=list, refilled=bint)
+                   new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)

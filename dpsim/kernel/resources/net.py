@@ -65,7 +65,7 @@ class Link:
 
     if not COMPILED:  # compiled, the attributes are C fields declared in net.pxd
         __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
-                     "avail", "unfixed", "members", "seen")  # the last four: working state
+                     "avail", "unfixed", "members", "seen", "mark")  # the last five: working state
 
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
@@ -80,6 +80,7 @@ class Link:
         self._last_t = 0.0
         self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
         self.seen = 0
+        self.mark = 0  # the last re-rate that may change this link's rates (Network._mark_changed)
         self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
         self.unfixed = 0
         self.members: list = []
@@ -149,6 +150,7 @@ class Network:
         self._dirty: dict[Link, None] = {}  # links whose flows changed since the last solve (ordered)
         self._flush_pending = False
         self._stamp = 0
+        self._mark = 0
         self._split_ok = True  # False once a solve needed the HIGH refill (see _recompute)
         self.split_solves = 0  # solves that stopped at links with slack (and were exact)
         self.split_fallbacks = 0  # solves that had to redo the whole component
@@ -265,14 +267,18 @@ class Network:
         capacity = link.capacity * (1 - _SPLIT_SLACK)
         return high + low < capacity and high < capacity * (1 - self.low_class_share)
 
-    def _split_holds(self, boundary: list[Link], rates: dict[Flow, float], stamp: int) -> bool:
+    def _split_holds(self, boundary: list[Link], rates: dict[Flow, float], stamp: int, mark: int) -> bool:
         """Whether a solve without the `boundary` links equals the whole component's solve: no
         boundary link would bind at the new rates (with `_SPLIT_MARGIN`), in total or for HIGH's
         first pass. Then progressive filling over the whole component never picks a boundary link,
         so every flow gets the same rate, to the bit. (Valid while no solve has needed the refill,
-        so that every HIGH flow in the network runs at its cap; `_recompute` checks that.)"""
+        so that every HIGH flow in the network runs at its cap; `_recompute` checks that.) A
+        boundary link no changed flow crosses (not marked with `mark`) keeps the rates with which
+        it had slack, so it needs no check."""
         share = self.low_class_share
         for link in boundary:
+            if link.mark != mark:
+                continue
             high, low = _class_rates(link, rates, stamp)
             capacity = link.capacity * (1 - _SPLIT_MARGIN)
             if high + low >= capacity or high >= capacity * (1 - share):
@@ -310,11 +316,13 @@ class Network:
         self.recomputations += 1
         links, flows, boundary = self._component(seeds, split=self._split_ok)
         rates, refilled = solve_two_class(links, flows, self.low_class_share, boundary)
+        mark = self._mark_changed(seeds, flows, rates)
         if boundary:
-            if refilled or not self._split_holds(boundary, rates, self._stamp):
+            if refilled or not self._split_holds(boundary, rates, self._stamp, mark):
                 self.split_fallbacks += 1
                 links, flows, boundary = self._component(seeds, split=False)
                 rates, refilled = solve_two_class(links, flows, self.low_class_share)
+                mark = self._mark_changed(seeds, flows, rates)
             else:
                 self.split_solves += 1
         if refilled:
@@ -323,6 +331,8 @@ class Network:
             self._split_ok = False
         stamp = self._stamp
         for link in links + boundary:
+            if link.mark != mark:
+                continue  # same flows at the same rates: the same sums (see _mark_changed)
             new = _class_rates(link, rates, stamp)
             if new != link._rate_by_class:
                 self._account_link(link, now)  # bytes so far at the old rates
@@ -348,6 +358,24 @@ class Network:
             self._check_low_guarantee(list(self._unchecked), now)
             self._unchecked = {}
         self._arm_timer()
+
+    def _mark_changed(self, seeds: list[Link], flows: list[Flow], rates: dict[Flow, float]) -> int:
+        """Mark the links whose class rates a re-rate may change: the seeds (a flow joined or left)
+        and the links of every flow whose rate changes. Every other link keeps the sums it has:
+        outside a re-rate a link's rates are always its flows' rates summed in its own flow order
+        (`_class_rates`; a finished flow's links are re-summed or re-rated at once), so summing the
+        same rates again would give the same bits. Returns the mark."""
+        self._mark += 1
+        mark = self._mark
+        for link in seeds:
+            link.mark = mark
+        for flow in flows:
+            rate = rates[flow]
+            if rate == flow.rate and rate > 0:
+                continue
+            for link in flow.path:
+                link.mark = mark
+        return mark
 
     def _check_low_guarantee(self, links: list[Link], now: float) -> None:
         """Invariant: LOW below its guarantee on a link only if every LOW flow there is limited by
