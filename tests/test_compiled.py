@@ -142,3 +142,12 @@ def test_staleness_is_judged_only_in_a_source_checkout(tmp_path):
 
     assert in_checkout(REPO)
     assert not in_checkout(tmp_path)  # e.g. site-packages
+
+
+@pytest.mark.parametrize("first", ["fluid", "net", "elements"])
+def test_any_network_module_can_be_imported_first(first):
+    """The compiled modules cimport each other's types; importing the solver first used to fail
+    (a cycle through net.pxd) until the types moved to the leaf module `elements`."""
+    done = subprocess.run([sys.executable, "-c", f"import dpsim.kernel.resources.{first}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -166,8 +166,8 @@ def _reference_max_min(flows, capacity):
 def test_max_min_equals_textbook_progressive_filling_on_random_networks(seed):
     import random
 
+    from dpsim.kernel.resources.elements import Flow
     from dpsim.kernel.resources.fluid import _max_min
-    from dpsim.kernel.resources.net import Flow
 
     rng = random.Random(seed)
     env = simpy.Environment()
@@ -198,8 +198,8 @@ def test_two_class_solver_equals_the_four_step_definition(seed):
     the same rates as the full four-step definition on random mixed networks."""
     import random
 
+    from dpsim.kernel.resources.elements import Flow
     from dpsim.kernel.resources.fluid import solve_rates
-    from dpsim.kernel.resources.net import Flow
 
     rng = random.Random(1000 + seed)
     env = simpy.Environment()

@@ -16,8 +16,9 @@ import random
 import pytest
 import simpy
 
+from dpsim.kernel.resources.elements import Flow
 from dpsim.kernel.resources.fluid import MultiLinkHighFlow, solve_rates
-from dpsim.kernel.resources.net import Flow, Network, TrafficClass
+from dpsim.kernel.resources.net import Network, TrafficClass
 
 GB = 1e9
 HIGH, LOW = TrafficClass.HIGH, TrafficClass.LOW

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import simpy
 
 from dpsim.kernel.entities import Request
+from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.hardware import Cluster, Node
-from dpsim.kernel.resources.net import Link
 from dpsim.scenario.config import Scenario, Switches
 from dpsim.scenario.models import ModelSpec
 

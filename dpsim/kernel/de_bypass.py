@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from dpsim.kernel.resources.net import Link
+from dpsim.kernel.resources.elements import Link
 
 if TYPE_CHECKING:
     from dpsim.kernel.entities import Request

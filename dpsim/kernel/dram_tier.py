@@ -25,7 +25,7 @@ from collections import OrderedDict
 from itertools import count
 from typing import TYPE_CHECKING
 
-from dpsim.kernel.resources.net import Link
+from dpsim.kernel.resources.elements import Link
 
 if TYPE_CHECKING:
     from dpsim.kernel.entities import Request

@@ -25,9 +25,10 @@ from dpsim.kernel.entities import DecodeEngine, PrefillEngine, ReadSide, Request
 from dpsim.kernel.policies.deadline import DeadlineScheduler, enqueue_by_deadline
 from dpsim.kernel.policies.scheduler import SCHEDULERS, Scheduler, SchedulerInputs
 from dpsim.kernel.policies.split_reads import balanced_de_share, side_of_share
+from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.hardware import Cluster, Node
-from dpsim.kernel.resources.net import Link, TrafficClass
+from dpsim.kernel.resources.net import TrafficClass
 from dpsim.scenario.config import DispatchOrder, ReadSplit, RoleSwitching, Scenario
 from dpsim.scenario.models import get_model
 from dpsim.workload.trajectory import Trajectory

@@ -5,8 +5,8 @@
     python -m dpsim.compiled build     # (re)compile both modules in place, e.g. after editing them
     python -m dpsim.compiled clean     # remove the compiled modules (back to pure Python)
 
-What it is: the same `.py` source, compiled with the C types declared beside it (`net.pxd`,
-`fluid.pxd`, Cython's pure-Python mode). The compiled code performs the same floating-point
+What it is: the same `.py` source, compiled with the C types declared beside it (`elements.pxd`,
+`net.pxd`, `fluid.pxd`; Cython's pure-Python mode). The compiled code performs the same floating-point
 operations in the same order, so a run gives bit-identical results (`tests/test_compiled.py`
 checks a whole run). It is 2-3x faster on the network, which dominates paper-scale runs in pure
 Python. What it is not: a different model. Without a compiler (or if the build fails) the install is

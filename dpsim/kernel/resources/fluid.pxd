@@ -1,5 +1,5 @@
 cimport cython
-from dpsim.kernel.resources.net cimport Link, Flow
+from dpsim.kernel.resources.elements cimport Flow, Link
 
 @cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, actual=double, share=double, link_share=double, next_cap=long, total=long, order=list, heap=list, capped=list)
 cpdef list _fill(links, flows, free_links)

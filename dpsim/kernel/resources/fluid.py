@@ -32,7 +32,7 @@ _RATE_TOLERANCE = 1e-9
 
 class SolverLink(Protocol):
     """A link as the solver sees it: its capacity, and the scratch state the solver keeps on it while
-    it solves (`dpsim.kernel.resources.net.Link` is one; its .pxd declares the same fields for the
+    it solves (`dpsim.kernel.resources.elements.Link` is one; its .pxd declares the same fields for the
     compiled build). This module does not import the network, so the import graph runs net -> fluid."""
 
     name: str
@@ -44,7 +44,7 @@ class SolverLink(Protocol):
 
 
 class SolverFlow(Protocol):
-    """A flow as the solver sees it (`dpsim.kernel.resources.net.Flow` is one)."""
+    """A flow as the solver sees it (`dpsim.kernel.resources.elements.Flow` is one)."""
 
     path: Any
     traffic_class: Any

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from dpsim.kernel.resources.net import Link, Network
+from dpsim.kernel.resources.elements import Link
+from dpsim.kernel.resources.net import Network
 from dpsim.scenario.config import Scenario
 
 

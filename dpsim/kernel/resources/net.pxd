@@ -1,35 +1,5 @@
 cimport cython
-cdef class Link:
-    cdef public str name
-    cdef public double capacity
-    cdef public dict flows
-    cdef public list bytes_by_class
-    cdef public list _rate_by_class
-    cdef public double _last_t
-    cdef public dict bins
-    cdef public long index
-    cdef public double avail
-    cdef public long unfixed
-    cdef public list members
-    cdef public long seen
-    cdef public long mark
-
-cdef class Flow:
-    cdef public tuple path
-    cdef public double size
-    cdef public double remaining
-    cdef public object traffic_class
-    cdef public object max_rate
-    cdef public object tag
-    cdef public double rate
-    cdef public object event
-    cdef public double _last_t
-    cdef public long _version
-    cdef public long seq
-    cdef public double start_t
-    cdef public double solved
-    cdef public bint fixed
-    cdef public long seen
+from dpsim.kernel.resources.elements cimport Flow, Link
 
 cdef class Network:
     cdef public object env

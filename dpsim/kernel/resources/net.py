@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 
 import simpy
 
+from dpsim.kernel.resources.elements import Flow, Link
 from dpsim.kernel.resources.fluid import TrafficClass, check_high_path, solve_two_class
 
 try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.tools.compiled)
@@ -58,68 +59,6 @@ _NORMAL = 1  # simpy.events.NORMAL, the priority of a Timeout
 # component (see Network._component); after the solve it must still be this far below.
 _SPLIT_SLACK = 1e-3
 _SPLIT_MARGIN = 1e-9
-
-
-class Link:
-    """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
-
-    if not COMPILED:  # compiled, the attributes are C fields declared in net.pxd
-        __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
-                     "avail", "unfixed", "members", "seen", "mark")  # the last five: working state
-
-
-    def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
-        if not capacity_bytes_per_s > 0 or math.isinf(capacity_bytes_per_s):
-            raise ValueError(f"link {name}: capacity must be a positive finite bytes/s, got {capacity_bytes_per_s}")
-        self.name = name
-        self.capacity = float(capacity_bytes_per_s)
-        self.index = index
-        self.flows: dict[Flow, None] = {}  # insertion-ordered, so traversals are deterministic
-        self.bytes_by_class = [0.0, 0.0]
-        self._rate_by_class = [0.0, 0.0]
-        self._last_t = 0.0
-        self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
-        self.seen = 0
-        self.mark = 0  # the last re-rate that may change this link's rates (Network._mark_changed)
-        self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
-        self.unfixed = 0
-        self.members: list = []
-
-    def __repr__(self) -> str:
-        return f"Link({self.name}, {self.capacity:.3g} B/s)"
-
-    @property
-    def rate(self) -> float:
-        """Current total rate through the link, bytes/s."""
-        return self._rate_by_class[0] + self._rate_by_class[1]
-
-
-class Flow:
-    """A transfer of `size` bytes over `path`. Read-only to callers except through Network."""
-
-    if not COMPILED:
-        __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
-                     "_last_t", "_version", "seq", "start_t", "solved", "fixed", "seen")  # the last three: working state
-
-    def __init__(self, path, size, traffic_class, max_rate, tag, event, seq, now):
-        self.path: tuple[Link, ...] = path
-        self.size = size
-        self.remaining = size
-        self.traffic_class = traffic_class
-        self.max_rate = max_rate
-        self.tag = tag
-        self.rate = 0.0
-        self.event = event
-        self._last_t = now
-        self._version = 0
-        self.seq = seq
-        self.start_t = now
-        self.seen = 0
-        self.solved = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverFlow)
-        self.fixed = False
-
-    def __repr__(self) -> str:
-        return f"Flow({self.tag}, {self.remaining:.3g}/{self.size:.3g} B @ {self.rate:.3g} B/s)"
 
 
 class Network:
