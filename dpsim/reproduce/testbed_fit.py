@@ -160,12 +160,12 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
 
     def basic_jcts(efficiency: float, second_value: float = 0.0) -> list[float]:
         jcts = []
-        extra = [f"hardware.storage.{second.value}={second_value:.6g}s"] if second else []
+        extra = [f"hardware.storage.{second.value}={_as_run(second_value)}s"] if second else []
         label = f", {second.value} {second_value * 1e3:.3f} ms" if second else ""
         for model, path, agents, target in BASIC_TARGETS:
             gpu_sets = [f"hardware.gpu.{k}={v}" for k, v in by_model[model]["hardware"]["gpu"].items()]
             jct, wall = _jct(path, ["policy.system=basic", "workload.mal=64K", f"workload.agents={agents}",
-                                    f"hardware.storage.read_efficiency={efficiency:.6g}"] + extra + gpu_sets)
+                                    f"hardware.storage.read_efficiency={_as_run(efficiency)}"] + extra + gpu_sets)
             _log(f"  {model} basic: storage read efficiency {efficiency:.4f}{label} -> JCT {jct:,.0f} s "
                  f"(target {target:,.0f}, {jct / target - 1:+.1%}; {wall:.0f} s wall)")
             jcts.append(jct)
@@ -188,11 +188,16 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
     record["storage_read_efficiency"] = {
         "fitted": "hardware.storage.read_efficiency, one value for every model (fraction of the storage NIC "
                   "line rate a client reads; each model reads its own Full Block size)",
-        "points": _basic_points(), "published_jct_s": targets, "value": round(efficiency, 4),
+        "points": _basic_points(), "published_jct_s": targets, "value": _as_run(efficiency),
         "dpsim_jct_s": [round(j, 1) for j in jcts],
         "trials": [[round(x, 4)] + [round(j, 1) for j in js] for x, js in trials]}
-    return _profile(base, {"read_efficiency": round(efficiency, 4)}, jcts, record, by_model, "v2", preset,
+    return _profile(base, {"read_efficiency": _as_run(efficiency)}, jcts, record, by_model, "v2", preset,
                     preset_eff, tolerance)
+
+
+def _as_run(x: float) -> float:
+    """A storage value as the trial runs set it (`basic_jcts` formats with 6 significant digits)."""
+    return float(f"{x:.6g}")
 
 
 def _basic_points() -> list[str]:
@@ -238,18 +243,22 @@ def _fit_two_storage_parameters(basic_jcts, targets, state, save, second, start_
         _log(f"fitting the storage read efficiency and {name} to the three Basic JCTs (minimax relative error)")
         known = [tuple(t) for t in state.get(f"storage_known_{name}", [])]
         step, upper = SECOND_SEARCH[name]
+        t0 = time.perf_counter()
         (efficiency, value, jcts), trials = minimax_fit_2d(
             basic_jcts, targets, start=(start_efficiency, 0.0), steps=(0.05, step), bounds=((0.02, 1.0), (0.0, upper)),
             tolerance=tolerance, known=known)
-        save(key, {"best": [efficiency, value, jcts], "trials": trials})
+        save(key, {"best": [efficiency, value, jcts], "trials": trials, "wall_s": time.perf_counter() - t0})
     record[key] = {
         "fitted": ["hardware.storage.read_efficiency, one value for every model (fraction of the storage NIC line "
                    "rate a client reads; each model reads its own Full Block size)", SECOND_MEANING[name]],
         "second": name, "points": _basic_points(), "published_jct_s": targets,
-        "value": {"read_efficiency": round(efficiency, 4), f"{name}_ms": round(value * 1e3, 4)},
+        "value": {"read_efficiency": _as_run(efficiency), f"{name}_ms": _as_run(value * 1e3)},
         "dpsim_jct_s": [round(j, 1) for j in jcts],
-        "trials": [[round(x1, 4), round(x2 * 1e3, 4)] + [round(j, 1) for j in js] for x1, x2, js in trials]}
-    storage = {"read_efficiency": round(efficiency, 4), name: f"{round(value * 1e3, 4)}ms"}
+        "trial_columns": ["read_efficiency", f"{name}_ms"] + [f"{model}_basic_jct_s" for model, *_ in BASIC_TARGETS],
+        "trials": [[round(x1, 4), round(x2 * 1e3, 4)] + [round(j, 1) for j in js] for x1, x2, js in trials],
+        "search_wall_s": round(state[key].get("wall_s", 0.0), 1)}
+    # Exactly the values the trials ran with: a run's JCT can move by ~1 % for a change in the fifth digit.
+    storage = {"read_efficiency": _as_run(efficiency), name: f"{_as_run(value)}s"}
     return _profile(base, storage, jcts, record, by_model, "v3", preset, preset_eff, tolerance)
 
 
@@ -306,10 +315,11 @@ HEADER = """# Testbed profile of the DualPath paper, written by `python -m dpsim
 """
 HEADER_V3 = """# Testbed profile of the DualPath paper, written by `python -m dpsim.testbed_fit --second {second}`
 # (fit protocol v3, docs/reproduce.md#fit-protocol-v3). Fitted ONLY to the paper's six absolute JCTs: the
-# Oracle JCT per model (one GPU efficiency scale per model{carried}) and the three models' Basic JCTs (TWO storage parameters shared by all
-# models: the read efficiency and hardware.storage.{second}; each model reads its own Full Block and
-# request sizes through them). Every DualPath number and every speed-up computed with this profile is
-# a prediction. Apply it to any paper scenario:
+# Oracle JCT per model (one GPU efficiency scale per model) and the three models' Basic JCTs (TWO storage
+# parameters shared by all models: the read efficiency and hardware.storage.{second}; each model
+# reads its own Full Block and request sizes through them). Every DualPath number and every speed-up
+# computed with this profile is a prediction.{carried}
+# Apply it to any paper scenario:
 #   dpsim compare scenarios/paper/ds660b-2p4d.yaml --profile {out}
 #   dpsim reproduce --profile {out} ...
 # The `calibration:` section records what was fitted, to which point, and every trial.
@@ -335,7 +345,8 @@ def main(argv=None) -> None:
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
     header = (HEADER_V3.format(
         out=args.out, second=args.second,
-        carried=f";\n# carried over from {args.carry_gpu_from}: the Oracle reads no storage" if args.carry_gpu_from else "") if second
+        carried=f"\n# The Oracle GPU fits are carried over from {args.carry_gpu_from} (the Oracle reads no storage)."
+        if args.carry_gpu_from else "") if second
               else HEADER.format(out=args.out))
     Path(args.out).write_text(header + yaml.safe_dump(profile, sort_keys=False, width=110))
     _log(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
