@@ -1,6 +1,8 @@
 """Fit the paper testbed's unknowns to the six published absolute JCTs of fit protocol v2, and nothing else.
 
     python -m dpsim.testbed_fit [--out scenarios/paper/testbed.yaml] [--tolerance 0.01]
+    python -m dpsim.testbed_fit --second request_latency --carry-gpu-from scenarios/paper/testbed-v2.yaml \
+        --out scenarios/paper/testbed-v3.yaml        (fit protocol v3, docs/reproduce.md#fit-protocol-v3)
 
 What is fitted, to which point (docs/validation.md#fit-protocol; the paper's six absolute JCTs):
   1. per model, one GPU scale s_model that multiplies the preset's gemm, attention and HBM
@@ -12,6 +14,9 @@ What is fitted, to which point (docs/validation.md#fit-protocol; the paper's six
      relative error over the three Basic JCTs is smallest (minimax): DS 660B 2P4D 64K 1024 ->
      5,407 s; DS 27B 1P1D 64K 1024 -> 4,139 s; Qwen 32B 1P2D 64K 64 -> 2,648 s. No per-model
      storage knob: a residual over 5 % names a missing mechanism (docs/validation.md).
+     With `--second`, the read efficiency and one more shared storage parameter (the per-request
+     latency or the per-block overhead) are fitted jointly, minimax over the same three JCTs
+     (`dpsim.reproduce.minimax2d`).
 Nothing is fitted to a DualPath number or a speed-up; those stay predictions.
 
 Each GPU fit is a secant search on log(parameter) vs log(JCT) (JCT falls roughly as 1/parameter), to
