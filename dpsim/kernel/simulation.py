@@ -272,8 +272,6 @@ class Simulation:
             req.t_read_end = self.env.now
             return
         if req.turn.cached_tokens and not self.switches.free_io:
-            if self.cluster.request_latency_s:
-                yield self.env.timeout(self.cluster.request_latency_s)
             if req.read_side is ReadSide.SPLIT:  # both parts at once, each on its own node
                 yield self.env.all_of([
                     self.env.process(self._read_part(req.pe.node, pe_hit, "storage_read_pe_side")),
@@ -289,9 +287,13 @@ class Simulation:
     def _read_part(self, node: Node, tokens: int, tag: str):
         """Process body: read `tokens` of hit KV from storage into `node`'s buffer."""
         # A client reads its queued requests' blocks in submission order, so requests finish
-        # roughly FIFO rather than all together: a few requests in flight per node.
+        # roughly FIFO rather than all together: a few requests in flight per node. A request is in
+        # flight from submission to its last byte, so its fixed latency (metadata lookup, RPC) holds
+        # the slot (docs/modeling.md#storage-service).
         with node.read_slots.request() as slot:
             yield slot
+            if self.cluster.request_latency_s:
+                yield self.env.timeout(self.cluster.request_latency_s)
             yield self.move(self.cluster.storage_read_path(node), tokens * self.model.kv_bytes_per_token, tag)
         node.read_queue_tokens -= tokens
 

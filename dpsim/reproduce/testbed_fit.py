@@ -1,6 +1,8 @@
 """Fit the paper testbed's unknowns to the six published absolute JCTs of fit protocol v2, and nothing else.
 
     python -m dpsim.testbed_fit [--out scenarios/paper/testbed.yaml] [--tolerance 0.01]
+    python -m dpsim.testbed_fit --second request_latency --carry-gpu-from scenarios/paper/testbed-v2.yaml \
+        --out scenarios/paper/testbed-v3.yaml        (fit protocol v3, docs/reproduce.md#fit-protocol-v3)
 
 What is fitted, to which point (docs/validation.md#fit-protocol; the paper's six absolute JCTs):
   1. per model, one GPU scale s_model that multiplies the preset's gemm, attention and HBM
@@ -12,6 +14,9 @@ What is fitted, to which point (docs/validation.md#fit-protocol; the paper's six
      relative error over the three Basic JCTs is smallest (minimax): DS 660B 2P4D 64K 1024 ->
      5,407 s; DS 27B 1P1D 64K 1024 -> 4,139 s; Qwen 32B 1P2D 64K 64 -> 2,648 s. No per-model
      storage knob: a residual over 5 % names a missing mechanism (docs/validation.md).
+     With `--second`, the read efficiency and one more shared storage parameter (the per-request
+     latency or the per-block overhead) are fitted jointly, minimax over the same three JCTs
+     (`dpsim.reproduce.minimax2d`).
 Nothing is fitted to a DualPath number or a speed-up; those stay predictions.
 
 Each GPU fit is a secant search on log(parameter) vs log(JCT) (JCT falls roughly as 1/parameter), to
@@ -24,14 +29,25 @@ section, and the per-model efficiencies under `by_model:`.
 from __future__ import annotations
 
 import argparse
+import enum
 import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from dpsim import api
+from dpsim.reproduce.minimax2d import minimax_fit_2d
+
+
+class SecondStorageParameter(enum.Enum):
+    """The storage parameter fitted jointly with the read efficiency under fit protocol v3."""
+
+    REQUEST_LATENCY = "request_latency"
+    IO_OVERHEAD = "io_overhead"
+
 
 PRESET_EFFICIENCIES = ("gemm_efficiency", "attention_efficiency", "hbm_efficiency")
 
@@ -86,11 +102,30 @@ def secant_fit(jct_of, target_s: float, start: float, tolerance: float, lo: floa
     return best[0], best[1], trials
 
 
-def fit(tolerance: float, state_path: Path | None = None, storage_start: float | None = None) -> dict:
-    """Run the fits; each finished fit is saved to `state_path` (JSON) so an interrupted fit resumes."""
+def carried_fits(profile_path: str) -> dict:
+    """The fits of an earlier (fit protocol v2) profile, in the fit's state format: its Oracle GPU
+    scales (each with its trials) and its read-efficiency trials, as trials of either second storage
+    parameter at 0 (the preset's value of both)."""
+    fits = yaml.safe_load(Path(profile_path).read_text())["calibration"]["fits"]
+    gpu = {model: fits[f"{model}_gpu_scale"] for model, *_ in ORACLE_TARGETS}
+    state: dict[str, Any] = {f"{model}_gpu_scale": {"x": f["value"], "jct": f["dpsim_jct_s"], "trials": f["trials"]}
+                             for model, f in gpu.items()}
+    at_zero = [[t[0], 0.0, list(t[1:])] for t in fits.get("storage_read_efficiency", {}).get("trials", [])]
+    state.update({f"storage_known_{p.value}": at_zero for p in SecondStorageParameter})
+    return state
+
+
+def fit(tolerance: float, state_path: Path | None = None, storage_start: float | None = None,
+        second: SecondStorageParameter | None = None, carry_from: str | None = None) -> dict:
+    """Run the fits; each finished fit (and each storage trial) is saved to `state_path` (JSON) so an
+    interrupted fit resumes. `carry_from`: take the Oracle GPU fits (and any storage trials) from that
+    profile instead of re-running them. `second`: fit this storage parameter jointly with the read
+    efficiency (fit protocol v3) instead of the efficiency alone."""
     import json
 
-    state = json.loads(state_path.read_text()) if state_path and state_path.is_file() else {}
+    state = carried_fits(carry_from) if carry_from else {}
+    if state_path and state_path.is_file():
+        state.update(json.loads(state_path.read_text()))
 
     def save(name: str, entry: dict) -> None:
         state[name] = entry
@@ -114,7 +149,7 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
 
         if f"{model}_gpu_scale" in state:
             scale, jct, trials = (state[f"{model}_gpu_scale"][k] for k in ("x", "jct", "trials"))
-            _log(f"{model} GPU scale {scale:.4f} (JCT {jct:,.0f} s) from {state_path}")
+            _log(f"{model} GPU scale {scale:.4f} (JCT {jct:,.0f} s) carried over or saved (not re-run)")
         else:
             _log(f"fitting the {model} GPU scale to Oracle JCT {target:,.0f} s")
             scale, jct, trials = secant_fit(oracle_jct, target, 1.0, tolerance, 0.02, 1.0 / max(preset.values()))
@@ -128,18 +163,26 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
 
     preset_eff = base.hardware.storage.read_efficiency
 
-    def basic_jcts(efficiency: float) -> list[float]:
+    def basic_jcts(efficiency: float, second_value: float = 0.0) -> list[float]:
         jcts = []
+        extra = [f"hardware.storage.{second.value}={_as_run(second_value)}s"] if second else []
+        label = f", {second.value} {second_value * 1e3:.3f} ms" if second else ""
         for model, path, agents, target in BASIC_TARGETS:
             gpu_sets = [f"hardware.gpu.{k}={v}" for k, v in by_model[model]["hardware"]["gpu"].items()]
             jct, wall = _jct(path, ["policy.system=basic", "workload.mal=64K", f"workload.agents={agents}",
-                                    f"hardware.storage.read_efficiency={efficiency:.6g}"] + gpu_sets)
-            _log(f"  {model} basic: storage read efficiency {efficiency:.4f} -> JCT {jct:,.0f} s "
+                                    f"hardware.storage.read_efficiency={_as_run(efficiency)}"] + extra + gpu_sets)
+            _log(f"  {model} basic: storage read efficiency {efficiency:.4f}{label} -> JCT {jct:,.0f} s "
                  f"(target {target:,.0f}, {jct / target - 1:+.1%}; {wall:.0f} s wall)")
             jcts.append(jct)
+        if second:
+            known = f"storage_known_{second.value}"
+            save(known, state.get(known, []) + [[efficiency, second_value, jcts]])
         return jcts
 
     targets = [t[3] for t in BASIC_TARGETS]
+    if second:
+        return _fit_two_storage_parameters(basic_jcts, targets, state, save, second, storage_start or preset_eff,
+                                           tolerance, base, preset, preset_eff, by_model, record)
     if "storage_read_efficiency" in state:
         efficiency, jcts, trials = (state["storage_read_efficiency"][k] for k in ("x", "jcts", "trials"))
         _log(f"storage read efficiency {efficiency:.4f} from {state_path}")
@@ -150,19 +193,78 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
     record["storage_read_efficiency"] = {
         "fitted": "hardware.storage.read_efficiency, one value for every model (fraction of the storage NIC "
                   "line rate a client reads; each model reads its own Full Block size)",
-        "points": [f"{path} policy.system=basic workload.mal=64K workload.agents={agents} (+ {model} GPU fit)"
-                   for model, path, agents, _ in BASIC_TARGETS],
-        "published_jct_s": targets, "value": round(efficiency, 4), "dpsim_jct_s": [round(j, 1) for j in jcts],
+        "points": _basic_points(), "published_jct_s": targets, "value": _as_run(efficiency),
+        "dpsim_jct_s": [round(j, 1) for j in jcts],
         "trials": [[round(x, 4)] + [round(j, 1) for j in js] for x, js in trials]}
+    return _profile(base, {"read_efficiency": _as_run(efficiency)}, jcts, record, by_model, "v2", preset,
+                    preset_eff, tolerance)
+
+
+def _as_run(x: float) -> float:
+    """A storage value as the trial runs set it (`basic_jcts` formats with 6 significant digits)."""
+    return float(f"{x:.6g}")
+
+
+def _basic_points() -> list[str]:
+    return [f"{path} policy.system=basic workload.mal=64K workload.agents={agents} (+ {model} GPU fit)"
+            for model, path, agents, _ in BASIC_TARGETS]
+
+
+def _profile(base, storage: dict, basic_jcts: list[float], record: dict, by_model: dict, protocol: str,
+             preset: dict, preset_eff: float, tolerance: float) -> dict:
+    """The profile: the fitted values, and the `calibration:` record with the six residuals."""
     residuals = {f"{model}_oracle": round(record[f"{model}_gpu_scale"]["dpsim_jct_s"] / target - 1, 4)
                  for model, _, _, target in ORACLE_TARGETS}
     residuals.update({f"{model}_basic": round(jct / target - 1, 4)
-                      for (model, _, _, target), jct in zip(BASIC_TARGETS, jcts)})
+                      for (model, _, _, target), jct in zip(BASIC_TARGETS, basic_jcts)})
     return {"policy": {"whole_prompt_kv_read": base.policy.whole_prompt_kv_read.value},
-            "hardware": {"storage": {"read_efficiency": round(efficiency, 4)}}, "by_model": by_model,
-            "calibration": {"source": "dpsim.reproduce.testbed_fit: fit protocol v2, the paper's six absolute JCTs",
+            "hardware": {"storage": storage}, "by_model": by_model,
+            "calibration": {"source": f"dpsim.reproduce.testbed_fit: fit protocol {protocol}, the paper's six "
+                                      "absolute JCTs",
                             "preset_efficiencies": preset, "preset_storage_read_efficiency": preset_eff,
                             "tolerance": tolerance, "residuals": residuals, "fits": record}}
+
+
+# Why each second parameter, and its search (first step and upper bound, in s): docs/reproduce.md#fit-protocol-v3.
+SECOND_MEANING = {
+    "request_latency": "hardware.storage.request_latency, one value for every model (s a storage request holds its "
+                       "read slot before its first byte; hardware.storage.inflight_requests per node)",
+    "io_overhead": "hardware.storage.io_overhead, one value for every model (s per Full-Block read besides its "
+                   "bytes, hardware.storage.queue_depth blocks outstanding per client)",
+}
+SECOND_SEARCH = {"request_latency": (0.02, 1.0), "io_overhead": (0.003, 0.05)}
+
+
+def _fit_two_storage_parameters(basic_jcts, targets, state, save, second, start_efficiency, tolerance, base, preset,
+                                preset_eff, by_model, record) -> dict:
+    """Fit protocol v3: the read efficiency and one second storage parameter, both shared by every
+    model, minimax over the three Basic JCTs (`dpsim.reproduce.minimax2d`)."""
+    name = second.value
+    key = f"storage_read_efficiency_and_{name}"
+    if key in state:
+        (efficiency, value, jcts), trials = state[key]["best"], state[key]["trials"]
+        _log(f"storage read efficiency {efficiency:.4f} and {name} {value * 1e3:.3f} ms from the saved state")
+    else:
+        _log(f"fitting the storage read efficiency and {name} to the three Basic JCTs (minimax relative error)")
+        known = [tuple(t) for t in state.get(f"storage_known_{name}", [])]
+        step, upper = SECOND_SEARCH[name]
+        t0 = time.perf_counter()
+        (efficiency, value, jcts), trials = minimax_fit_2d(
+            basic_jcts, targets, start=(start_efficiency, 0.0), steps=(0.05, step), bounds=((0.02, 1.0), (0.0, upper)),
+            tolerance=tolerance, known=known)
+        save(key, {"best": [efficiency, value, jcts], "trials": trials, "wall_s": time.perf_counter() - t0})
+    record[key] = {
+        "fitted": ["hardware.storage.read_efficiency, one value for every model (fraction of the storage NIC line "
+                   "rate a client reads; each model reads its own Full Block size)", SECOND_MEANING[name]],
+        "second": name, "points": _basic_points(), "published_jct_s": targets,
+        "value": {"read_efficiency": _as_run(efficiency), f"{name}_ms": _as_run(value * 1e3)},
+        "dpsim_jct_s": [round(j, 1) for j in jcts],
+        "trial_columns": ["read_efficiency", f"{name}_ms"] + [f"{model}_basic_jct_s" for model, *_ in BASIC_TARGETS],
+        "trials": [[round(x1, 4), round(x2 * 1e3, 4)] + [round(j, 1) for j in js] for x1, x2, js in trials],
+        "search_wall_s": round(state[key].get("wall_s", 0.0), 1)}
+    # Exactly the values the trials ran with: a run's JCT can move by ~1 % for a change in the fifth digit.
+    storage = {"read_efficiency": _as_run(efficiency), name: f"{_as_run(value)}s"}
+    return _profile(base, storage, jcts, record, by_model, "v3", preset, preset_eff, tolerance)
 
 
 def minimax_fit(jcts_of, targets: list[float], start: float, tolerance: float, lo: float, hi: float,
@@ -216,6 +318,17 @@ HEADER = """# Testbed profile of the DualPath paper, written by `python -m dpsim
 #   dpsim reproduce --profile {out} ...
 # The `calibration:` section records what was fitted, to which point, and every trial.
 """
+HEADER_V3 = """# Testbed profile of the DualPath paper, written by `python -m dpsim.testbed_fit --second {second}`
+# (fit protocol v3, docs/reproduce.md#fit-protocol-v3). Fitted ONLY to the paper's six absolute JCTs: the
+# Oracle JCT per model (one GPU efficiency scale per model) and the three models' Basic JCTs (TWO storage
+# parameters shared by all models: the read efficiency and hardware.storage.{second}; each model
+# reads its own Full Block and request sizes through them). Every DualPath number and every speed-up
+# computed with this profile is a prediction.{carried}
+# Apply it to any paper scenario:
+#   dpsim compare scenarios/paper/ds660b-2p4d.yaml --profile {out}
+#   dpsim reproduce --profile {out} ...
+# The `calibration:` section records what was fitted, to which point, and every trial.
+"""
 
 
 def main(argv=None) -> None:
@@ -224,11 +337,23 @@ def main(argv=None) -> None:
     parser.add_argument("--tolerance", type=float, default=0.01, help="relative JCT error to stop at")
     parser.add_argument("--storage-start", type=float, default=None,
                         help="first storage read efficiency to try (default: the preset's); changes only the search path")
+    parser.add_argument("--second", choices=[p.value for p in SecondStorageParameter], default=None,
+                        help="fit protocol v3: fit this storage parameter jointly with the read efficiency")
+    parser.add_argument("--carry-gpu-from", default=None, metavar="PROFILE",
+                        help="take the Oracle GPU fits (and storage trials) from this profile instead of re-running them")
     args = parser.parse_args(argv)
+    if args.carry_gpu_from and not Path(args.carry_gpu_from).is_file():
+        parser.error(f"--carry-gpu-from {args.carry_gpu_from}: no such profile")
+    second = SecondStorageParameter(args.second) if args.second else None
     t0 = time.perf_counter()
-    profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start)
+    profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start, second, args.carry_gpu_from)
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
-    Path(args.out).write_text(HEADER.format(out=args.out) + yaml.safe_dump(profile, sort_keys=False, width=110))
+    header = (HEADER_V3.format(
+        out=args.out, second=args.second,
+        carried=f"\n# The Oracle GPU fits are carried over from {args.carry_gpu_from} (the Oracle reads no storage)."
+        if args.carry_gpu_from else "") if second
+              else HEADER.format(out=args.out))
+    Path(args.out).write_text(header + yaml.safe_dump(profile, sort_keys=False, width=110))
     _log(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
 
 
