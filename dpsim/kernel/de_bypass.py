@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from dpsim.kernel.entities import ReadSide
 from dpsim.kernel.resources.elements import Link
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 def de_buffer_tokens(req: Request) -> int:
     """Tokens of the request's KV that pass through the DE node's DRAM buffer under the bypass: the
     hit KV when the DE side reads it, else none."""
-    return req.turn.cached_tokens if req.read_side == "D" else 0
+    return req.turn.cached_tokens if req.read_side is ReadSide.DECODE else 0
 
 
 def hand_off_path(src: Node, src_gpu: int, dst: Node, dst_gpu: int) -> list[Link]:
@@ -50,7 +51,7 @@ def hand_off_path(src: Node, src_gpu: int, dst: Node, dst_gpu: int) -> list[Link
 def early_hbm_bytes(turns: pd.DataFrame, kv_bytes_per_token: float) -> np.ndarray:
     """Bytes each turn's hand-off writes into decode HBM before it decodes: the whole prompt on the PE
     read path, the new tokens on the DE path (the hit KV follows at the hand-off, from the buffer)."""
-    tokens = np.where(turns.read_side == "D", turns.input_tokens - turns.cached_tokens, turns.input_tokens)
+    tokens = np.where(turns.read_side == ReadSide.DECODE, turns.input_tokens - turns.cached_tokens, turns.input_tokens)
     return tokens.astype(float) * kv_bytes_per_token
 
 

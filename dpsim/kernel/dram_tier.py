@@ -25,6 +25,7 @@ from collections import OrderedDict
 from itertools import count
 from typing import TYPE_CHECKING
 
+from dpsim.kernel.entities import ReadSide
 from dpsim.kernel.resources.elements import Link
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def read_hit_kv(sim, req: Request):
     from_storage = req.turn.cached_tokens - hits
     transfers = []
     if hits:
-        gpu = req.pe.gpu if req.read_side == "P" else req.de.gpu
+        gpu = req.pe.gpu if req.read_side is ReadSide.PREFILL else req.de.gpu
         transfers.append(sim.move(sim.dram_tier.read_path(req, node, gpu), hits * kv, "dram_tier_read"))
     if from_storage:
         transfers.append(env.process(_storage_read(sim, req, from_storage * kv)))
@@ -209,7 +210,7 @@ def read_hit_kv(sim, req: Request):
 
 def _storage_read(sim, req: Request, size_bytes: float):
     node = req.read_node
-    tag = "storage_read_pe_side" if req.read_side == "P" else "storage_read_de_side"
+    tag = "storage_read_pe_side" if req.read_side is ReadSide.PREFILL else "storage_read_de_side"
     with node.read_slots.request() as slot:
         yield slot
         if sim.cluster.request_latency_s:  # held in the read slot, as in `Simulation._read_part`

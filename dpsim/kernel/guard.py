@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-from dpsim.kernel import loop
 from dpsim.kernel.simulation import Simulation, SimulationError
 
 SLACK = 100.0
@@ -99,7 +98,7 @@ def install(sim: Simulation, arrivals_s: list[float]) -> None:
     env = sim.env
 
     def check(events: int) -> None:
-        next_event_s = loop.peek(env, sim.cluster.net)
+        next_event_s = env.peek()
         if next_event_s < math.inf and events > max_events:
             _trip(sim, f"{events - 1:,} events (bound {max_events:,})")
         at_s = env.now if next_event_s == math.inf else max(env.now, next_event_s)
@@ -109,9 +108,9 @@ def install(sim: Simulation, arrivals_s: list[float]) -> None:
             _trip(sim, f"{at_s:.4g} simulated seconds, more than {MAX_BINS:,} time bins of "
                        f"run.bin = {sim.scenario.run.bin:g} s (raise run.bin for a run this long)")
 
-    sim.run_check = check  # dpsim.kernel.loop.run calls it
-    sim.run_check_every = CHECK_EVERY
-    sim.run_check_after_s = min(time_bound_s, bins_bound_s)
+    env.check = check  # the run loop calls it (dpsim.kernel.loop)
+    env.check_every = CHECK_EVERY
+    env.check_after_s = min(time_bound_s, bins_bound_s)
 
 
 def _trip(sim: Simulation, what: str) -> None:

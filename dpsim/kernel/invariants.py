@@ -50,7 +50,7 @@ def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
         handed = net.bytes_by_tag.get("kv_h2d_de", 0.0)
         expected_handed = float(turns.input_tokens.sum()) * kv
         if sim.scenario.policy.de_bypass:  # only DE-side hits pass through the DE buffer (dpsim.kernel.de_bypass)
-            expected_handed = float(turns.loc[turns.read_side == "D", "cached_tokens"].sum()) * kv
+            expected_handed = float(turns.loc[turns.read_side == ReadSide.DECODE, "cached_tokens"].sum()) * kv
         if not np.isclose(handed, expected_handed, rtol=1e-9, atol=1.0):
             failures.append(f"byte conservation: decode H2D moved {handed:.6g} B, prompts hold {expected_handed:.6g} B")
     # 3 and 5: recorded by the network as it ran.

@@ -37,9 +37,38 @@ class LoopCounts:
     network_wakeups: int = 0
 
 
+class Environment(simpy.Environment):
+    """A SimPy environment that drives a network (`drive`): its `run` is `run` below, and `peek`
+    sees the network's wake-ups, so code written for SimPy (`env.run()`, `env.peek()`) keeps working.
+    `check`, `check_every` and `check_after_s` go to `run` (the time guard sets them); `counts` is
+    what the last `run` processed."""
+
+    def __init__(self, initial_time: float = 0.0):
+        super().__init__(initial_time)
+        self.network: Any = None
+        self.check: Callable[[int], None] | None = None
+        self.check_every = 256
+        self.check_after_s = math.inf
+        self.counts = LoopCounts()
+
+    def drive(self, net: Any) -> None:
+        """Run `net`'s wake-ups in this environment's loop (`Network.drive`)."""
+        net.drive()
+        self.network = net
+
+    def peek(self) -> float:
+        return super().peek() if self.network is None else peek(self, self.network)
+
+    def run(self, until: float | simpy.Event | None = None) -> None:  # type: ignore[override]
+        if self.network is None:
+            super().run(until)
+            return
+        self.counts = run(self, self.network, until, self.check, self.check_every, self.check_after_s)
+
+
 def peek(env: simpy.Environment, net: Any) -> float:
     """The time of the next event, SimPy's or the network's (inf if there is none)."""
-    at = env.peek()
+    at = simpy.Environment.peek(env)
     for key in (net.timer_key, net.flush_key):
         if key is not None and key[0] < at:
             at = key[0]

@@ -46,14 +46,10 @@ class Simulation:
         self.scenario = scenario
         self.switches = scenario.effective_policy()
         self.model = get_model(scenario.model.name)
-        self.env = simpy.Environment()
+        self.env = loop.Environment()
         self.block_bytes = scenario.policy.block_tokens * self.model.kv_bytes_per_token
         self.cluster = Cluster(self.env, scenario, self.block_bytes)
-        self.cluster.net.drive()  # its wake-ups run in this simulation's loop (dpsim.kernel.loop)
-        self.run_check: Callable[[int], None] | None = None  # the time guard's check (dpsim.kernel.guard)
-        self.run_check_every = 256
-        self.run_check_after_s = math.inf
-        self.loop_counts = loop.LoopCounts()
+        self.env.drive(self.cluster.net)  # the network's wake-ups run in the env's loop (dpsim.kernel.loop)
         self.trajectories = trajectories
         self.requests: list[Request] = []
         self.queue: deque[Request] = deque()
@@ -358,17 +354,13 @@ class Simulation:
         """Ask the stop rule every `check_every_s`; end the run on a reason or when all turns are done."""
         while self.turns_finished < self.turns_total:
             yield self.env.timeout(check_every_s)
-            if loop.peek(self.env, self.cluster.net) == math.inf:
+            if self.env.peek() == math.inf:
                 break  # nothing else can happen (a stuck run): let the invariants report it
             reason = stop_rule(self)
             if reason:
                 self.stop_reason = str(reason)
                 break
         self._stopped.succeed()
-
-    def _run(self, until) -> None:
-        self.loop_counts = loop.run(self.env, self.cluster.net, until, self.run_check, self.run_check_every,
-                                    self.run_check_after_s)
 
     def simulate(self, arrivals_s: list[float], stop_rule: Callable[[Simulation], str | None] | None = None,
                  check_every_s: float = 10.0) -> float:
@@ -397,9 +389,9 @@ class Simulation:
         until = self.scenario.run.max_sim_time
         if stop_rule is not None:
             ends = [self._stopped] + ([self.env.timeout(until)] if until is not None else [])
-            self._run(self.env.any_of(ends))
+            self.env.run(until=self.env.any_of(ends))
         else:
-            self._run(until)
+            self.env.run(until=until)
         wall_s = time.perf_counter() - wall0
         if self._bar is not None:
             self._bar.close()

@@ -250,8 +250,8 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         # Events scheduled, as SimPy counts them (the network's wake-ups included, for comparison with
         # runs before dpsim.kernel.loop), and what the loop actually processed.
         "events_processed": getattr(sim.env, "_eid", None) and next(sim.env._eid),
-        "simpy_events": sim.loop_counts.simpy_events,
-        "network_wakeups": sim.loop_counts.network_wakeups,
+        "simpy_events": sim.env.counts.simpy_events,
+        "network_wakeups": sim.env.counts.network_wakeups,
         "flows": sim.cluster.net.flows_started,
         "rate_recomputations": sim.cluster.net.recomputations,
         "rate_solves_split": sim.cluster.net.split_solves,
