@@ -26,6 +26,7 @@ cluster.prefill_ep_nodes = cluster.decode_ep_nodes = 1 (dense models are one gro
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,14 @@ import numpy as np
 from dpsim.kernel.engines.decode import DecodeGroup
 from dpsim.kernel.engines.prefill import PrefillGroup
 from dpsim.kernel.entities import DecodeEngine, PrefillEngine
+
+
+class NodeRole(StrEnum):
+    """What a node's engines do now; the values are the letters of the summary's `role_log`."""
+
+    PREFILL = "P"
+    DECODE = "D"
+    SWITCHING = "switching"  # draining its old role's work, then warming up the other
 
 
 class RoleController:
@@ -63,7 +72,8 @@ class RoleController:
                     engine.index += engines_before
             groups.extend(dormant)
             by_node.update(_by_node(dormant))
-        self.role = {n.name: "P" for n in sim.cluster.prefill_nodes} | {n.name: "D" for n in sim.cluster.decode_nodes}
+        self.role = ({n.name: NodeRole.PREFILL for n in sim.cluster.prefill_nodes}
+                     | {n.name: NodeRole.DECODE for n in sim.cluster.decode_nodes})
         turns = [t for tr in sim.trajectories for t in tr.turns]
         cached = int(np.mean([t.cached_tokens for t in turns])) if turns else 0
         new = max(1, int(np.mean([t.new_tokens for t in turns]))) if turns else 1
@@ -95,20 +105,20 @@ class RoleController:
         steps = [g._step_seconds() for g in self.sim.decode_pool if any(e.active for e in g.engines)]
         return max(steps, default=0.0)
 
-    def decide(self) -> tuple[str, str] | None:
+    def decide(self) -> tuple[str, NodeRole] | None:
         """(node, new role) of the switch to make now, or None."""
         backlog = self.prefill_backlog_s()
-        prefill = [n for n, r in self.role.items() if r == "P"]
-        decode = [n for n, r in self.role.items() if r == "D"]
+        prefill = [n for n, r in self.role.items() if r is NodeRole.PREFILL]
+        decode = [n for n, r in self.role.items() if r is NodeRole.DECODE]
         if backlog > self.cfg.backlog_high and len(decode) > 1:
             node = min(decode, key=lambda n: (sum(e.seq for g in self.decode_groups[n] for e in g.engines), n))
             if self._decode_hbm_use(without=node) <= self.cfg.decode_hbm_limit:
-                return node, "P"
+                return node, NodeRole.PREFILL
         elif backlog < self.cfg.backlog_low and len(prefill) > 1 and (
                 self._decode_hbm_use() > self.cfg.decode_hbm_limit
                 or self.decode_step_s() > self.sim.scenario.slo.tpot):
             node = min(prefill, key=lambda n: (sum(e.tok for g in self.prefill_groups[n] for e in g.engines), n))
-            return node, "D"
+            return node, NodeRole.DECODE
         return None
 
     # --------------------------------------------------------------------------------- process
@@ -120,12 +130,12 @@ class RoleController:
             if move is not None:
                 yield from self._switch(*move)
 
-    def _switch(self, node: str, new_role: str):
+    def _switch(self, node: str, new_role: NodeRole):
         sim, env = self.sim, self.sim.env
         t0 = env.now
-        self.role[node] = "switching"
+        self.role[node] = NodeRole.SWITCHING
         self.log.append((t0, node, "drain", new_role))
-        if new_role == "D":
+        if new_role is NodeRole.DECODE:
             leaving = [e for g in self.prefill_groups[node] for e in g.engines]
             sim.prefill_engines[:] = [e for e in sim.prefill_engines if e.node.name != node]
             self._count_prefill(-1)
@@ -140,7 +150,7 @@ class RoleController:
         self.switching_node_s += env.now - t0
         self.role[node] = new_role
         self.log.append((env.now, node, "ready", new_role))
-        if new_role == "D":
+        if new_role is NodeRole.DECODE:
             sim.decode_pool.extend(self.decode_groups[node])
         else:
             sim.prefill_engines.extend(e for g in self.prefill_groups[node] for e in g.engines)
