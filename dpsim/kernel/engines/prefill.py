@@ -147,7 +147,7 @@ class PrefillGroup:
     def _loads(self, batches: list[list[tuple[Request, int]]]) -> list[simpy.Event]:
         """Start loading every member's KV into HBM; the events to wait for, all of them. The plain
         copies of KV already read share one countdown (`Countdown`: the same wake-up as an event each)."""
-        sim, env = self.sim, self.sim.env
+        env = self.sim.env
         copies = sum(1 for batch in batches for req, _ in batch
                      if req.t_read_end is not None and req.read_side is not ReadSide.SPLIT)
         countdown = Countdown(env, copies) if copies else None
@@ -157,15 +157,17 @@ class PrefillGroup:
                 if req.t_read_end is None:  # whole-prompt prefill reading at the pass
                     loads.append(env.process(self._read_and_load(engine, req)))
                 elif req.read_side is ReadSide.SPLIT:
-                    loads.append(load_split_kv(sim, engine, req))
+                    loads.append(self._load_kv(engine, req))
                 else:  # read ahead, or an earlier chunk
                     self._load_kv(engine, req, countdown)
         return loads
 
     def _load_kv(self, engine: PrefillEngine, req: Request, done: simpy.Event | None = None) -> simpy.Event:
         """Move the request's already-computed KV (hit + earlier chunks) into the PE's HBM, from the
-        buffer of the side that read it (a whole read; split reads: `load_split_kv`)."""
+        buffer of the side that read it; `done`: a countdown to count down instead (whole reads only)."""
         sim = self.sim
+        if req.read_side is ReadSide.SPLIT:
+            return load_split_kv(sim, engine, req)
         size = (req.turn.cached_tokens + req.prefilled) * sim.model.kv_bytes_per_token
         if req.read_side is ReadSide.DECODE:
             path = sim.cluster.remote_dram_to_gpu_path(req.de.node, req.de.gpu, engine.node, engine.gpu)
@@ -178,7 +180,7 @@ class PrefillGroup:
         so storage reads and compute alternate instead of overlapping. The DRAM copy is a staging
         area, freed once the KV is in HBM (HBM holds it until the hand-off)."""
         yield from self.sim.read_hit_kv(req)
-        yield load_split_kv(self.sim, engine, req) if req.read_side is ReadSide.SPLIT else self._load_kv(engine, req)
+        yield self._load_kv(engine, req)
         self.sim.release_pe_buffer(req)
 
     def _collectives(self, batches, compute_s: float) -> list[simpy.Event]:
