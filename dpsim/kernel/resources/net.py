@@ -335,6 +335,12 @@ class Network:
 
     def _arm_timer(self) -> None:
         heap = self._heap
+        if len(heap) > 4 * len(self._flows) + 256:
+            # Mostly stale predictions (every re-rate leaves one per changed flow): drop them, so
+            # that pops stay log(live flows). Entries are totally ordered by (finish, seq), so the
+            # order in which the live ones come out is the same.
+            heap = self._heap = [entry for entry in heap if entry[2] == entry[3]._version]
+            heapq.heapify(heap)
         while heap and heap[0][2] != heap[0][3]._version:
             heapq.heappop(heap)  # stale prediction
         if not heap:
