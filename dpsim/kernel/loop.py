@@ -102,30 +102,30 @@ def run(env: simpy.Environment, net: Any, until: float | simpy.Event | None = No
     try:
         while True:
             timer, flush = net.timer_key, net.flush_key
+            key = None  # the network's wake-up, when it comes before SimPy's queue head
             if timer is not None or flush is not None:
                 key = timer if flush is None or (timer is not None and timer < flush) else flush
-                if not queue or key < queue[0]:  # ids are unique, so the comparison never reaches the event
-                    env._now = key[0]  # type: ignore[attr-defined]
-                    if key is flush:
-                        net.run_flush()
-                    else:
-                        net.run_timer()
-                    events += 1
-                    wakeups += 1
-                    if check is not None and (env._now > check_after_s or not events % check_every):  # type: ignore[attr-defined]
-                        check(events + 1)
-                    continue
-            try:
-                env._now, _, _, event = heappop(queue)  # type: ignore[attr-defined]
-            except IndexError:
-                raise simpy.core.EmptySchedule() from None
-            callbacks, event.callbacks = event.callbacks, None
-            for callback in callbacks:
-                callback(event)
-            if not event._ok and not hasattr(event, "_defused"):
-                exc = type(event._value)(*event._value.args)
-                exc.__cause__ = event._value
-                raise exc
+                if queue and not key < queue[0]:  # ids are unique, so the comparison never reaches the event
+                    key = None
+            if key is not None:
+                env._now = key[0]  # type: ignore[attr-defined]
+                if key is flush:
+                    net.run_flush()
+                else:
+                    net.run_timer()
+                wakeups += 1
+            else:
+                try:
+                    env._now, _, _, event = heappop(queue)  # type: ignore[attr-defined]
+                except IndexError:
+                    raise simpy.core.EmptySchedule() from None
+                callbacks, event.callbacks = event.callbacks, None
+                for callback in callbacks:
+                    callback(event)
+                if not event._ok and not hasattr(event, "_defused"):
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    raise exc
             events += 1
             if check is not None and (env._now > check_after_s or not events % check_every):  # type: ignore[attr-defined]
                 check(events + 1)
