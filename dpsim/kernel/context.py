@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import simpy
 
-from dpsim.kernel.entities import Request
+from dpsim.kernel.entities import PrefillEngine, Request
 from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.hardware import Cluster, Node
 from dpsim.scenario.config import Scenario, Switches
@@ -45,6 +45,9 @@ class SimContext(Protocol):
 
     def release_buffer(self, node: Node, size_bytes: float) -> None:
         """Give back DRAM buffer space of `node`."""
+
+    def prefill_done(self, engine: PrefillEngine, req: Request) -> None:
+        """`req` has left prefill engine `engine` (its tok and seq fall)."""
 
     def release_pe_buffer(self, req: Request) -> None:
         """Give back the PE-side buffer that holds the request's hit KV (once)."""

@@ -53,6 +53,11 @@ class Simulation:
         self.trajectories = trajectories
         self.requests: list[Request] = []
         self.queue: deque[Request] = deque()
+        # Bumped whenever a prefill engine's load falls or the prefill pool gains engines: the only
+        # changes that can turn the scheduler's prefill_available from False to True, so `dispatch`
+        # skips asking again (an O(engines) scan) until one happens.
+        self.prefill_pool_version = 0
+        self._prefill_full_at = -1  # the version at which prefill_available last said False
         self.turns_total = sum(len(t.turns) for t in trajectories)
         self.turns_finished = 0
         self.trajectory_end: dict[str, float] = {}
@@ -170,6 +175,12 @@ class Simulation:
         if not self.switches.free_io:
             node.buffer.release(size)
 
+    def prefill_done(self, engine: PrefillEngine, req: Request) -> None:
+        """`req` has left prefill engine `engine`: its load falls (and a blocked dispatch may go on)."""
+        engine.tok -= req.turn.input_tokens
+        engine.seq -= 1
+        self.prefill_pool_version += 1
+
     def release_pe_buffer(self, req: Request) -> None:
         """Free the PE-side buffer that holds the request's hit KV (once: read_hit_kv took it)."""
         if req.pe_buffer_held:
@@ -196,7 +207,10 @@ class Simulation:
         kv = self.model.kv_bytes_per_token
         while self.queue:
             req = self.queue[0]
+            if self._prefill_full_at == self.prefill_pool_version:
+                return  # no PE has room, and none has gained any since the scheduler said so
             if not self.scheduler.prefill_available(self.prefill_engines):
+                self._prefill_full_at = self.prefill_pool_version
                 return  # the head waits for a PE anyway: skip the decode-side search
             hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
             de = self.scheduler.pick_decode([g.engines for g in self.decode_pool], req.turn.input_tokens, hbm)

@@ -228,8 +228,7 @@ class PrefillGroup:
             return
         engine.ready.remove(req)
         req.t_first_token = sim.env.now
-        engine.tok -= req.turn.input_tokens
-        engine.seq -= 1
+        sim.prefill_done(engine, req)
         sim.release_pe_buffer(req)
         sim.hand_over(req, handoff)
 

@@ -154,6 +154,7 @@ class RoleController:
             sim.decode_pool.extend(self.decode_groups[node])
         else:
             sim.prefill_engines.extend(e for g in self.prefill_groups[node] for e in g.engines)
+            sim.prefill_pool_version += 1  # new PEs: dispatch must ask the scheduler again
             self._count_prefill(+1)
         sim.dispatch()
 

@@ -125,7 +125,11 @@ class RoundRobinScheduler:
 
 
 class Scheduler(Protocol):
-    """What the simulation asks a global scheduler (the engines are `EngineView`s)."""
+    """What the simulation asks a global scheduler (the engines are `EngineView`s).
+
+    `prefill_available` may depend only on the prefill engines' tok and on which engines are in the
+    pool: once it says False, the simulation does not ask again until an engine's tok falls or the
+    pool gains engines (`Simulation.prefill_pool_version`)."""
 
     def prefill_available(self, engines: Sequence[Any]) -> bool: ...
     def pick_prefill(self, engines: Sequence[Any]) -> Any: ...
