@@ -84,3 +84,31 @@ def test_validation_report_shows_the_fit_the_six_points_and_the_development_set(
     assert [(r["mal"], r["agents"]) for r in dev] == [("64K", 1024)]
     assert dev[0]["speedup_dpsim"] / dev[0]["speedup_paper"] == pytest.approx(1.1)
     assert dev[0]["gap_dpsim"] / dev[0]["gap_paper"] == pytest.approx(1.1)
+
+
+def _offline_rows(profile: str, jct: dict[tuple[int, str], float]) -> pd.DataFrame:
+    rows = [{"experiment": "offline-ds660b", "model": "ds660b", "layout": "2P4D", "mal": 65536.0, "agents": agents,
+             "aps": float("nan"), "scale": float("nan"), "policy": policy, "jct_s": value, "status": "ok",
+             "profile": profile, "key": f"{profile}-{agents}-{policy}"}  # the key hashes the profile
+            for (agents, policy), value in jct.items()]
+    return pd.DataFrame(rows)
+
+
+def test_compare_points_speedups_match_points_across_profiles(tmp_path):
+    """--speedups pairs Basic with DualPath per point, matches OLD and NEW on the point's labels (not
+    its key, which differs between profiles) and lists only the speed-ups that moved past the threshold."""
+    old = _offline_rows("v1", {(1024, "basic"): 5400.0, (1024, "dualpath"): 2700.0, (1024, "oracle"): 2650.0,
+                               (2048, "basic"): 10000.0, (2048, "dualpath"): 5000.0})
+    new = _offline_rows("v3", {(1024, "basic"): 5600.0, (1024, "dualpath"): 2700.0, (1024, "oracle"): 2650.0,
+                               (2048, "basic"): 10100.0, (2048, "dualpath"): 5000.0,
+                               (4096, "basic"): 20000.0, (4096, "dualpath"): 9000.0})  # not in OLD: skipped
+    old.to_csv(tmp_path / "old.csv", index=False)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    result = CliRunner().invoke(main, ["compare-points", str(tmp_path / "old.csv"), str(tmp_path / "new.csv"),
+                                       "--speedups", "0.02"])
+    assert result.exit_code == 0, result.output
+    assert "2 points with Basic and DualPath" in result.output and "1 speed-ups moved by more than 2 %" in result.output
+    # 2.0 -> 2.074 (+3.7 %) moved; 2.0 -> 2.02 (+1 %) did not
+    assert "offline-ds660b model=ds660b layout=2P4D mal=64K agents=1024: speed-up 2 -> 2.07 (+3.7 %)" in result.output
+    assert "DualPath/Oracle 1.019 -> 1.019" in result.output
+    assert "agents=2048" not in result.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from dpsim.planning.run_estimate import WallEstimate, duration_text, figures_path
-from dpsim.reproduce.compare import compare_points, comparison_text
+from dpsim.reproduce.compare import compare_points, comparison_text, speedup_changes, speedup_text
 from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments, load_point_scenario, quick_mask
 from dpsim.reproduce.report import load_published, validation_markdown
 from dpsim.reproduce.run import done_points, drop_done, read_points, run_reproduce
@@ -200,7 +200,11 @@ def stale_rows(points, experiments):
 @click.argument("new_csv", type=click.Path())
 @click.option("--rtol", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="relative tolerance for numbers (0: equal as written in the CSV)")
-def compare_points_command(old_csv, new_csv, rtol):
+@click.option("--speedups", type=click.FloatRange(min=0), default=None,
+              help="instead: list the points whose Basic/DualPath speed-up moved by more than this "
+                   "fraction (e.g. 0.05), matching points on their labels, so OLD and NEW may come "
+                   "from different profiles")
+def compare_points_command(old_csv, new_csv, rtol, speedups):
     """Compare the rows of NEW_CSV (points re-run now) with the same points' rows in OLD_CSV (e.g. the
     committed docs/data/points.csv), cell by cell; exit 1 if any differ or failed."""
     try:
@@ -208,6 +212,9 @@ def compare_points_command(old_csv, new_csv, rtol):
         old, new = read_points(old_csv, required=required), read_points(new_csv, required=required)
     except ExperimentError as exc:
         _fail(str(exc))
+    if speedups is not None:
+        click.echo(speedup_text(speedup_changes(old, new), speedups, old_csv, new_csv), nl=False)
+        return
     result = compare_points(old, new, rtol)
     click.echo(comparison_text(result, old_csv, new_csv, rtol), nl=False)
     if result.differing or result.not_ok_in_new:

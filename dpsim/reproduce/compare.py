@@ -118,3 +118,77 @@ def comparison_text(result: Comparison, old_name: str, new_name: str, rtol: floa
     for experiment, policy, error in result.not_ok_in_new:
         lines.append(f"failed in {new_name}: {experiment} {policy}: {error}")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ speed-ups across profiles or sources
+# What names a point apart from its system: a point's key also hashes its profile, so rows run under
+# two profiles are matched on these labels instead.
+_LABEL_COLUMNS = ("experiment", "model", "layout", "mal", "agents", "aps", "scale")
+
+
+@dataclass
+class SpeedupChange:
+    """One point's Basic/DualPath JCT ratio (and DualPath/Oracle, where the Oracle ran) in OLD and NEW."""
+
+    labels: dict
+    old: float
+    new: float
+    old_oracle_gap: float | None = None
+    new_oracle_gap: float | None = None
+
+    @property
+    def change(self) -> float:
+        return self.new / self.old - 1
+
+    def text(self) -> str:
+        where = " ".join(f"{k}={_label_text(k, v)}" for k, v in self.labels.items() if k != "experiment" and v != "")
+        line = f"{self.labels['experiment']} {where}: speed-up {self.old:.3g} -> {self.new:.3g} ({self.change * 100:+.1f} %)"
+        if self.old_oracle_gap is not None and self.new_oracle_gap is not None:
+            line += f"; DualPath/Oracle {self.old_oracle_gap:.3f} -> {self.new_oracle_gap:.3f}"
+        return line
+
+
+def _label_text(column: str, value) -> str:
+    if column == "mal" and _is_number(value):
+        return f"{float(value) / 1024:g}K"
+    return f"{float(value):g}" if _is_number(value) else str(value)
+
+
+def _jct_by_point(table: pd.DataFrame) -> dict[tuple, dict[str, float]]:
+    """(label values) -> {policy: JCT} over the ok rows that have a JCT."""
+    labels = [c for c in _LABEL_COLUMNS if c in table.columns]
+    rows = table[table.status.eq("ok")]
+    out: dict[tuple, dict[str, float]] = {}
+    for row in rows.to_dict("records"):
+        jct = row.get("jct_s")
+        if not _is_number(jct):
+            continue
+        point = tuple("" if _is_blank(row[c]) else row[c] for c in labels)
+        out.setdefault(point, {})[str(row["policy"])] = float(jct)
+    return out
+
+
+def speedup_changes(old: pd.DataFrame, new: pd.DataFrame) -> list[SpeedupChange]:
+    """Every point with both a Basic and a DualPath JCT in OLD and in NEW (matched on `_LABEL_COLUMNS`,
+    so the two tables may come from different profiles), in NEW's order."""
+    labels = [c for c in _LABEL_COLUMNS if c in new.columns and c in old.columns]
+    before, after = _jct_by_point(old[list(labels) + ["policy", "status", "jct_s"]]), _jct_by_point(
+        new[list(labels) + ["policy", "status", "jct_s"]])
+    changes = []
+    for point, jct in after.items():
+        was = before.get(point)
+        if was is None or not {"basic", "dualpath"} <= jct.keys() or not {"basic", "dualpath"} <= was.keys():
+            continue
+        gap = (lambda j: j["dualpath"] / j["oracle"] if "oracle" in j else None)
+        changes.append(SpeedupChange(dict(zip(labels, point)), was["basic"] / was["dualpath"],
+                                     jct["basic"] / jct["dualpath"], gap(was), gap(jct)))
+    return changes
+
+
+def speedup_text(changes: list[SpeedupChange], threshold: float, old_name: str, new_name: str) -> str:
+    """The points whose speed-up moved by more than `threshold` (a fraction), then a count of the rest."""
+    moved = [c for c in changes if abs(c.change) > threshold]
+    lines = [f"{len(changes)} points with Basic and DualPath in both {old_name} and {new_name}: "
+             f"{len(moved)} speed-ups moved by more than {threshold * 100:g} %"]
+    lines += ["  " + c.text() for c in moved]
+    return "\n".join(lines) + "\n"
