@@ -410,3 +410,25 @@ def test_drop_stale_removes_rows_whose_experiment_changed(tmp_path):
     assert len(pd.read_csv(tmp_path / "k.csv")) == len(rows) + 2
     assert pd.read_csv(tmp_path / "d.csv", dtype={"key": str}).key.tolist() == rows.key.tolist()
     assert dropped.output.count("dropped stale row: cache-compute") == 2
+
+
+def test_a_table_assembled_over_profiles_says_which_experiments_ran_under_which():
+    from dpsim.reproduce.report import validation_markdown
+
+    points = pd.DataFrame([
+        {"experiment": "offline-ds660b", "model": "ds660b", "layout": "2P4D",
+         "policy": "basic", "mal": 65536, "agents": 8, "jct_s": 20.0, "status": "ok",
+         "profile": "scenarios/paper/testbed-v3.yaml"},
+        {"experiment": "offline-ds660b", "model": "ds660b", "layout": "2P4D",
+         "policy": "dualpath", "mal": 65536, "agents": 8, "jct_s": 10.0, "status": "ok",
+         "profile": "scenarios/paper/testbed-v3.yaml"},
+        {"experiment": "scale-offline", "model": "ds660b", "layout": "2P4D",
+         "policy": "dualpath", "scale": 1, "mal": 49152, "jct_s": 3000.0, "status": "ok",
+         "profile": "scenarios/paper/testbed.yaml"},
+    ])
+    items, causes = load_published("scenarios/paper/published.yaml")
+    text = validation_markdown(points, items, causes)
+    assert ("Experiments per profile: `scenarios/paper/testbed-v3.yaml`: offline-ds660b; "
+            "`scenarios/paper/testbed.yaml`: scale-offline.") in text
+    one = validation_markdown(points[points.experiment == "offline-ds660b"], items, causes)
+    assert "Experiments per profile" not in one  # one profile: the line above it says it

@@ -325,6 +325,10 @@ def validation_markdown(points: pd.DataFrame, items: list[Item], causes: dict[st
             lines += [""]
     profiles = sorted({str(p) for p in points.get("profile", pd.Series(dtype=str)).dropna() if str(p)})
     lines += [f"Calibration profile: {', '.join(profiles) if profiles else 'none (preset defaults)'}.", ""]
+    if len(profiles) > 1:  # a table assembled over profiles: say which experiments ran under which
+        ran = points.assign(profile=points["profile"].astype(str))
+        lines += ["Experiments per profile: " + "; ".join(
+            f"`{p}`: {', '.join(sorted(ran[ran.profile == p].experiment.unique()))}" for p in profiles) + ".", ""]
     lines += ["| claim | published | dpsim | error | cause of a gap > 10 % |", "|---|---|---|---|---|"]
     for r in validation_rows(points, items, causes, quick):
         err = "-" if r["error"] is None else f"{r['error'] * 100:+.0f} %"
