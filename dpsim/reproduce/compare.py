@@ -154,12 +154,10 @@ def _label_text(column: str, value) -> str:
     return f"{float(value):g}" if _is_number(value) else str(value)
 
 
-def _jct_by_point(table: pd.DataFrame) -> dict[tuple, dict[str, float]]:
+def _jct_by_point(table: pd.DataFrame, labels: list[str]) -> dict[tuple, dict[str, float]]:
     """(label values) -> {policy: JCT} over the ok rows that have a JCT."""
-    labels = [c for c in _LABEL_COLUMNS if c in table.columns]
-    rows = table[table.status.eq("ok")]
     out: dict[tuple, dict[str, float]] = {}
-    for row in rows.to_dict("records"):
+    for row in table[table.status.eq("ok")].to_dict("records"):
         jct = row.get("jct_s")
         if not _is_number(jct):
             continue
@@ -168,20 +166,23 @@ def _jct_by_point(table: pd.DataFrame) -> dict[tuple, dict[str, float]]:
     return out
 
 
+def _oracle_gap(jct: dict[str, float]) -> float | None:
+    return jct["dualpath"] / jct["oracle"] if "oracle" in jct else None
+
+
 def speedup_changes(old: pd.DataFrame, new: pd.DataFrame) -> list[SpeedupChange]:
     """Every point with both a Basic and a DualPath JCT in OLD and in NEW (matched on `_LABEL_COLUMNS`,
     so the two tables may come from different profiles), in NEW's order."""
     labels = [c for c in _LABEL_COLUMNS if c in new.columns and c in old.columns]
-    before, after = _jct_by_point(old[list(labels) + ["policy", "status", "jct_s"]]), _jct_by_point(
-        new[list(labels) + ["policy", "status", "jct_s"]])
+    before, after = _jct_by_point(old, labels), _jct_by_point(new, labels)
+    both = {"basic", "dualpath"}
     changes = []
     for point, jct in after.items():
         was = before.get(point)
-        if was is None or not {"basic", "dualpath"} <= jct.keys() or not {"basic", "dualpath"} <= was.keys():
+        if was is None or not both <= jct.keys() or not both <= was.keys():
             continue
-        gap = (lambda j: j["dualpath"] / j["oracle"] if "oracle" in j else None)
         changes.append(SpeedupChange(dict(zip(labels, point)), was["basic"] / was["dualpath"],
-                                     jct["basic"] / jct["dualpath"], gap(was), gap(jct)))
+                                     jct["basic"] / jct["dualpath"], _oracle_gap(was), _oracle_gap(jct)))
     return changes
 
 
