@@ -187,7 +187,8 @@ def speedup_changes(old: pd.DataFrame, new: pd.DataFrame) -> list[SpeedupChange]
 
 
 def speedup_text(changes: list[SpeedupChange], threshold: float, old_name: str, new_name: str) -> str:
-    """The points whose speed-up moved by more than `threshold` (a fraction), then a count of the rest."""
+    """How many points were compared and how many moved, then each point whose speed-up moved by more
+    than `threshold` (a fraction)."""
     moved = [c for c in changes if abs(c.change) > threshold]
     lines = [f"{len(changes)} points with Basic and DualPath in both {old_name} and {new_name}: "
              f"{len(moved)} speed-ups moved by more than {threshold * 100:g} %"]
