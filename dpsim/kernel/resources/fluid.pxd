@@ -1,7 +1,7 @@
 cimport cython
 from dpsim.kernel.resources.elements cimport Flow, Link
 
-@cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, actual=double, share=double, link_share=double, next_cap=long, total=long, order=list, heap=list, capped=list)
+@cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, actual=double, share=double, link_share=double, next_cap=long, n_capped=long, total=long, order=list, heap=list, capped=list)
 cpdef list _fill(links, flows, free_links)
 
 @cython.locals(link=Link, flow=Flow, rate=double)
@@ -9,8 +9,10 @@ cpdef _set_residual(links, fixed)
 
 cpdef dict solve_rates(links, flows, double low_class_share)
 
-@cython.locals(flow=Flow, link=Link, high=list, low=list, rate=double, f=Flow)
 cpdef tuple solve_two_class(links, flows, double low_class_share, free_links=*)
+
+@cython.locals(flow=Flow, link=Link, high=list, low=list, rate=double, f=Flow)
+cpdef bint solve_in_place(links, flows, double low_class_share, free_links=*)
 
 @cython.locals(flow=Flow, rates=dict)
 cpdef dict _solved(flows)

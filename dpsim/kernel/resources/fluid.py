@@ -94,15 +94,24 @@ def solve_two_class(links: Sequence[SolverLink], flows: Sequence[FlowT], low_cla
 
     `free_links`: links on the flows' paths that are left out as constraints (the caller has checked
     that they have room: `dpsim.kernel.resources.net.Network._split_holds`)."""
+    refilled = solve_in_place(links, flows, low_class_share, free_links)
+    return _solved(flows), refilled
+
+
+def solve_in_place(links: Sequence[SolverLink], flows: Sequence[SolverFlow], low_class_share: float,
+                   free_links: Sequence[SolverLink] = ()) -> bool:
+    """`solve_two_class` that leaves each flow's rate in its `solved` field instead of returning a
+    dict (the network reads them there: no dict per re-rate); returns whether the refill ran."""
     high_class = TrafficClass.HIGH
     if len(flows) == 1:  # alone: whatever class, the tightest link or its own cap
         flow = flows[0]
         if flow.traffic_class == high_class and len(flow.path) != 1:
             check_high_path(flow.path, flow.tag)
         rate = min([link.capacity for link in flow.path])
-        return {flow: rate if flow.max_rate is None else min(rate, flow.max_rate)}, False
-    high: list[FlowT] = []
-    low: list[FlowT] = []
+        flow.solved = rate if flow.max_rate is None else min(rate, flow.max_rate)
+        return False
+    high: list[SolverFlow] = []
+    low: list[SolverFlow] = []
     for flow in flows:  # loops, not comprehensions, here and below: the compiled build types them
         if flow.traffic_class == high_class:
             if len(flow.path) != 1:
@@ -114,7 +123,7 @@ def solve_two_class(links: Sequence[SolverLink], flows: Sequence[FlowT], low_cla
         link.avail = link.capacity
     if not high or not low:
         _fill(links, flows, free_links)
-        return _solved(flows), False
+        return False
     for f in low:  # the LOW guarantee is reserved only on links where LOW has flows
         for link in f.path:
             link.avail = link.capacity - link.capacity * low_class_share
@@ -124,14 +133,14 @@ def solve_two_class(links: Sequence[SolverLink], flows: Sequence[FlowT], low_cla
     if _all_at_own_cap(high):
         # Every HIGH flow runs at its own cap: more room changes nothing, so both refills below
         # would return the same rates.
-        return _solved(flows), False
+        return False
     # Some HIGH flow is link-limited: give it back the guarantee LOW could not use, then let LOW
     # take what is left.
     _set_residual(links, low_order)
     high_order = _fill(links, high, free_links)
     _set_residual(links, high_order)
     _fill(links, low, free_links)
-    return _solved(flows), True
+    return True
 
 
 def _solved(flows: Sequence[FlowT]) -> dict[FlowT, float]:
@@ -195,7 +204,14 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
             link.members.append(flow)
     heap = [(link.avail / link.unfixed, link.index, link) for link in links if link.unfixed]
     heapq.heapify(heap)
-    capped = sorted([f for f in flows if f.max_rate is not None], key=_cap_order)
+    # The capped flows by (cap, seq); the position in `flows` breaks ties as a stable sort would,
+    # so flows themselves are never compared.
+    capped = []
+    for flow in flows:
+        if flow.max_rate is not None:
+            capped.append((flow.max_rate, flow.seq, len(capped), flow))
+    capped.sort()
+    n_capped = len(capped)
     next_cap = 0
     order: list[SolverFlow] = []
     total = len(flows)
@@ -214,10 +230,10 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
                 continue
             link_share, link = actual, candidate
             break
-        while next_cap < len(capped) and capped[next_cap].fixed:
+        while next_cap < n_capped and capped[next_cap][3].fixed:
             next_cap += 1
-        if next_cap < len(capped) and capped[next_cap].max_rate <= link_share:
-            limited, share = (capped[next_cap],), capped[next_cap].max_rate
+        if next_cap < n_capped and capped[next_cap][0] <= link_share:
+            limited, share = (capped[next_cap][3],), capped[next_cap][0]
             next_cap += 1
         else:
             heapq.heappop(heap)
@@ -232,7 +248,3 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
                 on.avail -= share
                 on.unfixed -= 1
     return order
-
-
-def _cap_order(flow: SolverFlow) -> tuple[float, int]:
-    return flow.max_rate, flow.seq

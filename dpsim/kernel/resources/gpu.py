@@ -65,11 +65,16 @@ class GpuModel:
                     attn_flops_by_gpu: list[float]) -> float:
         """Seconds of one decode step of the group (every GPU decodes one token per request)."""
         model = self.model
-        slowest = 0.0
+        weights, hbm_rate, attn_rate = self.weights_bytes_per_gpu, self._hbm_rate, self._attn_rate
+        dense_flops, gemm_rate = model.dense_flops_per_token, self._gemm_rate
+        slowest = 0.0  # the slowest GPU's max(memory, compute) seconds (comparisons: this runs per step)
         for kv_bytes, tokens, attn_flops in zip(kv_read_bytes_by_gpu, tokens_by_gpu, attn_flops_by_gpu):
-            memory_s = (kv_bytes + self.weights_bytes_per_gpu) / self._hbm_rate
-            compute_s = attn_flops / self._attn_rate + tokens * model.dense_flops_per_token / self._gemm_rate
-            slowest = max(slowest, memory_s, compute_s)
+            memory_s = (kv_bytes + weights) / hbm_rate
+            compute_s = attn_flops / attn_rate + tokens * dense_flops / gemm_rate
+            if memory_s > slowest:
+                slowest = memory_s
+            if compute_s > slowest:
+                slowest = compute_s
         expert_s = sum(tokens_by_gpu) * model.expert_flops_per_token / self.group_gpus / self._gemm_rate
         return slowest + expert_s + self.gpu.decode_step_overhead
 

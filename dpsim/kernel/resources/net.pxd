@@ -38,19 +38,19 @@ cdef class Network:
     cpdef bint _has_slack(self, Link link)
 
     @cython.locals(link=Link, high=double, low=double, capacity=double, share=double)
-    cpdef bint _split_holds(self, list boundary, dict rates, long stamp, long mark)
+    cpdef bint _split_holds(self, list boundary, long stamp, long mark)
 
     @cython.locals(link=Link, flow=Flow, mark=long, rate=double)
-    cpdef long _mark_changed(self, list seeds, list flows, dict rates)
+    cpdef long _mark_changed(self, list seeds, list flows)
 
-    @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list, rates=dict,
-                   new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long)
+    @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list,
+                   new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)
     cpdef _account_link(self, Link link, double now)
 
-    @cython.locals(link=Link, now=double, slack_bytes=double)
+    @cython.locals(link=Link, now=double, slack_bytes=double, cls=int)
     cpdef _finish(self, Flow flow)
 
     @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint, share=double)
@@ -67,5 +67,5 @@ cdef class Network:
 @cython.locals(other=Link, peer=Flow, high=double, low=double, fastest=bint)
 cpdef bint _bottlenecked_elsewhere(Flow flow, Link link, double low_class_share)
 
-@cython.locals(flow=Flow, new=list)
-cpdef list _class_rates(Link link, dict rates, long stamp)
+@cython.locals(flow=Flow, high=double, low=double, rate=double)
+cpdef list _class_rates(Link link, long stamp)

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 import simpy
 
 from dpsim.kernel.resources.elements import Flow, Link
-from dpsim.kernel.resources.fluid import TrafficClass, check_high_path, solve_two_class
+from dpsim.kernel.resources.fluid import TrafficClass, check_high_path, solve_in_place
 
 try:  # Cython's pure-Python mode: cython.compiled is True only inside the compiled build (dpsim.tools.compiled)
     import cython
@@ -206,7 +206,7 @@ class Network:
         capacity = link.capacity * (1 - _SPLIT_SLACK)
         return high + low < capacity and high < capacity * (1 - self.low_class_share)
 
-    def _split_holds(self, boundary: list[Link], rates: dict[Flow, float], stamp: int, mark: int) -> bool:
+    def _split_holds(self, boundary: list[Link], stamp: int, mark: int) -> bool:
         """Whether a solve without the `boundary` links equals the whole component's solve: no
         boundary link would bind at the new rates (with `_SPLIT_MARGIN`), in total or for HIGH's
         first pass. Then progressive filling over the whole component never picks a boundary link,
@@ -218,7 +218,7 @@ class Network:
         for link in boundary:
             if link.mark != mark:
                 continue
-            high, low = _class_rates(link, rates, stamp)
+            high, low = _class_rates(link, stamp)
             capacity = link.capacity * (1 - _SPLIT_MARGIN)
             if high + low >= capacity or high >= capacity * (1 - share):
                 return False
@@ -254,14 +254,14 @@ class Network:
         now = self.env.now
         self.recomputations += 1
         links, flows, boundary = self._component(seeds, split=self._split_ok)
-        rates, refilled = solve_two_class(links, flows, self.low_class_share, boundary)
-        mark = self._mark_changed(seeds, flows, rates)
+        refilled = solve_in_place(links, flows, self.low_class_share, boundary)  # new rates: flow.solved
+        mark = self._mark_changed(seeds, flows)
         if boundary:
-            if refilled or not self._split_holds(boundary, rates, self._stamp, mark):
+            if refilled or not self._split_holds(boundary, self._stamp, mark):
                 self.split_fallbacks += 1
                 links, flows, boundary = self._component(seeds, split=False)
-                rates, refilled = solve_two_class(links, flows, self.low_class_share)
-                mark = self._mark_changed(seeds, flows, rates)
+                refilled = solve_in_place(links, flows, self.low_class_share)
+                mark = self._mark_changed(seeds, flows)
             else:
                 self.split_solves += 1
         if refilled:
@@ -269,10 +269,11 @@ class Network:
             # first-pass rate, which is not kept. Solve whole components from now on.
             self._split_ok = False
         stamp = self._stamp
-        for link in links + boundary:
+        rated = links + boundary if boundary else links
+        for link in rated:
             if link.mark != mark:
                 continue  # same flows at the same rates: the same sums (see _mark_changed)
-            new = _class_rates(link, rates, stamp)
+            new = _class_rates(link, stamp)
             if new != link._rate_by_class:
                 self._account_link(link, now)  # bytes so far at the old rates
                 link._rate_by_class = new
@@ -280,7 +281,7 @@ class Network:
                     self.violations.append(f"t={now:.9f}: {link.name} at {new[0] + new[1]:.6g} B/s > "
                                            f"capacity {link.capacity:.6g}")
         for flow in flows:
-            rate = rates[flow]
+            rate = flow.solved
             if rate == flow.rate and rate > 0:
                 continue  # same rate, so its progress and pending finish time still hold
             flow.remaining -= flow.rate * (now - flow._last_t)
@@ -292,13 +293,13 @@ class Network:
                 heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
             else:
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
-        self._check_low_guarantee(links + boundary, now)
+        self._check_low_guarantee(rated, now)
         if self._unchecked:
             self._check_low_guarantee(list(self._unchecked), now)
             self._unchecked = {}
         self._arm_timer()
 
-    def _mark_changed(self, seeds: list[Link], flows: list[Flow], rates: dict[Flow, float]) -> int:
+    def _mark_changed(self, seeds: list[Link], flows: list[Flow]) -> int:
         """Mark the links whose class rates a re-rate may change: the seeds (a flow joined or left)
         and the links of every flow whose rate changes. Every other link keeps the sums it has:
         outside a re-rate a link's rates are always its flows' rates summed in its own flow order
@@ -309,7 +310,7 @@ class Network:
         for link in seeds:
             link.mark = mark
         for flow in flows:
-            rate = rates[flow]
+            rate = flow.solved
             if rate == flow.rate and rate > 0:
                 continue
             for link in flow.path:
@@ -321,11 +322,11 @@ class Network:
         its own cap or has its bottleneck on another link of its path (`_bottlenecked_elsewhere`)."""
         share = self.low_class_share
         for link in links:
-            low_rate = link._rate_by_class[TrafficClass.LOW]
+            low_rate = link._rate_by_class[1]  # [HIGH, LOW]
             if low_rate >= link.capacity * share * (1 - 1e-6) or not link.flows:
                 continue
             for flow in link.flows:
-                if flow.traffic_class != TrafficClass.LOW:
+                if flow.traffic_class is _HIGH:
                     continue
                 capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
                 if not (capped or _bottlenecked_elsewhere(flow, link, share)):
@@ -396,7 +397,7 @@ class Network:
             else:
                 # Nothing to re-rate: the link's rates are its remaining flows' (summed in its own
                 # flow order, as a solve would, so the bytes it accounts stay the same to the bit).
-                link._rate_by_class = _class_rates(link, _NO_RATES, -1)
+                link._rate_by_class = _class_rates(link, -1)
                 idle.append(link)
         self.skipped_links += len(idle)
         if seeds or self._flush_pending:
@@ -421,9 +422,10 @@ class Network:
         slack_bytes = max(flow.size * 1e-6, 1.0, 2 * flow.rate * _TIME_TOLERANCE_S)
         for link in flow.path:
             self._account_link(link, now)
+        cls = 0 if flow.traffic_class is _HIGH else 1  # the index in [HIGH, LOW]
         for link in flow.path:
             link.flows.pop(flow, None)
-            link._rate_by_class[flow.traffic_class] -= flow.rate
+            link._rate_by_class[cls] -= flow.rate
         self._flows.discard(flow)
         flow.rate = 0.0
         flow._version += 1
@@ -479,14 +481,16 @@ def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> b
     return False
 
 
-_NO_RATES: dict = {}  # with stamp -1 (no search uses it): every flow at its current rate
-
-
-def _class_rates(link: Link, rates: dict[Flow, float], stamp: int) -> list[float]:
-    """[HIGH, LOW] bytes/s through `link` at the new `rates` (flows marked with `stamp`) and the current
-    rates of its other flows. Summed in the link's own flow order, whatever a component's discovery
+_HIGH = TrafficClass.HIGH  # a flow's class is always the enum member (Network.transfer converts it)
+def _class_rates(link: Link, stamp: int) -> list[float]:
+    """[HIGH, LOW] bytes/s through `link` at the new rates of the flows marked with `stamp` (their
+    `solved` rates; stamp -1 marks none) and the current rates of its other flows. Summed in the link's own flow order, whatever a component's discovery
     order, so split and whole solves give the same bits."""
-    new = [0.0, 0.0]
+    high = low = 0.0  # two sums, each in the link's flow order (as indexing [HIGH, LOW] would add them)
     for flow in link.flows:
-        new[flow.traffic_class] += rates[flow] if flow.seen == stamp else flow.rate
-    return new
+        rate = flow.solved if flow.seen == stamp else flow.rate
+        if flow.traffic_class is _HIGH:
+            high += rate
+        else:
+            low += rate
+    return [high, low]
