@@ -93,3 +93,41 @@ def test_plan_cli_recommends_a_layout(tmp_path):
     result = json.loads((tmp_path / "plan.json").read_text())
     assert {(r["prefill_nodes"], r["decode_nodes"]) for r in result["layouts"]} == {(1, 2), (2, 1)}
     assert result["recommended"]["capacity_aps"] >= 4
+
+
+def _scan_every_request(rule, sim) -> tuple[list[float], list[float]]:
+    """The stop rule's TTFT and TPOT samples by a scan of every request, newest first, back to the
+    newest one that arrived over 10 windows before the check's window (included)."""
+    now, lo = sim.env.now, sim.env.now - rule.window_s
+    ttft, tpot = [], []
+    for r in reversed(sim.requests):
+        if r.t_first_token is not None:
+            if r.t_first_token >= lo:
+                ttft.append(r.t_first_token - r.t_arrive)
+        else:
+            ttft.append(now - r.t_arrive)
+        if r.t_finish is not None and r.t_finish >= lo and r.t_second_token is not None \
+                and r.turn.output_tokens > 2:
+            tpot.append((r.t_finish - r.t_second_token) / (r.turn.output_tokens - 2))
+        if r.t_arrive < lo - 10 * rule.window_s:
+            break
+    return ttft, tpot
+
+
+def test_stop_rule_counts_what_a_scan_of_every_request_counts():
+    """The rule keeps only the requests that may still count (`PaperStopRule.samples`); at every check
+    its TTFT and TPOT samples must equal, in order and to the bit, those of a scan of every request.
+    Overloaded (40 APS) with a 0.2 s window, requests wait longer than the 10-window look-back, so its
+    edge (the newest request older than it is still counted) matters."""
+    sc = api.load_scenario(QUICK, SMALL + ["workload.mode=online", "workload.aps=40", "workload.agents=400"])
+    rule = capacity.paper_stop_rule(1e9, window_s=0.2)
+    checks = []
+
+    def checked(sim):
+        checks.append((rule.samples(sim), _scan_every_request(rule, sim)))
+        return None
+
+    api.run(sc, stop_rule=checked, check_every_s=0.25)
+    assert len(checks) > 100
+    assert sum(len(ours[0]) + len(ours[1]) for ours, _ in checks) > 1000  # the checks compared samples
+    assert all(ours == scanned for ours, scanned in checks)

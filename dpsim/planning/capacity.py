@@ -32,6 +32,7 @@ Choices (the spec does not state them; documented in docs/capacity-planning.md):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -81,6 +82,12 @@ class PaperStopRule:
         self.history: list[tuple[float, float]] = []  # (t, TTFT statistic over the window)
         # (t, prefill GPU compute s, prefill pass wall s, decode GPU busy s), summed over GPUs
         self.busy: list[tuple[float, float, float, float]] = []
+        # The requests a check may still count, in arrival order: sim.requests[:_taken] have been looked
+        # at, and a request whose first token and finish both came before a window's start leaves the
+        # list for good (windows only move forward). The same values in the same order as scanning every
+        # request, without rescanning the whole look-back (~11 windows) at every check.
+        self._live: list = []
+        self._taken = 0
 
     def __call__(self, sim) -> str | None:
         now = sim.env.now
@@ -89,19 +96,7 @@ class PaperStopRule:
         self.busy.append((now, sum(g.busy_s * len(g.engines) for g in sim.prefill_groups),
                           sum(g.occupied_s * len(g.engines) for g in sim.prefill_groups),
                           sum(g.busy_s * len(g.engines) for g in sim.decode_groups)))
-        lo = now - self.window_s
-        ttft, tpot = [], []
-        for r in reversed(sim.requests):  # newest first; stop once far older than the window
-            if r.t_first_token is not None:
-                if r.t_first_token >= lo:
-                    ttft.append(r.t_first_token - r.t_arrive)
-            else:
-                ttft.append(now - r.t_arrive)  # waiting: its TTFT is at least this
-            if r.t_finish is not None and r.t_finish >= lo and r.t_second_token is not None \
-                    and r.turn.output_tokens > 2:
-                tpot.append((r.t_finish - r.t_second_token) / (r.turn.output_tokens - 2))
-            if r.t_arrive < lo - 10 * self.window_s:
-                break
+        ttft, tpot = self.samples(sim)
         if len(ttft) < self.min_samples:
             return None
         value = _stat(np.asarray(ttft, float), self.stat)
@@ -119,6 +114,37 @@ class PaperStopRule:
             if mean > 0 and (max(recent) - min(recent)) <= self.steady_tolerance * mean:
                 return f"steady: TTFT {self.stat} within {self.steady_tolerance:.0%} over {self.window_s:g} s"
         return None
+
+    def samples(self, sim) -> tuple[list[float], list[float]]:
+        """The TTFT samples (first tokens in the window; turns still waiting, with their age) and the
+        TPOT samples (turns finished in the window) of this check, newest request first."""
+        now = sim.env.now
+        lo = now - self.window_s
+        ttft: list[float] = []
+        tpot: list[float] = []
+        requests = sim.requests  # in arrival order (a request's id is its index)
+        self._live.extend(requests[self._taken:])
+        self._taken = len(requests)
+        # Look back to the newest request that arrived over 10 windows before this one, included (the
+        # requests before it are far older than the window).
+        oldest = bisect_left(requests, lo - 10 * self.window_s, key=lambda r: r.t_arrive) - 1
+        kept = []
+        for r in reversed(self._live):  # newest first
+            if r.id < oldest:
+                break
+            if r.t_first_token is not None:
+                if r.t_first_token >= lo:
+                    ttft.append(r.t_first_token - r.t_arrive)
+            else:
+                ttft.append(now - r.t_arrive)  # waiting: its TTFT is at least this
+            if r.t_finish is not None and r.t_finish >= lo and r.t_second_token is not None \
+                    and r.turn.output_tokens > 2:
+                tpot.append((r.t_finish - r.t_second_token) / (r.turn.output_tokens - 2))
+            if r.t_first_token is None or r.t_first_token >= lo or r.t_finish is None or r.t_finish >= lo:
+                kept.append(r)
+        kept.reverse()
+        self._live = kept
+        return ttft, tpot
 
     def busy_fraction(self, t0: float, t1: float, prefill_gpus: int, decode_gpus: int) -> dict | None:
         """Busy fraction of prefill and decode GPUs between the samples nearest t0 and t1."""
