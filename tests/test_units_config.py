@@ -50,7 +50,7 @@ def test_include_merges_with_later_keys_winning():
 def test_policy_system_sets_ablation_defaults():
     basic = load_scenario(QUICK, ["policy.system=basic"]).effective_policy()
     assert dataclasses.asdict(basic) == {"system": "basic", "layerwise": False, "dual_path": False,
-                                         "scheduler": "round_robin", "isolation": False, "kv_read_at_pass": True,
+                                         "scheduler": "round_robin", "isolation": False, "kv_read": "at_pass",
                                          "free_io": False}
     assert basic.system is System.BASIC and basic.scheduler is SchedulerName.ROUND_ROBIN
     ladder = load_scenario(QUICK, ["policy.system=basic", "policy.layerwise=true"]).effective_policy()

@@ -249,15 +249,16 @@ class Simulation:
         req.read_node = de.node if req.read_side is ReadSide.DECODE else pe.node  # a split's PE part: PE buffer
 
     def _load(self, req: Request):
-        """Reserve the DE node's buffer, read the hit KV ahead or leave the read to the prefill pass
-        (whole-prompt prefill with whole_prompt_kv_read=at_pass), then queue the request at its PE."""
+        """Reserve the DE node's buffer, read the hit KV ahead or leave the read to the prefill engine's
+        loader (whole-prompt prefill with whole_prompt_kv_read=at_pass or next_pass), then queue the
+        request at its PE."""
         if not self.switches.free_io:
             # Everything that will land in the DE node's buffer (the whole prompt's KV), reserved up
             # front so that a hand-off can never wait for buffer space (no deadlock).
             t_wait = self.env.now
             yield req.de.node.buffer.allocate(self.de_buffer_tokens(req) * self.model.kv_bytes_per_token)
             req.alloc_wait_s += self.env.now - t_wait
-        if not self.switches.kv_read_at_pass:
+        if not self.switches.kv_read.by_prefill_engine:
             yield from self.read_hit_kv(req)
         if self.scenario.policy.dispatch_order is DispatchOrder.DEADLINE:
             enqueue_by_deadline(req.pe.ready, req)

@@ -91,9 +91,10 @@ def turns_frame(sim: Simulation) -> pd.DataFrame:
     # TTFT in the paper's four parts (Fig. 12; docs/modeling.md#ttft-breakdown): buffer allocation,
     # reading the hit KV from storage, prefill compute, and the rest (scheduling and queueing).
     df["ttft_alloc_s"] = df.alloc_wait_s
-    if sim.switches.kv_read_at_pass:
-        # Read at the pass: from the request's read start until its pass computes, i.e. its own read, the
-        # group's other members' reads (lockstep) and the H2D copy are all loading the pass's KV.
+    if sim.switches.kv_read.by_prefill_engine:
+        # Read by the prefill engine's loader: from the request's read start until its pass computes, i.e.
+        # its own read, the group's other members' reads (lockstep) and the H2D copy are all loading the
+        # pass's KV (read one pass ahead: also the wait in DRAM for the pass before to end).
         df["ttft_read_s"] = (df.t_prefill_start - df.t_read_start).fillna(0.0)
     else:
         df["ttft_read_s"] = (df.t_read_end - df.t_read_start).fillna(0.0)

@@ -261,6 +261,12 @@ class WholePromptKvRead(StrEnum):
 
     AHEAD = "ahead"  # into the read side's DRAM buffer as soon as the request is placed
     AT_PASS = "at_pass"  # when the prefill pass that needs it forms (storage -> DRAM -> HBM, then compute)
+    NEXT_PASS = "next_pass"  # double buffering: while a pass computes, the next pass's KV (storage -> DRAM)
+
+    @property
+    def by_prefill_engine(self) -> bool:
+        """The prefill engine's loader reads the KV (at its pass, or one pass ahead), not the dispatch."""
+        return self is not WholePromptKvRead.AHEAD
 
 
 class ReadSplit(StrEnum):
@@ -332,7 +338,7 @@ class Switches:
     dual_path: bool
     scheduler: SchedulerName
     isolation: bool
-    kv_read_at_pass: bool
+    kv_read: WholePromptKvRead  # when hit KV is read: AHEAD whenever prefill is layerwise
     free_io: bool
 
 
@@ -344,8 +350,9 @@ class PolicyConfig(_Section):
     isolation: bool | None = None
     whole_prompt_kv_read: WholePromptKvRead = Field(
         WholePromptKvRead.AT_PASS,
-        description="whole-prompt prefill (Basic): read hit KV 'at_pass' (when its pass forms) or 'ahead' "
-                    "(as soon as it is placed); layerwise prefill always reads ahead")
+        description="whole-prompt prefill (Basic): read hit KV 'at_pass' (when its pass forms), 'next_pass' "
+                    "(while the pass before it computes) or 'ahead' (as soon as it is placed); layerwise "
+                    "prefill always reads ahead")
     alpha: Seconds = "3s"  # read-queue threshold: tokens readable in this time (docs/architecture.md#paper-scheduler)
     beta: Seconds = "5s"  # PE overload threshold: tokens one GPU prefills in this time (docs/architecture.md#paper-scheduler)
     z_slack: float = Field(1.05, ge=1.0, le=100.0)  # DE balance target multiplier (docs/architecture.md#paper-scheduler)
@@ -423,7 +430,7 @@ class Scenario(_Section):
             dual_path=advanced if p.dual_path is None else p.dual_path,
             scheduler=default_scheduler if p.scheduler is None else p.scheduler,
             isolation=advanced if p.isolation is None else p.isolation,
-            kv_read_at_pass=not layerwise and p.whole_prompt_kv_read is WholePromptKvRead.AT_PASS,
+            kv_read=WholePromptKvRead.AHEAD if layerwise else p.whole_prompt_kv_read,
             free_io=p.system is System.ORACLE,
         )
 

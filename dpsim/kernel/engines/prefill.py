@@ -15,10 +15,14 @@ Layerwise prefill overlaps loading with compute layer by layer: with transfers f
 the pass ends at max(t0 + (t_B - t0)/L + compute, t_B + compute/L) (one layer of the other term
 cannot overlap). Whole-prompt prefill (Basic) loads everything first, then computes, then hands
 off, and must hold the batch's whole KV in HBM until the hand-off completes, so free HBM caps the
-batch.
+batch. Its loader reads the hit KV from storage when the pass forms (whole_prompt_kv_read=at_pass),
+or, double-buffered (=next_pass), into DRAM while the pass before computes
+(docs/modeling.md#basic-pipeline).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import simpy
 
@@ -29,6 +33,7 @@ from dpsim.kernel.entities import PrefillEngine, ReadSide, Request
 from dpsim.kernel.resources.countdown import Countdown
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.net import TrafficClass
+from dpsim.scenario.config import WholePromptKvRead
 
 
 class PrefillGroup:
@@ -45,11 +50,18 @@ class PrefillGroup:
         self.occupied_s = 0.0  # wall time of passes, waits for KV and collectives included
         self.passes = 0
         self.attention_balance: list[float] = []  # max/avg attention time per pass (EP groups only)
+        # whole_prompt_kv_read=next_pass: the pass now computing (None between passes), and the reads
+        # of the next pass's KV started meanwhile, until that pass forms and takes them (`_loads`).
+        self._computing: list[list[tuple[Request, int]]] | None = None
+        self._next_pass_reads: dict[Request, simpy.Process] = {}
 
     def start(self) -> None:
         self.sim.env.process(self._run())
 
     def wake(self) -> None:
+        """A request was queued at an engine, or HBM was freed."""
+        if self._computing is not None:  # it may belong to the next pass: read its KV now
+            self._read_next_pass()
         if self._wakeup is not None and not self._wakeup.triggered:
             self._wakeup.succeed()
 
@@ -63,17 +75,24 @@ class PrefillGroup:
                 continue
             yield from self._pass(batches)
 
-    def _form_batch(self, engine: PrefillEngine) -> list[tuple[Request, int]]:
-        """FIFO under the attention quota; the request that does not fit gets the chunk that does."""
+    def _form_batch(self, engine: PrefillEngine,
+                    after: Sequence[tuple[Request, int]] = ()) -> list[tuple[Request, int]]:
+        """FIFO under the attention quota; the request that does not fit gets the chunk that does.
+        `after`: the engine's part of the pass now computing; then the batch that will form when that
+        pass ends (its chunks counted as done, its KV still in HBM)."""
         sim = self.sim
         quota = sim.scenario.policy.attention_quota
         kv = sim.model.kv_bytes_per_token
         gpu = self.gpu
         batch, used_s = [], 0.0
         hbm_left = engine.hbm_free
+        computing = dict(after)
         for req in engine.ready:
-            cached = req.turn.cached_tokens + req.prefilled
-            todo = req.unprefilled
+            prefilled = req.prefilled + computing.get(req, 0)
+            todo = req.turn.new_tokens - prefilled
+            if todo <= 0 and req in computing:
+                continue  # its last chunk is in the pass now computing
+            cached = req.turn.cached_tokens + prefilled
             if not sim.switches.layerwise:
                 # Whole-prompt prefill holds all the request's KV in HBM during the pass and hand-off.
                 fit = int(hbm_left // kv) - cached
@@ -106,10 +125,10 @@ class PrefillGroup:
             mean = sum(pass_time.attention_s_by_gpu) / len(pass_time.attention_s_by_gpu)
             self.attention_balance.append(max(pass_time.attention_s_by_gpu) / mean)
         t0 = env.now
-        read_in_pass = sim.switches.kv_read_at_pass
+        engine_reads = sim.switches.kv_read.by_prefill_engine
         for engine, batch in zip(self.engines, batches):
             for req, new in batch:
-                if req.t_prefill_start is None and not read_in_pass:
+                if req.t_prefill_start is None and not engine_reads:
                     req.t_prefill_start = t0
                 if not sim.switches.layerwise:
                     engine.hbm_free -= (req.turn.cached_tokens + req.prefilled + new) * kv
@@ -125,13 +144,17 @@ class PrefillGroup:
             yield simpy.AllOf(env, collectives)
         else:
             yield simpy.AllOf(env, loads)
-            if read_in_pass:  # compute starts once every member's KV is in HBM
+            if engine_reads:  # compute starts once every member's KV is in HBM
                 for batch in batches:
                     for req, _ in batch:
                         if req.t_prefill_start is None:
                             req.t_prefill_start = env.now
+            if sim.switches.kv_read is WholePromptKvRead.NEXT_PASS:
+                self._computing = batches
+                self._read_next_pass()
             yield env.timeout(compute_s)
             yield simpy.AllOf(env, collectives)
+            self._computing = None
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)
                         for req, n in batch]
         self.busy_s += compute_s
@@ -148,14 +171,19 @@ class PrefillGroup:
         """Start loading every member's KV into HBM; the events to wait for, all of them. The plain
         copies of KV already read share one countdown (`Countdown`: the same wake-up as an event each)."""
         env = self.sim.env
+        staged = self._next_pass_reads
+
+        def loader_reads(req: Request) -> bool:  # whole-prompt prefill: at this pass, or one pass ahead
+            return req.t_read_end is None or req in staged
+
         copies = sum(1 for batch in batches for req, _ in batch
-                     if req.t_read_end is not None and req.read_side is not ReadSide.SPLIT)
+                     if not loader_reads(req) and req.read_side is not ReadSide.SPLIT)
         countdown = Countdown(env, copies) if copies else None
         loads: list[simpy.Event] = [countdown] if countdown is not None else []
         for engine, batch in zip(self.engines, batches):
             for req, _ in batch:
-                if req.t_read_end is None:  # whole-prompt prefill reading at the pass
-                    loads.append(env.process(self._read_and_load(engine, req)))
+                if loader_reads(req):
+                    loads.append(env.process(self._read_and_load(engine, req, staged.pop(req, None))))
                 elif req.read_side is ReadSide.SPLIT:
                     loads.append(self._load_kv(engine, req))
                 else:  # read ahead, or an earlier chunk
@@ -174,14 +202,31 @@ class PrefillGroup:
             return sim.move(path, size, "kv_de_to_pe", done)
         return sim.move(sim.cluster.loopback_path(engine.node, engine.gpu), size, "kv_h2d_pe", done)
 
-    def _read_and_load(self, engine: PrefillEngine, req: Request):
-        """Whole-prompt loader (whole_prompt_kv_read=at_pass): read the hit KV from storage when the
-        pass that needs it forms, then copy it into HBM. The pass waits for every member's load (EP lockstep),
-        so storage reads and compute alternate instead of overlapping. The DRAM copy is a staging
+    def _read_and_load(self, engine: PrefillEngine, req: Request, read: simpy.Process | None):
+        """Whole-prompt loader: read the hit KV from storage when the pass that needs it forms
+        (whole_prompt_kv_read=at_pass), or wait for the `read` started while the pass before computed
+        (=next_pass), then copy it into HBM. The pass waits for every member's load (EP lockstep), so
+        at_pass storage reads and compute alternate instead of overlapping. The DRAM copy is a staging
         area, freed once the KV is in HBM (HBM holds it until the hand-off)."""
-        yield from self.sim.read_hit_kv(req)
+        if read is None:
+            yield from self.sim.read_hit_kv(req)
+        else:
+            yield read
         yield self._load_kv(engine, req)
         self.sim.release_pe_buffer(req)
+
+    def _read_next_pass(self) -> None:
+        """Double buffering (whole_prompt_kv_read=next_pass, docs/modeling.md#basic-pipeline): while a
+        pass computes, read the hit KV of the requests that will form the next pass (`_form_batch`
+        after the pass now computing) from storage into the read side's DRAM buffer. One pass ahead
+        and only as far as DRAM: HBM still holds one pass's KV, and the copy into it waits for the
+        next pass to form (`_read_and_load`). HBM only grows until then, so with FIFO engines every
+        request read here is in that pass."""
+        env = self.sim.env
+        for engine, batch in zip(self.engines, self._computing):
+            for req, _ in self._form_batch(engine, after=batch):
+                if req.t_read_end is None and req not in self._next_pass_reads:
+                    self._next_pass_reads[req] = env.process(self.sim.read_hit_kv(req))
 
     def _collectives(self, batches, compute_s: float) -> list[simpy.Event]:
         sim = self.sim
