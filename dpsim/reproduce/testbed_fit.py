@@ -40,6 +40,7 @@ import yaml
 
 from dpsim import api
 from dpsim.reproduce.minimax2d import minimax_fit_2d
+from dpsim.scenario.config import WholePromptKvRead
 
 
 class SecondStorageParameter(enum.Enum):
@@ -116,11 +117,13 @@ def carried_fits(profile_path: str) -> dict:
 
 
 def fit(tolerance: float, state_path: Path | None = None, storage_start: float | None = None,
-        second: SecondStorageParameter | None = None, carry_from: str | None = None) -> dict:
+        second: SecondStorageParameter | None = None, carry_from: str | None = None,
+        kv_read: str | None = None) -> dict:
     """Run the fits; each finished fit (and each storage trial) is saved to `state_path` (JSON) so an
     interrupted fit resumes. `carry_from`: take the Oracle GPU fits (and any storage trials) from that
     profile instead of re-running them. `second`: fit this storage parameter jointly with the read
-    efficiency (fit protocol v3) instead of the efficiency alone."""
+    efficiency (fit protocol v3) instead of the efficiency alone. `kv_read`: the Basic runs' (and the
+    profile's) policy.whole_prompt_kv_read (default: the scenarios' own)."""
     import json
 
     state = carried_fits(carry_from) if carry_from else {}
@@ -132,7 +135,8 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
         if state_path:
             state_path.write_text(json.dumps(state, indent=1))
 
-    base = api.load_scenario(ORACLE_TARGETS[0][1])
+    kv_read_sets = [f"policy.whole_prompt_kv_read={kv_read}"] if kv_read else []
+    base = api.load_scenario(ORACLE_TARGETS[0][1], kv_read_sets)
     preset = {name: getattr(base.hardware.gpu, name) for name in PRESET_EFFICIENCIES}
     by_model: dict[str, dict] = {}
     record: dict[str, dict] = {}
@@ -170,7 +174,8 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
         for model, path, agents, target in BASIC_TARGETS:
             gpu_sets = [f"hardware.gpu.{k}={v}" for k, v in by_model[model]["hardware"]["gpu"].items()]
             jct, wall = _jct(path, ["policy.system=basic", "workload.mal=64K", f"workload.agents={agents}",
-                                    f"hardware.storage.read_efficiency={_as_run(efficiency)}"] + extra + gpu_sets)
+                                    f"hardware.storage.read_efficiency={_as_run(efficiency)}"] + extra + gpu_sets
+                             + kv_read_sets)
             _log(f"  {model} basic: storage read efficiency {efficiency:.4f}{label} -> JCT {jct:,.0f} s "
                  f"(target {target:,.0f}, {jct / target - 1:+.1%}; {wall:.0f} s wall)")
             jcts.append(jct)
@@ -341,12 +346,16 @@ def main(argv=None) -> None:
                         help="fit protocol v3: fit this storage parameter jointly with the read efficiency")
     parser.add_argument("--carry-gpu-from", default=None, metavar="PROFILE",
                         help="take the Oracle GPU fits (and storage trials) from this profile instead of re-running them")
+    parser.add_argument("--whole-prompt-kv-read", default=None, choices=[m.value for m in WholePromptKvRead],
+                        help="Basic's policy.whole_prompt_kv_read in the fit's runs and the profile "
+                             "(docs/modeling.md#basic-pipeline; default: the scenarios' own)")
     args = parser.parse_args(argv)
     if args.carry_gpu_from and not Path(args.carry_gpu_from).is_file():
         parser.error(f"--carry-gpu-from {args.carry_gpu_from}: no such profile")
     second = SecondStorageParameter(args.second) if args.second else None
     t0 = time.perf_counter()
-    profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start, second, args.carry_gpu_from)
+    profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start, second, args.carry_gpu_from,
+                  args.whole_prompt_kv_read)
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
     header = (HEADER_V3.format(
         out=args.out, second=args.second,
