@@ -5,7 +5,8 @@
     python -m dpsim.bench SCENARIO --profile      # where the time goes, by layer (cProfile)
 
 The bare loop is the floor of any SimPy simulator: processes that do nothing but wait on timeouts.
-It is timed just before every run, so "turns per bare event" (turns/s over bare events/s) is
+It is timed just before and just after every run (their mean: a shared machine's pace drifts
+during a run of several seconds), so "turns per bare event" (turns/s over bare events/s) is
 comparable across machines. Both are timed in this process's CPU seconds (`time.process_time`), so
 that other work on a shared machine does not count (on an idle core they equal wall seconds). Figures are the median and the
 worst of `--repeat` runs. `--paper` runs the quickstart, small slices of the paper's DS 660B,
@@ -79,10 +80,11 @@ def measure(name: str, scenario, system: str, repeat: int) -> Measured:
     trajectories = api.build_workload(sc)
     walls, ratios = [], []
     for _ in range(repeat):
-        bare = bare_simpy_events_per_s()
+        before = bare_simpy_events_per_s()
         t0 = time.process_time()
         result = api.run(sc, trajectories, progress=False)
         wall = time.process_time() - t0
+        bare = (before + bare_simpy_events_per_s()) / 2  # the machine's pace drifts during a run
         walls.append(wall)
         ratios.append(result.summary["turns"] / wall / bare)
     info = result.run_info
