@@ -206,7 +206,7 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
     heapq.heapify(heap)
     # The capped flows by (cap, seq); the position in `flows` breaks ties as a stable sort would,
     # so flows themselves are never compared.
-    capped = []
+    capped: list[tuple[Any, int, int, SolverFlow]] = []
     for flow in flows:
         if flow.max_rate is not None:
             capped.append((flow.max_rate, flow.seq, len(capped), flow))

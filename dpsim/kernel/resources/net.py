@@ -482,10 +482,13 @@ def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> b
 
 
 _HIGH = TrafficClass.HIGH  # a flow's class is always the enum member (Network.transfer converts it)
+
+
 def _class_rates(link: Link, stamp: int) -> list[float]:
     """[HIGH, LOW] bytes/s through `link` at the new rates of the flows marked with `stamp` (their
-    `solved` rates; stamp -1 marks none) and the current rates of its other flows. Summed in the link's own flow order, whatever a component's discovery
-    order, so split and whole solves give the same bits."""
+    `solved` rates; stamp -1 marks none) and the current rates of its other flows. Summed in the
+    link's own flow order, whatever a component's discovery order, so split and whole solves give the
+    same bits."""
     high = low = 0.0  # two sums, each in the link's flow order (as indexing [HIGH, LOW] would add them)
     for flow in link.flows:
         rate = flow.solved if flow.seen == stamp else flow.rate
