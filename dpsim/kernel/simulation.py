@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import simpy
@@ -174,6 +174,11 @@ class Simulation:
     def release_buffer(self, node: Node, size: float) -> None:
         if not self.switches.free_io:
             node.buffer.release(size)
+
+    def add_prefill_engines(self, engines: Iterable[PrefillEngine]) -> None:
+        """Open `engines` for placement (a node switched to prefill): a blocked dispatch may go on."""
+        self.prefill_engines.extend(engines)
+        self.prefill_pool_version += 1
 
     def prefill_done(self, engine: PrefillEngine, req: Request) -> None:
         """`req` has left prefill engine `engine`: its load falls (and a blocked dispatch may go on)."""

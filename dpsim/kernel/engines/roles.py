@@ -153,8 +153,7 @@ class RoleController:
         if new_role is NodeRole.DECODE:
             sim.decode_pool.extend(self.decode_groups[node])
         else:
-            sim.prefill_engines.extend(e for g in self.prefill_groups[node] for e in g.engines)
-            sim.prefill_pool_version += 1  # new PEs: dispatch must ask the scheduler again
+            sim.add_prefill_engines(e for g in self.prefill_groups[node] for e in g.engines)
             self._count_prefill(+1)
         sim.dispatch()
 
