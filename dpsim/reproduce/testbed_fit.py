@@ -118,7 +118,7 @@ def carried_fits(profile_path: str) -> dict:
 
 def fit(tolerance: float, state_path: Path | None = None, storage_start: float | None = None,
         second: SecondStorageParameter | None = None, carry_from: str | None = None,
-        kv_read: str | None = None) -> dict:
+        kv_read: WholePromptKvRead | None = None) -> dict:
     """Run the fits; each finished fit (and each storage trial) is saved to `state_path` (JSON) so an
     interrupted fit resumes. `carry_from`: take the Oracle GPU fits (and any storage trials) from that
     profile instead of re-running them. `second`: fit this storage parameter jointly with the read
@@ -135,7 +135,7 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
         if state_path:
             state_path.write_text(json.dumps(state, indent=1))
 
-    kv_read_sets = [f"policy.whole_prompt_kv_read={kv_read}"] if kv_read else []
+    kv_read_sets = [f"policy.whole_prompt_kv_read={kv_read.value}"] if kv_read else []
     base = api.load_scenario(ORACLE_TARGETS[0][1], kv_read_sets)
     preset = {name: getattr(base.hardware.gpu, name) for name in PRESET_EFFICIENCIES}
     by_model: dict[str, dict] = {}
@@ -353,9 +353,10 @@ def main(argv=None) -> None:
     if args.carry_gpu_from and not Path(args.carry_gpu_from).is_file():
         parser.error(f"--carry-gpu-from {args.carry_gpu_from}: no such profile")
     second = SecondStorageParameter(args.second) if args.second else None
+    kv_read = WholePromptKvRead(args.whole_prompt_kv_read) if args.whole_prompt_kv_read else None
     t0 = time.perf_counter()
     profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start, second, args.carry_gpu_from,
-                  args.whole_prompt_kv_read)
+                  kv_read)
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
     header = (HEADER_V3.format(
         out=args.out, second=args.second,
