@@ -19,6 +19,7 @@ from dpsim import __version__
 from dpsim.kernel import de_bypass
 from dpsim.kernel.entities import ReadSide
 from dpsim.kernel.invariants import check_invariants
+from dpsim.kernel.loop import sparse_gc
 from dpsim.kernel.resources import net
 from dpsim.kernel.simulation import Simulation
 from dpsim.metrics.guidance import hardware_profile, library_versions
@@ -186,8 +187,11 @@ def ttft_breakdown(turns: pd.DataFrame) -> dict[str, float | None]:
 
 
 def run_simulation(sim: Simulation, arrivals_s: list[float], stop_rule=None, check_every_s: float = 10.0) -> Result:
-    """Simulate `sim` (see `Simulation.simulate`) and collect its `Result`."""
-    return collect(sim, sim.simulate(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s))
+    """Simulate `sim` (see `Simulation.simulate`) and collect its `Result` (under the run loop's
+    collector policy, `dpsim.kernel.loop.sparse_gc`)."""
+    wall_s = sim.simulate(arrivals_s, stop_rule=stop_rule, check_every_s=check_every_s)
+    with sparse_gc():
+        return collect(sim, wall_s)
 
 
 def collect(sim: Simulation, wall_s: float) -> Result:
