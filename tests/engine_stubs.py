@@ -1,5 +1,5 @@
 """Stand-ins for the engine views a scheduler reads (index, tok, seq, free HBM, the node's read queue),
-shared by the scheduler tests."""
+and the decode groups they belong to, shared by the scheduler tests."""
 
 from dataclasses import dataclass, field
 
@@ -16,3 +16,11 @@ class E:
     seq: int = 0
     hbm_free: float = 1e12
     node: Node = field(default_factory=Node)
+
+
+class G:
+    """A decode group view: its engines and their total tok (as the simulation keeps it)."""
+
+    def __init__(self, engines: list[E]):
+        self.engines = engines
+        self.tok = sum(e.tok for e in engines)

@@ -28,6 +28,12 @@ class EngineGroup(Protocol):
     def wake(self) -> None: ...
 
 
+class DecodeEngineGroup(EngineGroup, Protocol):
+    """A decode engine's EP group: also the sum of its engines' tok (the scheduler's group load)."""
+
+    tok: int
+
+
 class Request:
     """One turn in flight. Timestamps are simulated seconds; None until reached.
 
@@ -105,7 +111,7 @@ class DecodeEngine:
     __slots__ = ("index", "node", "gpu", "group", "active", "tok", "seq", "hbm_free", "kv_read_bytes",
                  "attn_flops")
 
-    def __init__(self, index: int, node: Node, gpu: int, group: EngineGroup, hbm_free: float):
+    def __init__(self, index: int, node: Node, gpu: int, group: DecodeEngineGroup, hbm_free: float):
         self.index = index
         self.node = node
         self.gpu = gpu

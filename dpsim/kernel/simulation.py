@@ -218,7 +218,7 @@ class Simulation:
                 self._prefill_full_at = self.prefill_pool_version
                 return  # the head waits for a PE anyway: skip the decode-side search
             hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
-            de = self.scheduler.pick_decode([g.engines for g in self.decode_pool], req.turn.input_tokens, hbm)
+            de = self.scheduler.pick_decode(self.decode_pool, req.turn.input_tokens, hbm)
             if de is None:
                 return
             pe = self.scheduler.pick_prefill(self.prefill_engines)
@@ -230,6 +230,7 @@ class Simulation:
             pe.tok += req.turn.input_tokens
             pe.seq += 1
             de.tok += req.turn.input_tokens + req.turn.output_tokens
+            de.group.tok += req.turn.input_tokens + req.turn.output_tokens
             de.seq += 1
             de.hbm_free -= hbm
             if self.dram_tier is not None:  # docs/whatif.md#1-a-dram-cache-tier-in-front-of-storage
@@ -325,6 +326,7 @@ class Simulation:
         req.t_finish = self.env.now
         de.hbm_free += (req.turn.input_tokens + req.turn.output_tokens) * kv
         de.tok -= req.turn.input_tokens + req.turn.output_tokens
+        de.group.tok -= req.turn.input_tokens + req.turn.output_tokens
         de.seq -= 1
         self.turns_finished += 1
         if self._bar is not None:

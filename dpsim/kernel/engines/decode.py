@@ -33,6 +33,7 @@ class DecodeGroup:
         self.nodes = nodes
         self.gpu = gpu
         self.engines: list[DecodeEngine] = []
+        self.tok = 0  # sum of the engines' tok (the scheduler's group load), kept by the simulation
         self._joining: list[Request] = []
         # Finish times on a step-count clock: (group step at which the request's last token is out,
         # its place in the batch order, request). The place (engine position, admission number)

@@ -29,6 +29,13 @@ class EngineView(Protocol):
     node: Node
 
 
+class GroupView(Protocol):
+    """What a scheduler may read of a decode EP group: its engines and their total tok."""
+
+    tok: int  # sum of its engines' tok, kept by the simulation
+    engines: Sequence[EngineView]
+
+
 class DualPathScheduler:
     """The paper's rules (docs/architecture.md#paper-scheduler): PE choice by alpha/beta, DE choice by
     group load and Z, read side by queue."""
@@ -65,23 +72,31 @@ class DualPathScheduler:
                 best_other = e  # only wanted while no short-queue engine has been seen
         return best_short if best_short is not None else best_other
 
-    def pick_decode(self, groups: Sequence[Sequence[EngineView]], tokens: int, hbm_bytes: float):
+    def pick_decode(self, groups: Sequence[GroupView], tokens: int, hbm_bytes: float):
         """The group with the smallest total tok; inside it, Z = z_slack x (tokens + sum tok) / #DEs;
         among DEs with enough free HBM that stay <= Z, the fewest requests; if all would exceed Z, the
         smallest tok among those with HBM; None if no DE of that group has HBM."""
-        group, group_tok = groups[0], sum([e.tok for e in groups[0]])
+        best = groups[0]
         for g in groups[1:]:
-            g_tok = sum([e.tok for e in g])
-            if g_tok < group_tok or (g_tok == group_tok and g[0].index < group[0].index):
-                group, group_tok = g, g_tok
-        with_hbm = [e for e in group if e.hbm_free >= hbm_bytes]
-        if not with_hbm:
-            return None
+            if g.tok < best.tok or (g.tok == best.tok and g.engines[0].index < best.engines[0].index):
+                best = g
+        group, group_tok = best.engines, best.tok
+        # One pass over the group (no lists, no key tuples): the min by (seq, tok, index) among DEs with
+        # HBM under Z, and, while none is under Z, the min by (tok, index) among DEs with HBM.
         z = self.z_slack * (tokens + group_tok) / len(group)
-        under_z = [e for e in with_hbm if e.tok + tokens <= z]
-        if under_z:
-            return min(under_z, key=lambda e: (e.seq, e.tok, e.index))
-        return min(with_hbm, key=lambda e: (e.tok, e.index))
+        best_under = best_other = None
+        for e in group:
+            if e.hbm_free < hbm_bytes:
+                continue
+            tok = e.tok
+            if tok + tokens <= z:
+                b = best_under
+                if b is None or e.seq < b.seq or (e.seq == b.seq and (tok < b.tok or (tok == b.tok and e.index < b.index))):
+                    best_under = e
+            elif best_under is None and (best_other is None or tok < best_other.tok
+                                         or (tok == best_other.tok and e.index < best_other.index)):
+                best_other = e  # only wanted while no DE under Z has been seen
+        return best_under if best_under is not None else best_other
 
     def pick_read_side(self, pe: EngineView, de: EngineView) -> ReadSide:
         """The side whose node has the shorter storage read queue (ties: PE side)."""
@@ -108,8 +123,8 @@ class RoundRobinScheduler:
         self._next_pe += 1
         return engine
 
-    def pick_decode(self, groups: Sequence[Sequence[EngineView]], tokens: int, hbm_bytes: float):
-        engines = [e for g in groups for e in g]
+    def pick_decode(self, groups: Sequence[GroupView], tokens: int, hbm_bytes: float):
+        engines = [e for g in groups for e in g.engines]
         for offset in range(len(engines)):
             engine = engines[(self._next_de + offset) % len(engines)]
             if engine.hbm_free >= hbm_bytes:
@@ -129,11 +144,12 @@ class Scheduler(Protocol):
 
     `prefill_available` may depend only on the prefill engines' tok and on which engines are in the
     pool: once it says False, the simulation does not ask again until an engine's tok falls or the
-    pool gains engines (`Simulation.prefill_pool_version`)."""
+    pool gains engines (`Simulation.prefill_pool_version`). `pick_decode` gets the decode groups open
+    for placement (`GroupView`s)."""
 
     def prefill_available(self, engines: Sequence[Any]) -> bool: ...
     def pick_prefill(self, engines: Sequence[Any]) -> Any: ...
-    def pick_decode(self, groups: Sequence[Sequence[Any]], tokens: int, hbm_bytes: float) -> Any: ...
+    def pick_decode(self, groups: Sequence[Any], tokens: int, hbm_bytes: float) -> Any: ...
     def pick_read_side(self, pe: Any, de: Any) -> ReadSide: ...
 
 
