@@ -84,7 +84,8 @@ class DualPathScheduler:
         # One pass over the group (no lists, no key tuples): the min by (seq, tok, index) among DEs with
         # HBM under Z, and, while none is under Z, the min by (tok, index) among DEs with HBM.
         z = self.z_slack * (tokens + group_tok) / len(group)
-        best_under = best_other = None
+        best_under: EngineView | None = None
+        best_other: EngineView | None = None
         for e in group:
             if e.hbm_free < hbm_bytes:
                 continue
