@@ -10,7 +10,7 @@ from dpsim.scenario.config import ScenarioError
 
 QUICK = "scenarios/quickstart.yaml"
 SMALL = ["workload.mal=64K", "workload.agents=16", "workload.max_turns=12", "hardware.storage_nic.bandwidth=25Gbps"]
-KV = 656 * 30  # DS 27B bytes per token
+KV = (656 + 68) * 30  # DS 27B bytes per token: MLA KV + indexer key cache (docs/modeling.md#indexer-key-cache)
 # Transfer kinds that cross a decode node's DRAM once each when the tier is off (dpsim.kernel.resources.hardware paths).
 DE_DRAM_TAGS = ("storage_read_de_side", "kv_de_to_pe", "kv_pe_to_de", "kv_h2d_de", "kv_d2h_de", "storage_write")
 

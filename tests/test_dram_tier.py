@@ -73,7 +73,7 @@ def _run(*sets):
 def test_pool_that_holds_everything_serves_every_hit_from_dram():
     result = _run("hardware.dram_tier.enabled=true")
     tier = result.summary["dram_tier"]
-    kv = 656 * 30  # DS 27B bytes per token
+    kv = (656 + 68) * 30  # DS 27B bytes per token: MLA KV + indexer key cache
     hit_bytes = float(result.turns.cached_tokens.sum()) * kv
     assert result.invariant_failures == []
     assert tier["hit_fraction"] == 1.0 and tier["evicted_bytes"] == 0.0

@@ -30,7 +30,6 @@ from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.hardware import Cluster, Node
 from dpsim.kernel.resources.net import TrafficClass
 from dpsim.scenario.config import DispatchOrder, ReadSplit, RoleSwitching, Scenario
-from dpsim.scenario.models import get_model
 from dpsim.workload.trajectory import Trajectory
 
 
@@ -45,7 +44,7 @@ class Simulation:
     def __init__(self, scenario: Scenario, trajectories: list[Trajectory], progress: bool | None = None):
         self.scenario = scenario
         self.switches = scenario.effective_policy()
-        self.model = get_model(scenario.model.name)
+        self.model = scenario.model.spec()
         self.env = loop.Environment()
         self.block_bytes = scenario.policy.block_tokens * self.model.kv_bytes_per_token
         self.cluster = Cluster(self.env, scenario, self.block_bytes)

@@ -41,8 +41,7 @@ import pandas as pd
 
 from dpsim import api
 from dpsim.metrics.results import decode_hbm_occupancy
-from dpsim.scenario.config import Scenario, ScenarioError
-from dpsim.scenario.models import get_model
+from dpsim.scenario.config import ModelConfig, Scenario, ScenarioError
 
 __all__ = ["paper_stop_rule", "find_capacity", "CapacityResult", "trial", "utilisations", "binding_constraint",
            "CONSTRAINTS"]
@@ -202,7 +201,7 @@ def utilisations(result, t0: float, t1: float, rule: PaperStopRule | None = None
     if busy is None:
         busy = {**s["gpu_busy_fraction"], "prefill_occupied": s["prefill_engine_occupancy"]}
     prefill_compute = _prefill_compute_fraction(result.turns, rule, t0, t1, len(prefill) * g)
-    hbm = decode_hbm_occupancy(result.turns, get_model(s["model"]).kv_bytes_per_token,
+    hbm = decode_hbm_occupancy(result.turns, ModelConfig(**scenario["model"]).spec().kv_bytes_per_token,
                                s["decode_hbm_kv_capacity_bytes"], t0, t1)["mean"] or 0.0
     return {"storage NIC": max(snic_read, snic_write), "compute NIC": cnic,
             "prefill GPU": float(busy["prefill"]) if prefill_compute is None else prefill_compute,

@@ -223,6 +223,7 @@ def _profile(base, storage: dict, basic_jcts: list[float], record: dict, by_mode
     residuals.update({f"{model}_basic": round(jct / target - 1, 4)
                       for (model, _, _, target), jct in zip(BASIC_TARGETS, basic_jcts)})
     return {"policy": {"whole_prompt_kv_read": base.policy.whole_prompt_kv_read.value},
+            "model": {"indexer_keys_cached": base.model.indexer_keys_cached},
             "hardware": {"storage": storage}, "by_model": by_model,
             "calibration": {"source": f"dpsim.reproduce.testbed_fit: fit protocol {protocol}, the paper's six "
                                       "absolute JCTs",

@@ -11,6 +11,7 @@ booleans for numbers) is listed in docs/validation-of-inputs.md.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
@@ -31,7 +32,7 @@ from dpsim.scenario.cost import CostConfig
 
 # Reading the files lives in dpsim.scenario.files; these names stay importable from here.
 from dpsim.scenario.files import ScenarioError, apply_overrides, deep_merge, load_yaml_with_includes, read_yaml  # noqa: F401
-from dpsim.scenario.models import ModelName
+from dpsim.scenario.models import ModelName, ModelSpec, get_model
 from dpsim.workload.synthetic import PAPER_SET_STATS
 
 # Physical ranges: a value outside is an error, never a silent run (docs/validation-of-inputs.md).
@@ -190,6 +191,16 @@ class HardwareConfig(_Section):
 
 class ModelConfig(_Section):
     name: ModelName  # the names of dpsim.scenario.models.MODELS
+    # DSA models (DeepSeek-V3.2-like): the indexer key cache is stored, read and moved with the KV
+    # (docs/modeling.md#indexer-key-cache); false leaves it out, as the profiles fitted before it did.
+    indexer_keys_cached: bool = True
+
+    def spec(self) -> ModelSpec:
+        """The model's cost parameters (`dpsim.scenario.models`) with this section's options applied."""
+        spec = get_model(self.name)
+        if spec.indexer_keys_cached != self.indexer_keys_cached:
+            spec = dataclasses.replace(spec, indexer_keys_cached=self.indexer_keys_cached)
+        return spec
 
 
 class ToolLatencySource(StrEnum):

@@ -28,7 +28,12 @@ class ModelSpec:
     moe: bool
     sparse_top_k: int | None = None  # keys attended per query (DeepSeek sparse attention); None = dense
     indexer_flops_per_qk_layer: float = 0.0  # lightning indexer: every (query, key) pair per layer
-    indexer_key_bytes_per_token_layer: float = 0.0  # indexer key cache read by decode
+    # DeepSeek sparse attention's indexer key cache: the lightning indexer scores every earlier token by its
+    # indexer key, so a cached prefix needs its indexer keys as much as its KV (docs/modeling.md#indexer-key-cache).
+    indexer_key_bytes_per_token_layer: float = 0.0
+    # Whether the indexer keys are stored, read, moved and held in HBM with the KV (a token's cache is then
+    # KV + indexer key); False: only the attention KV is (the testbed profiles fitted before the twelfth session).
+    indexer_keys_cached: bool = True
     a2a_bytes_per_token_layer_node: float = 0.0  # EP dispatch + combine bytes per token, layer, remote node
     moe_layers: int = 0
     experts_per_token: int = 0
@@ -37,7 +42,10 @@ class ModelSpec:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        """KV bytes per token over all layers."""
+        """Cache bytes per token over all layers, as storage holds them and every path moves them: the
+        attention KV and, for DSA models with `indexer_keys_cached`, the indexer key cache."""
+        if self.indexer_keys_cached:
+            return (self.kv_bytes_per_token_layer + self.indexer_key_bytes_per_token_layer) * self.layers
         return self.kv_bytes_per_token_layer * self.layers
 
     def attended_keys(self, context: int) -> int:
@@ -81,9 +89,11 @@ class ModelSpec:
         return self.moe_layers * self.a2a_bytes_per_token_layer_node * self.remote_nodes_per_token(ep_nodes)
 
     def cache_compute_ratio_gb_per_pflop(self, context: int, append: int) -> float:
-        """GB of hit KV per PFLOP of new-token compute for one turn (docs/architecture.md#paper-models)."""
+        """GB of hit attention KV per PFLOP of new-token compute for one turn (docs/architecture.md#paper-models).
+        The paper's table counts the attention KV only (its DeepSeek-V3.2 figures match 656 B/token/layer
+        within 2-6 %), so the indexer key cache is left out here (docs/modeling.md#indexer-key-cache)."""
         attention, dense, expert = self.prefill_flops(context, append)
-        return (context * self.kv_bytes_per_token / 1e9) / ((attention + dense + expert) / 1e15)
+        return (context * self.kv_bytes_per_token_layer * self.layers / 1e9) / ((attention + dense + expert) / 1e15)
 
 
 @lru_cache(maxsize=1 << 16)

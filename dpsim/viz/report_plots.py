@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dpsim.scenario.models import get_model
+from dpsim.scenario.config import ModelConfig
 from dpsim.viz.plots import new_figure
 
 # Link resources of the links frame (dpsim.metrics.results.links_frame), by kind prefix and direction.
@@ -99,7 +99,7 @@ def engine_tables(result, bin_s: float) -> dict[str, pd.DataFrame]:
     capacity = summary.get("decode_hbm_kv_capacity_bytes")
     decode_nodes = int(result.run_info["scenario"]["cluster"]["decode_nodes"])
     if capacity:
-        kv = get_model(summary["model"]).kv_bytes_per_token
+        kv = ModelConfig(**result.run_info["scenario"]["model"]).spec().kv_bytes_per_token
         held = turns[turns.de >= 0]
         middle = edges[:-1] + bin_s / 2
         levels = {}
