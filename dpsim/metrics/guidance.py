@@ -32,7 +32,7 @@ def hardware_profile(scenario) -> str:
     near_peak = abs(gpu.gemm_efficiency - PRESET_GEMM_EFFICIENCY) < 1e-9
     return ("no calibration profile: " + ("the H800 preset's vendor peaks and public kernel benchmarks "
                                           "(near-peak GPUs; the paper testbed profile, --profile "
-                                          "scenarios/paper/testbed-v3.yaml, fits 0.13-0.65 of these "
+                                          "scenarios/paper/testbed-v5.yaml, fits 0.13-0.65 of these "
                                           "efficiencies by model)"
                                           if near_peak else "the scenario's own hardware numbers") + f"; {effs}")
 
