@@ -1,6 +1,7 @@
 """`dpsim reproduce`: experiment files, the quick set end to end, determinism, the validation table."""
 
 import dataclasses
+import json
 import re
 import shutil
 from pathlib import Path
@@ -113,6 +114,27 @@ def test_where_keeps_the_grid_subset_and_points_without_the_key():
     assert len(by_exp["capacity-ds660b"]) == 2  # sets no agent count: kept
     result = CliRunner().invoke(main, ["reproduce", "--list", "--where", "agents"])
     assert result.exit_code == 2 and "--where 'agents': expected KEY=VALUE" in result.output
+
+
+def test_list_counts_a_capacity_search_at_its_fewest_trials():
+    """`--list` counts each capacity point as the search's trials x the turns of one trial
+    (dpsim.planning.capacity.search_size, as `dpsim plan` estimates it), not as nothing."""
+    from dpsim.planning.capacity import search_size
+    from dpsim.reproduce.tasks import estimate_turns
+
+    points = build_points(load_experiments(EXPERIMENTS, ["capacity-ds27b"]), quick=True, check=False)
+    assert len(points) == 2  # basic and dualpath
+    for point in points:
+        options = json.loads(dict(point.labels)["options"])
+        trials, turns = search_size(load_point_scenario(point), aps_lo=options["aps_lo"], aps_hi=options["aps_hi"],
+                                    tolerance=options["tolerance"], window_s=options["window_s"],
+                                    horizon_s=options["horizon_s"])
+        assert trials >= 3 and turns > 0
+        assert estimate_turns(point) == trials * turns
+    result = CliRunner().invoke(main, ["reproduce", "--quick", "--only", "capacity-ds27b", "--list"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("capacity-ds27b"))
+    assert "turns" in line and "closed form" not in line
 
 
 def test_profile_applies_to_every_point_below_the_overrides(tmp_path):
@@ -302,7 +324,6 @@ def test_list_estimates_each_points_size():
     full = build_points(load_experiments(EXPERIMENTS, ["offline-ds27b"]), where={"workload.agents": "1024",
                                                                                   "workload.mal": "32K"})[0]
     assert estimate_turns(full) == pytest.approx(exact(full), rel=0.05)
-    assert estimate_turns(build_points(load_experiments(EXPERIMENTS, ["capacity-ds27b"]))[0]) == 0
     listed = CliRunner().invoke(main, ["reproduce", "--list", "--quick", "--only", "offline-ds27b,cache-compute"])
     assert listed.exit_code == 0, listed.output
     assert "k turns" in listed.output and "closed form" in listed.output and listed.output.splitlines()[-1].startswith("total")

@@ -86,7 +86,7 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
                 points = drop_done(build_points([exp], quick=quick, profile=profile, check=False, where=filters), done)
                 turns = [estimate_turns(p) for p in points]
                 total += sum(turns)
-                size = _turns_text(sum(turns)) if sum(turns) else ("closed form / search" if points else "nothing to run")
+                size = _turns_text(sum(turns)) if sum(turns) else ("closed form" if points else "nothing to run")
                 if wall and sum(turns):
                     seconds = [wall.seconds(sc.model.name, sc.policy.system, n, bool(sc.workload.trace)) or 0.0
                                for p, n in zip(points, turns)
@@ -98,7 +98,8 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
                 click.echo(f"wall {_wall_text(total_s)} of one core, from {figures_path()} (python -m dpsim.bench --paper) "
                            f"and a bare SimPy loop of {wall.bare_events_per_s:,.0f} events/s now; clusters larger "
                            f"than the bench's cost more per turn")
-            click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (capacity searches not counted)")
+            click.echo(f"{'total':18s} {'':4s}        {_turns_text(total)} simulated (a capacity search counted at its "
+                       f"fewest trials; one that leaves its first bracket runs more)")
             return
         items, causes = load_published(published)  # fail on a bad published file before hours of runs
         out_dir = Path(out or ("runs/reproduce-quick" if quick else "runs/reproduce"))

@@ -20,7 +20,7 @@ import pandas as pd
 from dpsim import api
 from dpsim.kernel.simulation import Simulation
 from dpsim.metrics.results import run_simulation, ttft_breakdown
-from dpsim.planning.capacity import find_capacity, paper_stop_rule
+from dpsim.planning.capacity import find_capacity, paper_stop_rule, search_size
 from dpsim.planning.plan import pd_range
 from dpsim.planning.run_estimate import workload_turns
 from dpsim.planning.sweep import flatten
@@ -134,11 +134,16 @@ def _scenario(point, options: dict):
 
 
 def estimate_turns(point) -> int:
-    """About how many turns the point simulates (0 for closed-form tasks; a capacity search runs
-    several online simulations and is not estimated), counted as for the estimate before a run
-    (dpsim.planning.run_estimate.workload_turns). What `dpsim reproduce --list` prints, so a set's cost is
-    known before it runs."""
+    """About how many turns the point simulates (0 for closed-form tasks), counted as for the estimate
+    before a run (dpsim.planning.run_estimate.workload_turns); for a capacity search, its trials at
+    least (`dpsim.planning.capacity.search_size`, the estimate `dpsim plan` prints). What `dpsim
+    reproduce --list` prints, so a set's cost is known before it runs."""
     labels = _labels(point)
+    if labels["task"] == "capacity":
+        scenario = load_point_scenario(point)
+        search = {k: v for k, v in _search_options(labels["options"]).items() if k != "stat"}
+        trials, turns = search_size(scenario, **search)
+        return trials * turns
     if labels["task"] not in ("run", "pd_bound", "steady"):
         return 0
     scenario, measurement = _measurement(point)
