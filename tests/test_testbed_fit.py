@@ -141,3 +141,38 @@ def test_an_unknown_second_parameter_or_missing_profile_is_refused(tmp_path):
         testbed_fit.main(["--out", str(tmp_path / "p.yaml"), "--second", "read_ahead"])
     with pytest.raises(SystemExit):
         testbed_fit.main(["--out", str(tmp_path / "p.yaml"), "--second", "io_overhead", "--carry-gpu-from", "nope.yaml"])
+
+
+def test_check_runs_the_six_fit_points_per_seed_and_reports_median_and_worst(monkeypatch, capsys):
+    """`--check PROFILE --seeds 0,1,2`: every fit point under the profile with each seed (run.seed),
+    nothing fitted; the residual's median and worst (largest in size, signed) over the seeds."""
+    from dpsim.reproduce import testbed_fit
+
+    runs = []
+    offset = {0: 0.0, 1: -0.06, 2: 0.02}  # relative JCT change by seed
+
+    def fake_jct(path, sets, profiles=()):
+        values = dict(s.split("=", 1) for s in sets)
+        runs.append((path, values["policy.system"], int(values["run.seed"]), profiles))
+        targets = testbed_fit.ORACLE_TARGETS if values["policy.system"] == "oracle" else testbed_fit.BASIC_TARGETS
+        target = next(t for _, p, _, t in targets if p == path)
+        return target * (1.03 + offset[int(values["run.seed"])]), 0.0
+
+    monkeypatch.setattr(testbed_fit, "_jct", fake_jct)
+    testbed_fit.main(["--check", "scenarios/paper/testbed-v5.yaml", "--seeds", "0,1,2"])
+    assert len(runs) == 18 and {r[3] for r in runs} == {("scenarios/paper/testbed-v5.yaml",)}
+    assert sorted({(r[1], r[2]) for r in runs}) == [(s, n) for s in ("basic", "oracle") for n in (0, 1, 2)]
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ds") or line.startswith("| qwen")]
+    assert len(rows) == 6
+    for row in rows:  # residuals +3 %, -3 %, +5 %: median +3.0 %, worst +5.0 %
+        assert row.endswith("| +3.0% | +5.0% |"), row
+
+
+def test_check_refuses_bad_seeds_and_a_missing_profile():
+    from dpsim.reproduce import testbed_fit
+
+    for seeds in ("", "0,0", "-1", "a,b"):
+        with pytest.raises(SystemExit):
+            testbed_fit.main(["--check", "scenarios/paper/testbed-v5.yaml", "--seeds", seeds])
+    with pytest.raises(SystemExit):
+        testbed_fit.main(["--check", "nope.yaml"])

@@ -3,6 +3,8 @@
     python -m dpsim.testbed_fit [--out scenarios/paper/testbed.yaml] [--tolerance 0.01]
     python -m dpsim.testbed_fit --second request_latency --carry-gpu-from scenarios/paper/testbed-v2.yaml \
         --out scenarios/paper/testbed-v3.yaml        (fit protocol v3, docs/reproduce.md#fit-protocol-v3)
+    python -m dpsim.testbed_fit --check scenarios/paper/testbed-v5.yaml --seeds 0,1,2
+                                                  (the six residuals as distributions over workload seeds)
 
 What is fitted, to which point (docs/validation.md#fit-protocol; the paper's six absolute JCTs):
   1. per model, one GPU scale s_model that multiplies the preset's gemm, attention and HBM
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import enum
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -70,8 +73,8 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _jct(path: str, sets: list[str]) -> tuple[float, float]:
-    scenario = api.load_scenario(path, sets)
+def _jct(path: str, sets: list[str], profiles: tuple[str, ...] = ()) -> tuple[float, float]:
+    scenario = api.load_scenario(path, sets, profiles)
     t0 = time.perf_counter()
     result = api.run(scenario, progress=False)
     if result.invariant_failures:
@@ -315,6 +318,50 @@ def minimax_fit(jcts_of, targets: list[float], start: float, tolerance: float, l
     return best[0], best[1], trials
 
 
+def check_profile(profile: str, seeds: list[int]) -> list[dict]:
+    """The six fit points run under `profile` with each of `seeds`, as distributions.
+
+    The seed draws the workload (which trajectories each agent runs), so a point's JCT moves with it:
+    the paper's JCT is one draw of its own, and a residual is only as fine as this spread (a few % at
+    Qwen 32B's 64 agents, about 1 % at 1,024 agents). One row per point: the published JCT, dpsim's
+    JCT per seed, and the residual's median and worst (largest in size, with its sign)."""
+    rows = []
+    for system, targets in (("oracle", ORACLE_TARGETS), ("basic", BASIC_TARGETS)):
+        for model, path, agents, target in targets:
+            jcts = []
+            for seed in seeds:
+                jct, wall = _jct(path, [f"policy.system={system}", "workload.mal=64K", f"workload.agents={agents}",
+                                        f"run.seed={seed}"], (profile,))
+                _log(f"  {model} {system} seed {seed}: JCT {jct:,.0f} s (target {target:,.0f}, "
+                     f"{jct / target - 1:+.1%}; {wall:.0f} s wall)")
+                jcts.append(jct)
+            residuals = [j / target - 1 for j in jcts]
+            rows.append({"model": model, "system": system, "agents": agents, "published_jct_s": target,
+                         "jct_s": jcts, "residual_median": statistics.median(residuals),
+                         "residual_worst": max(residuals, key=abs)})
+    return rows
+
+
+def check_table(profile: str, seeds: list[int], rows: list[dict]) -> str:
+    """`check_profile`'s rows as a Markdown table."""
+    lines = [f"Fit points under {profile}, seeds {', '.join(map(str, seeds))} (64K MAL):", "",
+             "| point | published JCT (s) | dpsim JCT by seed (s) | residual median | residual worst |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        jcts = " / ".join(f"{j:,.0f}" for j in r["jct_s"])
+        lines.append(f"| {r['model']} {r['system']}, {r['agents']} agents | {r['published_jct_s']:,.0f} | {jcts} | "
+                     f"{r['residual_median']:+.1%} | {r['residual_worst']:+.1%} |")
+    return "\n".join(lines)
+
+
+def _seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; raises ValueError on anything but distinct non-negative integers."""
+    seeds = [int(part) for part in text.split(",")]
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(text)
+    return seeds
+
+
 HEADER = """# Testbed profile of the DualPath paper, written by `python -m dpsim.testbed_fit` (fit protocol v2,
 # docs/validation.md#fit-protocol). Fitted ONLY to the paper's six absolute JCTs: the Oracle JCT per
 # model (one GPU efficiency scale per model) and the three models' Basic JCTs (ONE storage read
@@ -350,7 +397,20 @@ def main(argv=None) -> None:
     parser.add_argument("--whole-prompt-kv-read", default=None, choices=[m.value for m in WholePromptKvRead],
                         help="Basic's policy.whole_prompt_kv_read in the fit's runs and the profile "
                              "(docs/modeling.md#basic-pipeline; default: the scenarios' own)")
+    parser.add_argument("--check", default=None, metavar="PROFILE",
+                        help="fit nothing: run the six fit points under PROFILE for each of --seeds and print "
+                             "the residuals as distributions (median and worst over seeds)")
+    parser.add_argument("--seeds", default="0,1,2", help="with --check: the run.seed values, e.g. 0,1,2")
     args = parser.parse_args(argv)
+    if args.check:
+        if not Path(args.check).is_file():
+            parser.error(f"--check {args.check}: no such profile")
+        try:
+            seeds = _seeds(args.seeds)
+        except ValueError:
+            parser.error(f"--seeds {args.seeds}: expected distinct non-negative integers separated by commas, e.g. 0,1,2")
+        print(check_table(args.check, seeds, check_profile(args.check, seeds)))
+        return
     if args.carry_gpu_from and not Path(args.carry_gpu_from).is_file():
         parser.error(f"--carry-gpu-from {args.carry_gpu_from}: no such profile")
     second = SecondStorageParameter(args.second) if args.second else None
