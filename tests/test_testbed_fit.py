@@ -176,3 +176,33 @@ def test_check_refuses_bad_seeds_and_a_missing_profile():
             testbed_fit.main(["--check", "scenarios/paper/testbed-v5.yaml", "--seeds", seeds])
     with pytest.raises(SystemExit):
         testbed_fit.main(["--check", "nope.yaml"])
+
+
+def test_a_fit_over_seeds_averages_every_jct_and_reuses_no_seed_0_trial(tmp_path, monkeypatch):
+    """`--seeds 0,1`: each Basic trial runs both seeds and fits their mean JCT; the carried profile's
+    recorded storage trial (seed 0 alone) is not reused; the profile records the seeds."""
+    import yaml
+
+    from dpsim.reproduce import testbed_fit
+
+    v2 = "scenarios/paper/testbed-v2.yaml"
+    targets = {m: t for m, _, _, t in testbed_fit.BASIC_TARGETS}
+    runs = []
+
+    def fake_jct(path, sets, profiles=()):
+        values = dict(s.split("=", 1) for s in sets)
+        model = next(m for m in targets if m in path)
+        seed = int(values["run.seed"])
+        runs.append((model, seed))
+        eff = float(values["hardware.storage.read_efficiency"])
+        # seed 1 is 10 % slower than seed 0 everywhere: the mean is 5 % above seed 0's
+        return targets[model] * (0.6 / eff) * (1.1 if seed == 1 else 1.0), 0.0
+
+    monkeypatch.setattr(testbed_fit, "_jct", fake_jct)
+    out = tmp_path / "p.yaml"
+    testbed_fit.main(["--out", str(out), "--second", "request_latency", "--carry-gpu-from", v2, "--storage-start", "0.6",
+                      "--tolerance", "0.002", "--seeds", "0,1"])
+    assert runs[:6] == [(m, s) for m in targets for s in (0, 1)]  # the first trial ran, both seeds
+    profile = yaml.safe_load(out.read_text())
+    assert profile["calibration"]["seeds"] == [0, 1]
+    assert profile["hardware"]["storage"]["read_efficiency"] == pytest.approx(0.6 * 1.05, rel=0.01)

@@ -82,6 +82,16 @@ def _jct(path: str, sets: list[str], profiles: tuple[str, ...] = ()) -> tuple[fl
     return float(result.summary["jct_s"]), time.perf_counter() - t0
 
 
+def _mean_jct(path: str, sets: list[str], seeds: tuple[int, ...]) -> tuple[float, float]:
+    """The JCT averaged over workload seeds (run.seed; `check_profile` says why), and the total wall."""
+    jcts, wall = [], 0.0
+    for seed in seeds:
+        jct, seconds = _jct(path, sets + [f"run.seed={seed}"])
+        jcts.append(jct)
+        wall += seconds
+    return sum(jcts) / len(jcts), wall
+
+
 def secant_fit(jct_of, target_s: float, start: float, tolerance: float, lo: float, hi: float,
                max_runs: int = 8) -> tuple[float, float, list[tuple[float, float]]]:
     """Find x in [lo, hi] with jct_of(x) ~ target_s (jct decreasing in x), secant on log-log."""
@@ -121,15 +131,18 @@ def carried_fits(profile_path: str) -> dict:
 
 def fit(tolerance: float, state_path: Path | None = None, storage_start: float | None = None,
         second: SecondStorageParameter | None = None, carry_from: str | None = None,
-        kv_read: WholePromptKvRead | None = None) -> dict:
+        kv_read: WholePromptKvRead | None = None, seeds: tuple[int, ...] = (0,)) -> dict:
     """Run the fits; each finished fit (and each storage trial) is saved to `state_path` (JSON) so an
     interrupted fit resumes. `carry_from`: take the Oracle GPU fits (and any storage trials) from that
     profile instead of re-running them. `second`: fit this storage parameter jointly with the read
     efficiency (fit protocol v3) instead of the efficiency alone. `kv_read`: the Basic runs' (and the
-    profile's) policy.whole_prompt_kv_read (default: the scenarios' own)."""
+    profile's) policy.whole_prompt_kv_read (default: the scenarios' own). `seeds`: every JCT of the fit is
+    the mean over these workload seeds (one draw moves a 64-agent JCT by several %)."""
     import json
 
     state = carried_fits(carry_from) if carry_from else {}
+    if tuple(seeds) != (0,):  # a carried profile's storage trials ran seed 0 alone: not the same JCTs
+        state = {k: v for k, v in state.items() if not k.startswith("storage_known_")}
     if state_path and state_path.is_file():
         state.update(json.loads(state_path.read_text()))
 
@@ -149,8 +162,8 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
 
     for model, path, agents, target in ORACLE_TARGETS:
         def oracle_jct(scale, path=path, agents=agents, model=model, target=target):
-            jct, wall = _jct(path, ["policy.system=oracle", "workload.mal=64K", f"workload.agents={agents}"]
-                             + efficiency_sets(scale))
+            jct, wall = _mean_jct(path, ["policy.system=oracle", "workload.mal=64K", f"workload.agents={agents}"]
+                                  + efficiency_sets(scale), seeds)
             _log(f"  {model} oracle: GPU scale {scale:.4f} -> JCT {jct:,.0f} s (target {target:,.0f}; {wall:.0f} s wall)")
             return jct
 
@@ -176,9 +189,9 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
         label = f", {second.value} {second_value * 1e3:.3f} ms" if second else ""
         for model, path, agents, target in BASIC_TARGETS:
             gpu_sets = [f"hardware.gpu.{k}={v}" for k, v in by_model[model]["hardware"]["gpu"].items()]
-            jct, wall = _jct(path, ["policy.system=basic", "workload.mal=64K", f"workload.agents={agents}",
-                                    f"hardware.storage.read_efficiency={_as_run(efficiency)}"] + extra + gpu_sets
-                             + kv_read_sets)
+            jct, wall = _mean_jct(path, ["policy.system=basic", "workload.mal=64K", f"workload.agents={agents}",
+                                         f"hardware.storage.read_efficiency={_as_run(efficiency)}"] + extra + gpu_sets
+                                  + kv_read_sets, seeds)
             _log(f"  {model} basic: storage read efficiency {efficiency:.4f}{label} -> JCT {jct:,.0f} s "
                  f"(target {target:,.0f}, {jct / target - 1:+.1%}; {wall:.0f} s wall)")
             jcts.append(jct)
@@ -189,8 +202,10 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
 
     targets = [t[3] for t in BASIC_TARGETS]
     if second:
-        return _fit_two_storage_parameters(basic_jcts, targets, state, save, second, storage_start or preset_eff,
-                                           tolerance, base, preset, preset_eff, by_model, record)
+        profile = _fit_two_storage_parameters(basic_jcts, targets, state, save, second, storage_start or preset_eff,
+                                              tolerance, base, preset, preset_eff, by_model, record)
+        profile["calibration"]["seeds"] = list(seeds)
+        return profile
     if "storage_read_efficiency" in state:
         efficiency, jcts, trials = (state["storage_read_efficiency"][k] for k in ("x", "jcts", "trials"))
         _log(f"storage read efficiency {efficiency:.4f} from {state_path}")
@@ -400,15 +415,17 @@ def main(argv=None) -> None:
     parser.add_argument("--check", default=None, metavar="PROFILE",
                         help="fit nothing: run the six fit points under PROFILE for each of --seeds and print "
                              "the residuals as distributions (median and worst over seeds)")
-    parser.add_argument("--seeds", default="0,1,2", help="with --check: the run.seed values, e.g. 0,1,2")
+    parser.add_argument("--seeds", default=None,
+                        help="the run.seed values, e.g. 0,1,2: a fit averages every JCT over them (default 0); "
+                             "--check reports each (default 0,1,2)")
     args = parser.parse_args(argv)
+    try:
+        seeds = _seeds(args.seeds if args.seeds is not None else ("0,1,2" if args.check else "0"))
+    except ValueError:
+        parser.error(f"--seeds {args.seeds}: expected distinct non-negative integers separated by commas, e.g. 0,1,2")
     if args.check:
         if not Path(args.check).is_file():
             parser.error(f"--check {args.check}: no such profile")
-        try:
-            seeds = _seeds(args.seeds)
-        except ValueError:
-            parser.error(f"--seeds {args.seeds}: expected distinct non-negative integers separated by commas, e.g. 0,1,2")
         print(check_table(args.check, seeds, check_profile(args.check, seeds)))
         return
     if args.carry_gpu_from and not Path(args.carry_gpu_from).is_file():
@@ -417,7 +434,7 @@ def main(argv=None) -> None:
     kv_read = WholePromptKvRead(args.whole_prompt_kv_read) if args.whole_prompt_kv_read else None
     t0 = time.perf_counter()
     profile = fit(args.tolerance, Path(args.out + ".partial.json"), args.storage_start, second, args.carry_gpu_from,
-                  kv_read)
+                  kv_read, tuple(seeds))
     profile["calibration"]["fit_wall_s"] = round(time.perf_counter() - t0, 1)
     header = (HEADER_V3.format(
         out=args.out, second=args.second,
