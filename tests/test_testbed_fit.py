@@ -107,7 +107,7 @@ def test_the_v3_fit_carries_the_gpu_fits_over_and_writes_a_loadable_profile(tmp_
     size = {"ds660b": 1.0, "ds27b": 3.0, "qwen32b": 0.1}  # per-request latency weight: small requests pay more
     runs = []
 
-    def fake_jct(path, sets):
+    def fake_jct(path, sets, profiles=()):
         values = dict(s.split("=", 1) for s in sets)
         assert values["policy.system"] == "basic"
         model = next(m for m in size if m in path)
@@ -132,6 +132,7 @@ def test_the_v3_fit_carries_the_gpu_fits_over_and_writes_a_loadable_profile(tmp_
         profile["calibration"]["fits"]["storage_read_efficiency_and_request_latency"]["value"]["request_latency_ms"] / 1e3)
     assert scenario.hardware.storage.read_efficiency == profile["hardware"]["storage"]["read_efficiency"]
     assert "fit protocol v3" in out.read_text().splitlines()[1]
+    assert profile["calibration"]["seeds"] == [0]  # the default: seed 0 alone, as before --seeds
 
 
 def test_an_unknown_second_parameter_or_missing_profile_is_refused(tmp_path):

@@ -82,13 +82,19 @@ def _jct(path: str, sets: list[str], profiles: tuple[str, ...] = ()) -> tuple[fl
     return float(result.summary["jct_s"]), time.perf_counter() - t0
 
 
-def _mean_jct(path: str, sets: list[str], seeds: tuple[int, ...]) -> tuple[float, float]:
-    """The JCT averaged over workload seeds (run.seed; `check_profile` says why), and the total wall."""
+def _jcts_by_seed(path: str, sets: list[str], seeds, profiles: tuple[str, ...] = ()) -> tuple[list[float], float]:
+    """The JCT with each workload seed (run.seed; `check_profile` says why), and the total wall."""
     jcts, wall = [], 0.0
     for seed in seeds:
-        jct, seconds = _jct(path, sets + [f"run.seed={seed}"])
+        jct, seconds = _jct(path, sets + [f"run.seed={seed}"], profiles)
         jcts.append(jct)
         wall += seconds
+    return jcts, wall
+
+
+def _mean_jct(path: str, sets: list[str], seeds: tuple[int, ...]) -> tuple[float, float]:
+    """The JCT averaged over workload seeds, and the total wall."""
+    jcts, wall = _jcts_by_seed(path, sets, seeds)
     return sum(jcts) / len(jcts), wall
 
 
@@ -204,14 +210,22 @@ def fit(tolerance: float, state_path: Path | None = None, storage_start: float |
     if second:
         profile = _fit_two_storage_parameters(basic_jcts, targets, state, save, second, storage_start or preset_eff,
                                               tolerance, base, preset, preset_eff, by_model, record)
-        profile["calibration"]["seeds"] = list(seeds)
-        return profile
+    else:
+        profile = _fit_read_efficiency(basic_jcts, targets, state, save, storage_start or preset_eff, tolerance,
+                                       state_path, base, preset, preset_eff, by_model, record)
+    profile["calibration"]["seeds"] = list(seeds)
+    return profile
+
+
+def _fit_read_efficiency(basic_jcts, targets, state, save, start_efficiency, tolerance, state_path, base, preset,
+                         preset_eff, by_model, record) -> dict:
+    """Fit protocol v2: the read efficiency alone, shared by every model, minimax over the three Basic JCTs."""
     if "storage_read_efficiency" in state:
         efficiency, jcts, trials = (state["storage_read_efficiency"][k] for k in ("x", "jcts", "trials"))
         _log(f"storage read efficiency {efficiency:.4f} from {state_path}")
     else:
         _log("fitting one storage read efficiency to the three Basic JCTs (minimax relative error)")
-        efficiency, jcts, trials = minimax_fit(basic_jcts, targets, storage_start or preset_eff, tolerance, 0.02, 1.0)
+        efficiency, jcts, trials = minimax_fit(basic_jcts, targets, start_efficiency, tolerance, 0.02, 1.0)
         save("storage_read_efficiency", {"x": efficiency, "jcts": jcts, "trials": trials})
     record["storage_read_efficiency"] = {
         "fitted": "hardware.storage.read_efficiency, one value for every model (fraction of the storage NIC "
@@ -343,13 +357,10 @@ def check_profile(profile: str, seeds: list[int]) -> list[dict]:
     rows = []
     for system, targets in (("oracle", ORACLE_TARGETS), ("basic", BASIC_TARGETS)):
         for model, path, agents, target in targets:
-            jcts = []
-            for seed in seeds:
-                jct, wall = _jct(path, [f"policy.system={system}", "workload.mal=64K", f"workload.agents={agents}",
-                                        f"run.seed={seed}"], (profile,))
-                _log(f"  {model} {system} seed {seed}: JCT {jct:,.0f} s (target {target:,.0f}, "
-                     f"{jct / target - 1:+.1%}; {wall:.0f} s wall)")
-                jcts.append(jct)
+            jcts, wall = _jcts_by_seed(path, [f"policy.system={system}", "workload.mal=64K",
+                                              f"workload.agents={agents}"], seeds, (profile,))
+            _log(f"  {model} {system}: JCT {' / '.join(f'{j:,.0f}' for j in jcts)} s by seed (target {target:,.0f}; "
+                 f"{wall:.0f} s wall)")
             residuals = [j / target - 1 for j in jcts]
             rows.append({"model": model, "system": system, "agents": agents, "published_jct_s": target,
                          "jct_s": jcts, "residual_median": statistics.median(residuals),
