@@ -10,6 +10,7 @@ cdef class Link:
     cdef public double avail
     cdef public long unfixed
     cdef public list members
+    cdef public double key
     cdef public long seen
     cdef public long mark
 

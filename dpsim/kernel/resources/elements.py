@@ -20,7 +20,7 @@ class Link:
 
     if not COMPILED:  # compiled, the attributes are C fields declared in elements.pxd
         __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
-                     "avail", "unfixed", "members", "seen", "mark")  # the last five: working state
+                     "avail", "unfixed", "members", "key", "seen", "mark")  # the last six: working state
 
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
@@ -39,6 +39,7 @@ class Link:
         self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
         self.unfixed = 0
         self.members: list = []
+        self.key = 0.0  # the link's fair share in the compiled solver's heap
 
     def __repr__(self) -> str:
         return f"Link({self.name}, {self.capacity:.3g} B/s)"

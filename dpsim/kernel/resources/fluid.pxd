@@ -1,7 +1,7 @@
 cimport cython
 from dpsim.kernel.resources.elements cimport Flow, Link
 
-@cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, actual=double, share=double, link_share=double, next_cap=long, n_capped=long, total=long, order=list, heap=list, capped=list)
+@cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, i=long, actual=double, share=double, link_share=double, next_cap=long, n_capped=long, total=long, order=list, heap=list, capped=list)
 cpdef list _fill(links, flows, free_links)
 
 @cython.locals(link=Link, flow=Flow, rate=double)
@@ -19,3 +19,12 @@ cpdef dict _solved(flows)
 
 @cython.locals(f=Flow)
 cpdef bint _all_at_own_cap(list flows)
+
+cdef bint COMPILED
+
+cdef void _heap_pop(list heap)
+
+@cython.locals(n=Py_ssize_t, child=Py_ssize_t, right=Py_ssize_t, item=Link)
+cdef void _sift_down(list heap, Py_ssize_t pos)
+
+cdef bint _before(Link a, Link b)

@@ -27,6 +27,13 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
+try:  # Cython's pure-Python mode (dpsim.tools.compiled): cython.compiled is True only in the compiled build
+    import cython
+
+    COMPILED = bool(cython.compiled)
+except ImportError:  # Cython not installed: pure Python
+    COMPILED = False
+
 _RATE_TOLERANCE = 1e-9
 
 
@@ -41,6 +48,7 @@ class SolverLink(Protocol):
     avail: float
     unfixed: int
     members: list
+    key: float
 
 
 class SolverFlow(Protocol):
@@ -202,8 +210,21 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
         for link in flow.path:
             link.unfixed += 1
             link.members.append(flow)
-    heap = [(link.avail / link.unfixed, link.index, link) for link in links if link.unfixed]
-    heapq.heapify(heap)
+    # The heap orders links by (fair share, index). Compiled, it holds the links themselves, keyed by
+    # `link.key`, with the typed sift below; pure Python, (share, index, link) tuples with heapq (its C
+    # code beats a heap written in Python). Indices are unique, so every heap pops the same link.
+    heap: list[Any]
+    if COMPILED:
+        heap = []
+        for link in links:
+            if link.unfixed:
+                link.key = link.avail / link.unfixed
+                heap.append(link)
+        for i in range(len(heap) // 2 - 1, -1, -1):
+            _sift_down(heap, i)
+    else:
+        heap = [(link.avail / link.unfixed, link.index, link) for link in links if link.unfixed]
+        heapq.heapify(heap)
     # The capped flows by (cap, seq); the position in `flows` breaks ties as a stable sort would,
     # so flows themselves are never compared.
     capped: list[tuple[Any, int, int, SolverFlow]] = []
@@ -219,14 +240,22 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
     while len(order) < total:
         link_share, link = math.inf, None
         while heap:
-            share, _, candidate = heap[0]
+            if COMPILED:
+                candidate = heap[0]
+                share = candidate.key
+            else:
+                share, _, candidate = heap[0]
             n = candidate.unfixed
             if not n:
-                heapq.heappop(heap)
+                _heap_pop(heap)
                 continue
             actual = max(candidate.avail, 0.0) / n
             if actual > share * (1 + _RATE_TOLERANCE) + 1e-12:
-                heapq.heapreplace(heap, (actual, candidate.index, candidate))
+                if COMPILED:
+                    candidate.key = actual  # the root's key grows: sift it down (heapq.heapreplace)
+                    _sift_down(heap, 0)
+                else:
+                    heapq.heapreplace(heap, (actual, candidate.index, candidate))
                 continue
             link_share, link = actual, candidate
             break
@@ -236,7 +265,7 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
             limited, share = (capped[next_cap][3],), capped[next_cap][0]
             next_cap += 1
         else:
-            heapq.heappop(heap)
+            _heap_pop(heap)
             limited, share = link.members, link_share  # type: ignore[assignment]  # a list, not a 1-tuple
         for flow in limited:
             if flow.fixed:
@@ -248,3 +277,37 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
                 on.avail -= share
                 on.unfixed -= 1
     return order
+
+
+def _heap_pop(heap: list) -> None:
+    """Remove the heap's first link (`_fill`'s heap, either form)."""
+    if not COMPILED:
+        heapq.heappop(heap)
+        return
+    last = heap.pop()
+    if heap:
+        heap[0] = last
+        _sift_down(heap, 0)
+
+
+def _sift_down(heap: list, pos: int) -> None:
+    """Move the link at `pos` down to its place in the compiled form of `_fill`'s heap: links
+    ordered by (`key`, `index`), as heapq orders the (share, index, link) tuples of the pure form."""
+    n = len(heap)
+    item = heap[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            break
+        right = child + 1
+        if right < n and _before(heap[right], heap[child]):
+            child = right
+        if not _before(heap[child], item):
+            break
+        heap[pos] = heap[child]
+        pos = child
+    heap[pos] = item
+
+
+def _before(a: SolverLink, b: SolverLink) -> bool:
+    return a.key < b.key or (a.key == b.key and a.index < b.index)
