@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Node:
     read_queue_tokens: int = 0
+    name: str = "node"  # a PrefillPool groups engines by node name
 
 
 @dataclass

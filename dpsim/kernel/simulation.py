@@ -23,6 +23,7 @@ from dpsim.kernel.engines.prefill import PrefillGroup
 from dpsim.kernel.engines.roles import RoleController
 from dpsim.kernel.entities import DecodeEngine, PrefillEngine, ReadSide, Request
 from dpsim.kernel.policies.deadline import DeadlineScheduler, enqueue_by_deadline
+from dpsim.kernel.policies.prefill_pool import PrefillPool
 from dpsim.kernel.policies.scheduler import SCHEDULERS, Scheduler, SchedulerInputs
 from dpsim.kernel.policies.split_reads import balanced_de_share, side_of_share
 from dpsim.kernel.resources.elements import Link
@@ -98,6 +99,7 @@ class Simulation:
             self.cluster.prefill_nodes, cl.prefill_ep_nodes, PrefillGroup, PrefillEngine, "prefill")
         self.decode_groups, self.decode_engines = self._make_groups(
             self.cluster.decode_nodes, cl.decode_ep_nodes, DecodeGroup, DecodeEngine, "decode")
+        self.prefill_pool = PrefillPool(self.prefill_engines)  # the prefill engines open for placement
 
     def _make_groups(self, nodes: list[Node], ep_nodes: int, group_cls, engine_cls, role: str):
         """EP groups of `ep_nodes` nodes for MoE models (all their GPUs in lockstep); one group per
@@ -176,13 +178,14 @@ class Simulation:
 
     def add_prefill_engines(self, engines: Iterable[PrefillEngine]) -> None:
         """Open `engines` for placement (a node switched to prefill): a blocked dispatch may go on."""
-        self.prefill_engines.extend(engines)
+        self.prefill_pool.extend(engines)
         self.prefill_pool_version += 1
 
     def prefill_done(self, engine: PrefillEngine, req: Request) -> None:
         """`req` has left prefill engine `engine`: its load falls (and a blocked dispatch may go on)."""
         engine.tok -= req.turn.input_tokens
         engine.seq -= 1
+        self.prefill_pool.load_changed(engine)
         self.prefill_pool_version += 1
 
     def release_pe_buffer(self, req: Request) -> None:
@@ -213,14 +216,14 @@ class Simulation:
             req = self.queue[0]
             if self._prefill_full_at == self.prefill_pool_version:
                 return  # no PE has room, and none has gained any since the scheduler said so
-            if not self.scheduler.prefill_available(self.prefill_engines):
+            if not self.scheduler.prefill_available(self.prefill_pool):
                 self._prefill_full_at = self.prefill_pool_version
                 return  # the head waits for a PE anyway: skip the decode-side search
             hbm = (req.turn.input_tokens + req.turn.output_tokens) * kv
             de = self.scheduler.pick_decode(self.decode_pool, req.turn.input_tokens, hbm)
             if de is None:
                 return
-            pe = self.scheduler.pick_prefill(self.prefill_engines)
+            pe = self.scheduler.pick_prefill(self.prefill_pool)
             if pe is None:
                 return
             self.queue.popleft()
@@ -228,6 +231,7 @@ class Simulation:
             self._choose_read_side(req, pe, de)
             pe.tok += req.turn.input_tokens
             pe.seq += 1
+            self.prefill_pool.load_changed(pe)
             de.tok += req.turn.input_tokens + req.turn.output_tokens
             de.group.tok += req.turn.input_tokens + req.turn.output_tokens
             de.seq += 1

@@ -86,7 +86,7 @@ class RoleController:
     def prefill_backlog_s(self) -> float:
         """Queued prompt tokens over the active prefill GPUs' rate, in seconds."""
         sim = self.sim
-        engines = sim.prefill_engines
+        engines = sim.prefill_pool
         queued = sum(r.turn.input_tokens for r in sim.queue) + sum(e.tok for e in engines)
         return queued / (max(len(engines), 1) * self.prefill_tokens_per_s)
 
@@ -137,7 +137,7 @@ class RoleController:
         self.log.append((t0, node, "drain", new_role))
         if new_role is NodeRole.DECODE:
             leaving = [e for g in self.prefill_groups[node] for e in g.engines]
-            sim.prefill_engines[:] = [e for e in sim.prefill_engines if e.node.name != node]
+            sim.prefill_pool.remove_node(node)
             self._count_prefill(-1)
         else:
             leaving = [e for g in self.decode_groups[node] for e in g.engines]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dpsim.kernel.entities import ReadSide
+from dpsim.kernel.policies.prefill_pool import PrefillPool
 from dpsim.kernel.resources.hardware import Node
 from dpsim.scenario.config import SchedulerName
 
@@ -51,16 +52,16 @@ class DualPathScheduler:
         the decode-side search while every PE is overloaded (O(engines) per blocked dispatch matters
         at 48P96D)."""
         beta = self.beta_tokens
-        return any(e.tok <= beta for e in engines)
+        return any(e.tok <= beta for e in _candidates(engines))
 
     def pick_prefill(self, engines: Sequence[EngineView]):
         """Engines with tok > beta are overloaded and get nothing. Prefer engines whose node's read
         queue is <= alpha (its storage NIC would soon idle), smallest tok first; else the smallest tok
         among the rest; None if every engine is overloaded."""
-        # One pass, min by (tok, index) in each pool (at 48P96D this runs over 384 engines per dispatch).
+        # One pass, min by (tok, index) in each pool; from a PrefillPool, over each node's leader only.
         beta, alpha = self.beta_tokens, self.alpha_tokens
         best_short = best_other = None
-        for e in engines:
+        for e in _candidates(engines):
             tok = e.tok
             if tok > beta:
                 continue
@@ -104,6 +105,12 @@ class DualPathScheduler:
         if not self.dual_path:
             return ReadSide.PREFILL
         return ReadSide.DECODE if de.node.read_queue_tokens < pe.node.read_queue_tokens else ReadSide.PREFILL
+
+
+def _candidates(engines: Sequence[EngineView]) -> Sequence[EngineView]:
+    """The engines the DualPath PE rule needs to look at: each node's least-loaded one when the
+    simulation's `PrefillPool` gives them (the rule picks no other), else all of them."""
+    return engines.leaders() if type(engines) is PrefillPool else engines
 
 
 class RoundRobinScheduler:
