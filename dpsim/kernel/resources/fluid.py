@@ -101,7 +101,7 @@ def solve_two_class(links: Sequence[SolverLink], flows: Sequence[FlowT], low_cla
     Raises `MultiLinkHighFlow` for a HIGH flow whose path is not one link.
 
     `free_links`: links on the flows' paths that are left out as constraints (the caller has checked
-    that they have room: `dpsim.kernel.resources.net.Network._split_holds`)."""
+    that they have room: `dpsim.kernel.resources.net.Network._binding_boundary`)."""
     refilled = solve_in_place(links, flows, low_class_share, free_links)
     return _solved(flows), refilled
 

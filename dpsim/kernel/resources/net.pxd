@@ -32,19 +32,20 @@ cdef class Network:
     cdef public object flush_key
 
     @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list, boundary=list, seeds=set)
-    cpdef tuple _component(self, seed_links, bint split)
+    cpdef tuple _component(self, seed_links, bint split, crossed=*)
 
     @cython.locals(high=double, low=double, capacity=double)
     cpdef bint _has_slack(self, Link link)
 
-    @cython.locals(link=Link, high=double, low=double, capacity=double, share=double)
-    cpdef bint _split_holds(self, list boundary, long stamp, long mark)
+    @cython.locals(link=Link, high=double, low=double, capacity=double, share=double, binding=list)
+    cpdef list _binding_boundary(self, list boundary, long stamp, long mark)
 
     @cython.locals(link=Link, flow=Flow, mark=long, rate=double)
     cpdef long _mark_changed(self, list seeds, list flows)
 
     @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list,
-                   new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list)
+                   new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list, binding=list,
+                   crossed=set)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)

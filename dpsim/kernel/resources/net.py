@@ -166,23 +166,24 @@ class Network:
             self._account_link(link, now)
 
     # ------------------------------------------------------------------------------------ internals
-    def _component(self, seed_links: Iterable[Link], split: bool) -> tuple[list[Link], list[Flow], list[Link]]:
+    def _component(self, seed_links: Iterable[Link], split: bool, crossed: set[Link] | None = None
+                   ) -> tuple[list[Link], list[Flow], list[Link]]:
         """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
         deterministic: seeds are ordered and every link keeps its flows in insertion order).
 
-        With `split`, a link that is not a seed and has slack (`_has_slack`) is not crossed: it cannot
-        bind, so the flows beyond it keep their rates. Such links come back as the third list, to be
-        checked after the solve (`_split_holds`), which falls back to the whole component if one of
-        them would bind after all. This keeps the solve to the part of a large component that can
-        actually change: at 48P96D the whole components reach hundreds of flows, joined mostly
-        through host-DRAM and compute-NIC links that are far from full."""
+        With `split`, a link that is not a seed (nor in `crossed`) and has slack (`_has_slack`) is not
+        crossed: it cannot bind, so the flows beyond it keep their rates. Such links come back as the
+        third list, to be checked after the solve (`_binding_boundary`); one that would bind after all is
+        crossed in the next try (`_recompute`). This keeps the solve to the part of a large component
+        that can actually change: at 48P96D the whole components reach hundreds of flows, joined
+        mostly through host-DRAM and compute-NIC links that are far from full."""
         self._stamp += 1  # marks what this search has seen (cheaper than per-search sets)
         stamp = self._stamp
         links: list[Link] = []
         flows: list[Flow] = []
         boundary: list[Link] = []
         stack = list(seed_links)
-        seeds = set(stack) if split else None
+        seeds = (set(stack) if crossed is None else crossed | set(stack)) if split else None
         while stack:
             link = stack.pop()
             if link.seen == stamp:
@@ -206,23 +207,24 @@ class Network:
         capacity = link.capacity * (1 - _SPLIT_SLACK)
         return high + low < capacity and high < capacity * (1 - self.low_class_share)
 
-    def _split_holds(self, boundary: list[Link], stamp: int, mark: int) -> bool:
-        """Whether a solve without the `boundary` links equals the whole component's solve: no
-        boundary link would bind at the new rates (with `_SPLIT_MARGIN`), in total or for HIGH's
-        first pass. Then progressive filling over the whole component never picks a boundary link,
-        so every flow gets the same rate, to the bit. (Valid while no solve has needed the refill,
-        so that every HIGH flow in the network runs at its cap; `_recompute` checks that.) A
-        boundary link no changed flow crosses (not marked with `mark`) keeps the rates with which
+    def _binding_boundary(self, boundary: list[Link], stamp: int, mark: int) -> list[Link]:
+        """The `boundary` links that would bind at the new rates (with `_SPLIT_MARGIN`), in total
+        or for HIGH's first pass. With none, a solve without the boundary equals the whole
+        component's solve: progressive filling over the whole component never picks a boundary
+        link, so every flow gets the same rate, to the bit. (Valid while no solve has needed the
+        refill, so that every HIGH flow in the network runs at its cap; `_recompute` checks that.)
+        A boundary link no changed flow crosses (not marked with `mark`) keeps the rates with which
         it had slack, so it needs no check."""
         share = self.low_class_share
+        binding = []
         for link in boundary:
             if link.mark != mark:
                 continue
             high, low = _class_rates(link, stamp)
             capacity = link.capacity * (1 - _SPLIT_MARGIN)
             if high + low >= capacity or high >= capacity * (1 - share):
-                return False
-        return True
+                binding.append(link)
+        return binding
 
     def _request_flush(self) -> None:
         """Re-rate once at the end of this instant. Many flows start and end at the same instant (a
@@ -256,14 +258,22 @@ class Network:
         links, flows, boundary = self._component(seeds, split=self._split_ok)
         refilled = solve_in_place(links, flows, self.low_class_share, boundary)  # new rates: flow.solved
         mark = self._mark_changed(seeds, flows)
-        if boundary:
-            if refilled or not self._split_holds(boundary, self._stamp, mark):
-                self.split_fallbacks += 1
-                links, flows, boundary = self._component(seeds, split=False)
-                refilled = solve_in_place(links, flows, self.low_class_share)
-                mark = self._mark_changed(seeds, flows)
-            else:
+        crossed: set[Link] | None = None
+        while boundary:
+            binding = [] if refilled else self._binding_boundary(boundary, self._stamp, mark)
+            if not refilled and not binding:
                 self.split_solves += 1
+                break
+            # Some boundary link would bind: solve again, crossing it (the same argument then holds
+            # for the new boundary), or the whole component after a refill (see below).
+            self.split_fallbacks += 1
+            if refilled:
+                links, flows, boundary = self._component(seeds, split=False)
+            else:
+                crossed = set(binding) if crossed is None else crossed | set(binding)
+                links, flows, boundary = self._component(seeds, split=True, crossed=crossed)
+            refilled = solve_in_place(links, flows, self.low_class_share, boundary)
+            mark = self._mark_changed(seeds, flows)
         if refilled:
             # A HIGH flow is link-limited: a later split would have to know every HIGH flow's
             # first-pass rate, which is not kept. Solve whole components from now on.
