@@ -31,7 +31,8 @@ cdef class Network:
     cdef public object timer_key
     cdef public object flush_key
 
-    @cython.locals(link=Link, flow=Flow, stamp=long, links=list, flows=list, stack=list, boundary=list, seeds=set)
+    @cython.locals(link=Link, flow=Flow, on=Link, stamp=long, links=list, flows=list, stack=list, boundary=list,
+                   seeds=set)
     cpdef tuple _component(self, seed_links, bint split, crossed=*)
 
     @cython.locals(high=double, low=double, capacity=double)

@@ -197,7 +197,9 @@ class Network:
                 if flow.seen != stamp:
                     flow.seen = stamp
                     flows.append(flow)
-                    stack.extend(flow.path)
+                    for on in flow.path:  # only links not yet seen (the others would be skipped)
+                        if on.seen != stamp:
+                            stack.append(on)
         return links, flows, boundary
 
     def _has_slack(self, link: Link) -> bool:
