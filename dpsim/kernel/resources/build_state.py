@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = "dpsim.kernel.resources"  # the compiled modules' package (this module's)
 SOURCE_ROOT = PACKAGE_DIR.parents[2]  # the folder holding dpsim/ (Cython's include path for the .pxd cimports)
-MODULES = ("elements", "fluid", "net")  # leaf first: fluid and net cimport its classes; all are rebuilt together
+MODULES = ("elements", "completions", "fluid", "net")  # leaves first: the others cimport their classes; all are rebuilt together
 
 
 def compiled_files() -> list[Path]:

@@ -27,6 +27,8 @@ cdef class Flow:
     cdef public long _version
     cdef public long seq
     cdef public double start_t
+    cdef public double due_s
+    cdef public long due_pos
     cdef public double solved
     cdef public bint fixed
     cdef public long seen

@@ -55,7 +55,8 @@ class Flow:
 
     if not COMPILED:
         __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
-                     "_last_t", "_version", "seq", "start_t", "solved", "fixed", "seen")  # the last three: working state
+                     "_last_t", "_version", "seq", "start_t", "due_s", "due_pos", "solved", "fixed", "seen")
+        # due_s, due_pos: the completion queue's (dpsim.kernel.resources.completions); the last three: the solver's
 
     def __init__(self, path, size, traffic_class, max_rate, tag, event, seq, now):
         self.path: tuple[Link, ...] = path
@@ -71,6 +72,8 @@ class Flow:
         self.seq = seq
         self.start_t = now
         self.seen = 0
+        self.due_s = math.inf  # predicted finish time, seconds (compiled CompletionQueue)
+        self.due_pos = -1  # position in the CompletionQueue; -1: no prediction
         self.solved = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverFlow)
         self.fixed = False
 

@@ -1,4 +1,5 @@
 cimport cython
+from dpsim.kernel.resources.completions cimport CompletionQueue
 from dpsim.kernel.resources.elements cimport Flow, Link
 
 cdef class Network:
@@ -8,7 +9,7 @@ cdef class Network:
     cdef public list links
     cdef public set _flows
     cdef public object _seq
-    cdef public list _heap
+    cdef public CompletionQueue _due
     cdef public double _timer_at
     cdef public object _timer
     cdef public dict bytes_by_tag
@@ -58,10 +59,10 @@ cdef class Network:
     @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint, share=double)
     cpdef _check_low_guarantee(self, list links, double now)
 
-    @cython.locals(heap=list, finish=double, delay=double)
+    @cython.locals(finish=double, delay=double)
     cpdef _arm_timer(self)
 
-    @cython.locals(now=double, heap=list, done=list, flow=Flow, link=Link, touched=dict, version=long, seeds=list,
+    @cython.locals(now=double, done=list, flow=Flow, link=Link, touched=dict, seeds=list,
                    idle=list, bound=bint, skip=bint)
     cpdef _complete_due(self)
 

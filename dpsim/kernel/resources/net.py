@@ -29,13 +29,13 @@ The network is passive: actors call `transfer(...)` and wait on the returned Sim
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections.abc import Iterable, Sequence
 
 import simpy
 
+from dpsim.kernel.resources.completions import CompletionQueue
 from dpsim.kernel.resources.elements import Flow, Link
 from dpsim.kernel.resources.fluid import TrafficClass, check_high_path, solve_in_place
 
@@ -73,7 +73,7 @@ class Network:
         self.links: list[Link] = []
         self._flows: set[Flow] = set()
         self._seq = itertools.count()
-        self._heap: list[tuple[float, int, int, Flow]] = []  # (finish time, seq, version, flow)
+        self._due = CompletionQueue()  # the flows' predicted finish times
         self._timer_at = math.inf
         self._timer: simpy.Event | None = None
         # Driven by dpsim.kernel.loop (`drive`): the pending wake-ups as the (time, priority, id) keys
@@ -299,11 +299,10 @@ class Network:
             flow.remaining -= flow.rate * (now - flow._last_t)
             flow._last_t = now
             flow.rate = rate
-            flow._version += 1
             if rate > 0:
-                finish = now + max(flow.remaining, 0.0) / rate
-                heapq.heappush(self._heap, (finish, flow.seq, flow._version, flow))
+                self._due.predict(flow, now + max(flow.remaining, 0.0) / rate)
             else:
+                self._due.forget(flow)
                 self.violations.append(f"t={now:.9f}: flow {flow} got rate 0 (starved)")
         self._check_low_guarantee(rated, now)
         if self._unchecked:
@@ -347,18 +346,7 @@ class Network:
                     return
 
     def _arm_timer(self) -> None:
-        heap = self._heap
-        if len(heap) > 4 * len(self._flows) + 256:
-            # Mostly stale predictions (every re-rate leaves one per changed flow): drop them, so
-            # that pops stay log(live flows). Entries are totally ordered by (finish, seq), so the
-            # order in which the live ones come out is the same.
-            heap = self._heap = [entry for entry in heap if entry[2] == entry[3]._version]
-            heapq.heapify(heap)
-        while heap and heap[0][2] != heap[0][3]._version:
-            heapq.heappop(heap)  # stale prediction
-        if not heap:
-            return
-        finish = heap[0][0]
+        finish = self._due.first_s()  # inf when no flow is predicted to finish: no timer
         if finish < self._timer_at - _TIME_TOLERANCE_S:
             # Only the latest armed timer acts; an earlier one that fires later is ignored, so timers
             # never multiply.
@@ -379,12 +367,7 @@ class Network:
         now = self.env.now
         self._timer = None
         self._timer_at = math.inf
-        heap = self._heap
-        done: list[Flow] = []
-        while heap and heap[0][0] <= now + _TIME_TOLERANCE_S:
-            _, _, version, flow = heapq.heappop(heap)
-            if version == flow._version and flow in self._flows:
-                done.append(flow)
+        done: list[Flow] = self._due.pop_due(now + _TIME_TOLERANCE_S)
         if not done:
             self._arm_timer()
             return
@@ -440,7 +423,7 @@ class Network:
             link._rate_by_class[cls] -= flow.rate
         self._flows.discard(flow)
         flow.rate = 0.0
-        flow._version += 1
+        self._due.forget(flow)
         self.flows_finished += 1
         self.bytes_by_tag[flow.tag] = self.bytes_by_tag.get(flow.tag, 0.0) + flow.size
         if abs(flow.remaining) > slack_bytes:
