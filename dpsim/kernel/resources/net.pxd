@@ -7,7 +7,7 @@ cdef class Network:
     cdef public double low_class_share
     cdef public double bin_s
     cdef public list links
-    cdef public set _flows
+    cdef public long _active
     cdef public object _seq
     cdef public CompletionQueue _due
     cdef public double _timer_at

@@ -71,7 +71,7 @@ class Network:
         self.low_class_share = low_class_share
         self.bin_s = bin_s
         self.links: list[Link] = []
-        self._flows: set[Flow] = set()
+        self._active = 0  # flows started and not finished
         self._seq = itertools.count()
         self._due = CompletionQueue()  # the flows' predicted finish times
         self._timer_at = math.inf
@@ -129,7 +129,7 @@ class Network:
             check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
         flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
                     self.env.now)
-        self._flows.add(flow)
+        self._active += 1
         self.flows_started += 1
         for link in flow.path:
             link.flows[flow] = None
@@ -141,7 +141,7 @@ class Network:
         """Leave this network's wake-ups (the next completion, the end-of-instant re-rate) to the run
         loop `dpsim.kernel.loop.run`, which runs them in SimPy's order without SimPy events. Call before
         the first transfer; a network that is not driven schedules SimPy events (`env.run` works)."""
-        if self._flows or self._flush_pending:
+        if self._active or self._flush_pending:
             raise RuntimeError("Network.drive() must be called before the first transfer")
         self._driven = True
 
@@ -157,7 +157,7 @@ class Network:
 
     @property
     def active_flows(self) -> int:
-        return len(self._flows)
+        return self._active
 
     def flush(self) -> None:
         """Account bytes on every link up to now (call before reading counters)."""
@@ -421,7 +421,7 @@ class Network:
         for link in flow.path:
             link.flows.pop(flow, None)
             link._rate_by_class[cls] -= flow.rate
-        self._flows.discard(flow)
+        self._active -= 1
         flow.rate = 0.0
         self._due.forget(flow)
         self.flows_finished += 1
