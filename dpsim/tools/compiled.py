@@ -6,13 +6,15 @@
     python -m dpsim.compiled clean     # remove the compiled modules (back to pure Python)
 
 What it is: the same `.py` source, compiled with the C types declared beside it (`elements.pxd`,
-`net.pxd`, `fluid.pxd`; Cython's pure-Python mode). The compiled code performs the same floating-point
-operations in the same order, so a run gives bit-identical results (`tests/test_compiled.py`
-checks a whole run). It is 2-3x faster on the network, which dominates paper-scale runs in pure
+`completions.pxd`, `net.pxd`, `fluid.pxd`; Cython's pure-Python mode). The compiled code performs the
+same floating-point operations in the same order, so a run gives bit-identical results
+(`tests/test_compiled.py` checks a whole run). Two heaps take a typed form when compiled (the solver's
+links, the flows' finish times; `cython.compiled` branches), ordered by the same unique keys, so they
+give the same order. It is 2-3x faster on the network, which dominates paper-scale runs in pure
 Python. What it is not: a different model. Without a compiler (or if the build fails) the install is
 pure Python; `run.json` records which one ran (`network_compiled`). Python imports a compiled module
 in preference to its `.py`, so a compiled module older than its sources refuses to load
-(`check_fresh`): rebuild or clean after editing `net.py`, `fluid.py` or their `.pxd`.
+(`check_fresh`): rebuild or clean after editing one of these modules or its `.pxd`.
 """
 
 from __future__ import annotations
