@@ -92,7 +92,7 @@ class Network:
         self._mark = 0
         self._split_ok = True  # False once a solve needed the HIGH refill (see _recompute)
         self.split_solves = 0  # solves that stopped at links with slack (and were exact)
-        self.split_fallbacks = 0  # solves that had to redo the whole component
+        self.split_fallbacks = 0  # solves redone because a boundary link would bind (widened past it; whole after a refill)
         self._skip_idle = True  # False: re-rate after every completion (for tests: the same run either way)
         self.skipped_solves = 0  # completions that needed no re-rate (every link they left had slack)
         self.skipped_links = 0
