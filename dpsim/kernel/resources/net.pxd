@@ -34,7 +34,7 @@ cdef class Network:
 
     @cython.locals(link=Link, flow=Flow, on=Link, stamp=long, links=list, flows=list, stack=list, boundary=list,
                    seeds=set)
-    cpdef tuple _component(self, seed_links, bint split, crossed=*)
+    cpdef tuple _component(self, seed_links, bint split)
 
     @cython.locals(high=double, low=double, capacity=double)
     cpdef bint _has_slack(self, Link link)
@@ -47,7 +47,7 @@ cdef class Network:
 
     @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list,
                    new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list, binding=list,
-                   crossed=set)
+                   crossed=list)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)

@@ -166,15 +166,14 @@ class Network:
             self._account_link(link, now)
 
     # ------------------------------------------------------------------------------------ internals
-    def _component(self, seed_links: Iterable[Link], split: bool, crossed: set[Link] | None = None
-                   ) -> tuple[list[Link], list[Flow], list[Link]]:
+    def _component(self, seed_links: Iterable[Link], split: bool) -> tuple[list[Link], list[Flow], list[Link]]:
         """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
         deterministic: seeds are ordered and every link keeps its flows in insertion order).
 
-        With `split`, a link that is not a seed (nor in `crossed`) and has slack (`_has_slack`) is not
-        crossed: it cannot bind, so the flows beyond it keep their rates. Such links come back as the
-        third list, to be checked after the solve (`_binding_boundary`); one that would bind after all is
-        crossed in the next try (`_recompute`). This keeps the solve to the part of a large component
+        With `split`, a link that is not a seed and has slack (`_has_slack`) is not crossed: it cannot
+        bind, so the flows beyond it keep their rates. Such links come back as the third list, to be
+        checked after the solve (`_binding_boundary`); one that would bind after all is a seed of the
+        next try (`_recompute`), so it is crossed. This keeps the solve to the part of a large component
         that can actually change: at 48P96D the whole components reach hundreds of flows, joined
         mostly through host-DRAM and compute-NIC links that are far from full."""
         self._stamp += 1  # marks what this search has seen (cheaper than per-search sets)
@@ -183,7 +182,7 @@ class Network:
         flows: list[Flow] = []
         boundary: list[Link] = []
         stack = list(seed_links)
-        seeds = (set(stack) if crossed is None else crossed | set(stack)) if split else None
+        seeds = set(stack) if split else None
         while stack:
             link = stack.pop()
             if link.seen == stamp:
@@ -260,7 +259,7 @@ class Network:
         links, flows, boundary = self._component(seeds, split=self._split_ok)
         refilled = solve_in_place(links, flows, self.low_class_share, boundary)  # new rates: flow.solved
         mark = self._mark_changed(seeds, flows)
-        crossed: set[Link] | None = None
+        crossed: list[Link] = []  # boundary links found binding: seeds of the next search as well
         while boundary:
             binding = [] if refilled else self._binding_boundary(boundary, self._stamp, mark)
             if not refilled and not binding:
@@ -272,8 +271,8 @@ class Network:
             if refilled:
                 links, flows, boundary = self._component(seeds, split=False)
             else:
-                crossed = set(binding) if crossed is None else crossed | set(binding)
-                links, flows, boundary = self._component(seeds, split=True, crossed=crossed)
+                crossed += binding
+                links, flows, boundary = self._component(seeds + crossed, split=True)
             refilled = solve_in_place(links, flows, self.low_class_share, boundary)
             mark = self._mark_changed(seeds, flows)
         if refilled:
