@@ -2,10 +2,14 @@ cdef class Link:
     cdef public str name
     cdef public double capacity
     cdef public dict flows
-    cdef public list bytes_by_class
-    cdef public list _rate_by_class
+    cdef public double bytes_high
+    cdef public double bytes_low
+    cdef public double rate_high
+    cdef public double rate_low
     cdef public double _last_t
     cdef public dict bins
+    cdef public long bin_index
+    cdef public list bin_bytes
     cdef public long index
     cdef public double avail
     cdef public long unfixed

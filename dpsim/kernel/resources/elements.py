@@ -19,8 +19,9 @@ class Link:
     """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
 
     if not COMPILED:  # compiled, the attributes are C fields declared in elements.pxd
-        __slots__ = ("name", "capacity", "flows", "bytes_by_class", "_rate_by_class", "_last_t", "bins", "index",
-                     "avail", "unfixed", "members", "key", "seen", "mark")  # the last six: working state
+        __slots__ = ("name", "capacity", "flows", "bytes_high", "bytes_low", "rate_high", "rate_low", "_last_t",
+                     "bins", "bin_index", "bin_bytes", "index", "avail", "unfixed", "members", "key", "seen", "mark")
+        # the last six: working state
 
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
@@ -30,10 +31,14 @@ class Link:
         self.capacity = float(capacity_bytes_per_s)
         self.index = index
         self.flows: dict[Flow, None] = {}  # insertion-ordered, so traversals are deterministic
-        self.bytes_by_class = [0.0, 0.0]
-        self._rate_by_class = [0.0, 0.0]
+        self.bytes_high = 0.0  # bytes moved so far, by class (Network._account_link)
+        self.bytes_low = 0.0
+        self.rate_high = 0.0  # the current rates, by class, bytes/s: its flows' rates summed in flow order
+        self.rate_low = 0.0
         self._last_t = 0.0
         self.bins: dict[int, list[float]] = {}  # time-bin index -> bytes [high, low]
+        self.bin_index = -1  # the bin last added to, and its entry in `bins` (saves a dict lookup per account)
+        self.bin_bytes: list[float] = []
         self.seen = 0
         self.mark = 0  # the last re-rate that may change this link's rates (Network._mark_changed)
         self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
@@ -47,7 +52,12 @@ class Link:
     @property
     def rate(self) -> float:
         """Current total rate through the link, bytes/s."""
-        return self._rate_by_class[0] + self._rate_by_class[1]
+        return self.rate_high + self.rate_low
+
+    @property
+    def bytes_by_class(self) -> list[float]:
+        """Bytes moved so far, [HIGH, LOW] (up to the last account: `Network.flush` first)."""
+        return [self.bytes_high, self.bytes_low]
 
 
 class Flow:

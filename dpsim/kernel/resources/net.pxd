@@ -45,15 +45,15 @@ cdef class Network:
     @cython.locals(link=Link, flow=Flow, mark=long, rate=double)
     cpdef long _mark_changed(self, list seeds, list flows)
 
-    @cython.locals(link=Link, flow=Flow, now=double, rate=double, links=list, flows=list, boundary=list,
-                   new=list, finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list, binding=list,
+    @cython.locals(link=Link, flow=Flow, now=double, rate=double, high=double, low=double, links=list, flows=list, boundary=list,
+                   finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list, binding=list,
                    crossed=list)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)
     cpdef _account_link(self, Link link, double now)
 
-    @cython.locals(link=Link, now=double, slack_bytes=double, cls=int)
+    @cython.locals(link=Link, now=double, slack_bytes=double, high=bint)
     cpdef _finish(self, Flow flow)
 
     @cython.locals(link=Link, flow=Flow, low_rate=double, capped=bint, share=double)
@@ -71,4 +71,4 @@ cdef class Network:
 cpdef bint _bottlenecked_elsewhere(Flow flow, Link link, double low_class_share)
 
 @cython.locals(flow=Flow, high=double, low=double, rate=double)
-cpdef list _class_rates(Link link, long stamp)
+cpdef (double, double) _class_rates(Link link, long stamp)

@@ -204,9 +204,9 @@ class Network:
     def _has_slack(self, link: Link) -> bool:
         """Far (`_SPLIT_SLACK`) from full: the total below capacity, and HIGH below capacity less
         the LOW guarantee (what HIGH may fill on its first pass)."""
-        high, low = link._rate_by_class
+        high = link.rate_high
         capacity = link.capacity * (1 - _SPLIT_SLACK)
-        return high + low < capacity and high < capacity * (1 - self.low_class_share)
+        return high + link.rate_low < capacity and high < capacity * (1 - self.low_class_share)
 
     def _binding_boundary(self, boundary: list[Link], stamp: int, mark: int) -> list[Link]:
         """The `boundary` links that would bind at the new rates (with `_SPLIT_MARGIN`), in total
@@ -284,12 +284,13 @@ class Network:
         for link in rated:
             if link.mark != mark:
                 continue  # same flows at the same rates: the same sums (see _mark_changed)
-            new = _class_rates(link, stamp)
-            if new != link._rate_by_class:
+            high, low = _class_rates(link, stamp)
+            if high != link.rate_high or low != link.rate_low:
                 self._account_link(link, now)  # bytes so far at the old rates
-                link._rate_by_class = new
-                if new[0] + new[1] > link.capacity * (1 + 1e-6):  # invariant: capacity
-                    self.violations.append(f"t={now:.9f}: {link.name} at {new[0] + new[1]:.6g} B/s > "
+                link.rate_high = high
+                link.rate_low = low
+                if high + low > link.capacity * (1 + 1e-6):  # invariant: capacity
+                    self.violations.append(f"t={now:.9f}: {link.name} at {high + low:.6g} B/s > "
                                            f"capacity {link.capacity:.6g}")
         for flow in flows:
             rate = flow.solved
@@ -332,7 +333,7 @@ class Network:
         its own cap or has its bottleneck on another link of its path (`_bottlenecked_elsewhere`)."""
         share = self.low_class_share
         for link in links:
-            low_rate = link._rate_by_class[1]  # [HIGH, LOW]
+            low_rate = link.rate_low
             if low_rate >= link.capacity * share * (1 - 1e-6) or not link.flows:
                 continue
             for flow in link.flows:
@@ -391,7 +392,7 @@ class Network:
             else:
                 # Nothing to re-rate: the link's rates are its remaining flows' (summed in its own
                 # flow order, as a solve would, so the bytes it accounts stay the same to the bit).
-                link._rate_by_class = _class_rates(link, -1)
+                link.rate_high, link.rate_low = _class_rates(link, -1)
                 idle.append(link)
         self.skipped_links += len(idle)
         if seeds or self._flush_pending:
@@ -416,10 +417,13 @@ class Network:
         slack_bytes = max(flow.size * 1e-6, 1.0, 2 * flow.rate * _TIME_TOLERANCE_S)
         for link in flow.path:
             self._account_link(link, now)
-        cls = 0 if flow.traffic_class is _HIGH else 1  # the index in [HIGH, LOW]
+        high = flow.traffic_class is _HIGH
         for link in flow.path:
             link.flows.pop(flow, None)
-            link._rate_by_class[cls] -= flow.rate
+            if high:
+                link.rate_high -= flow.rate
+            else:
+                link.rate_low -= flow.rate
         self._active -= 1
         flow.rate = 0.0
         self._due.forget(flow)
@@ -436,19 +440,25 @@ class Network:
         if now <= t0:
             return
         link._last_t = now
-        high, low = link._rate_by_class
+        high = link.rate_high
+        low = link.rate_low
         if high <= 0 and low <= 0:
             return
-        link.bytes_by_class[0] += high * (now - t0)
-        link.bytes_by_class[1] += low * (now - t0)
+        link.bytes_high += high * (now - t0)
+        link.bytes_low += low * (now - t0)
         bin_s = self.bin_s
         b = int(t0 // bin_s)
         t = t0
         while t < now:
             end = min((b + 1) * bin_s, now)
-            acc = link.bins.get(b)
-            if acc is None:
-                acc = link.bins[b] = [0.0, 0.0]
+            if b == link.bin_index:
+                acc = link.bin_bytes
+            else:
+                acc = link.bins.get(b)
+                if acc is None:
+                    acc = link.bins[b] = [0.0, 0.0]
+                link.bin_index = b
+                link.bin_bytes = acc
             acc[0] += high * (end - t)
             acc[1] += low * (end - t)
             t = end
@@ -462,7 +472,8 @@ def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> b
     for other in flow.path:
         if other is link:
             continue
-        high, low = other._rate_by_class
+        high = other.rate_high
+        low = other.rate_low
         if high + low < other.capacity * (1 - 1e-6) or low < other.capacity * low_class_share * (1 - 1e-6):
             continue
         fastest = True
@@ -478,8 +489,8 @@ def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> b
 _HIGH = TrafficClass.HIGH  # a flow's class is always the enum member (Network.transfer converts it)
 
 
-def _class_rates(link: Link, stamp: int) -> list[float]:
-    """[HIGH, LOW] bytes/s through `link` at the new rates of the flows marked with `stamp` (their
+def _class_rates(link: Link, stamp: int) -> tuple[float, float]:
+    """(HIGH, LOW) bytes/s through `link` at the new rates of the flows marked with `stamp` (their
     `solved` rates; stamp -1 marks none) and the current rates of its other flows. Summed in the
     link's own flow order, whatever a component's discovery order, so split and whole solves give the
     same bits."""
@@ -490,4 +501,4 @@ def _class_rates(link: Link, stamp: int) -> list[float]:
             high += rate
         else:
             low += rate
-    return [high, low]
+    return high, low
