@@ -9,6 +9,7 @@ top-k limit and its indexer, which scores every key. Sources are given beside ea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -58,6 +59,24 @@ class ModelSpec:
         return _prefill_attention_flops(self.layers, self.sparse_top_k, self.attn_flops_per_qk_layer,
                                         self.indexer_flops_per_qk_layer, cached, new)
 
+    def prefill_attention_tokens_within(self, cached: int, flops: float) -> float:
+        """The real `new` at which `prefill_attention_flops(cached, new)` reaches `flops`: the inverse
+        of its closed form, a quadratic in `new` on each side of the top-k limit. An estimate (the
+        solution of a quadratic, not the integer sum): callers check their answer with the forward
+        function (`GpuModel.attention_chunk`)."""
+        per_layer = flops / self.layers
+        a, i, c, k = self.attn_flops_per_qk_layer, self.indexer_flops_per_qk_layer, cached, self.sparse_top_k
+        if a + i <= 0:
+            return math.inf  # attention costs nothing: any number of tokens fits
+        # Dense side (every query attends every key): (a + i) (2c + 1 + n) n / 2 = per_layer.
+        n = _positive_root((a + i) / 2, (a + i) * (2 * c + 1) / 2, -per_layer)
+        if k is None or c + n <= k:
+            return n
+        # Past the limit: attended = k n + (k - c)(c + 1 - k) / 2 when c < k (the queries below the limit
+        # attend fewer), k n when c + 1 >= k; the indexer still scores every key.
+        offset = (k - c) * (c + 1 - k) / 2 if c < k else 0.0
+        return _positive_root(i / 2, a * k + i * (2 * c + 1) / 2, a * offset - per_layer)
+
     def prefill_flops(self, cached: int, new: int) -> tuple[float, float, float]:
         """(attention, dense, expert) FLOPs of prefilling `new` tokens after `cached` ones."""
         return (self.prefill_attention_flops(cached, new), new * self.dense_flops_per_token,
@@ -94,6 +113,13 @@ class ModelSpec:
         within 2-6 %), so the indexer key cache is left out here (docs/modeling.md#indexer-key-cache)."""
         attention, dense, expert = self.prefill_flops(context, append)
         return (context * self.kv_bytes_per_token_layer * self.layers / 1e9) / ((attention + dense + expert) / 1e15)
+
+
+def _positive_root(a: float, b: float, c: float) -> float:
+    """The larger root of a x^2 + b x + c (b > 0, c <= 0), or of b x + c when a is 0."""
+    if a == 0:
+        return -c / b
+    return (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -101,7 +101,7 @@ class PrefillGroup:
                 todo = min(todo, fit)
             need_s = gpu.attention_seconds(cached, todo)
             if used_s + need_s > quota:
-                chunk = _largest_chunk(gpu, cached, todo, quota - used_s)
+                chunk = gpu.attention_chunk(cached, todo, quota - used_s)
                 if chunk > 0:
                     batch.append((req, chunk))
                 elif not batch:
@@ -281,16 +281,3 @@ class PrefillGroup:
         engine.hbm_free += size
         self.wake()
 
-
-def _largest_chunk(gpu, cached: int, todo: int, budget_s: float) -> int:
-    """Largest number of new tokens whose attention fits `budget_s` (bisection on a monotone cost)."""
-    if budget_s <= 0 or gpu.attention_seconds(cached, 1) > budget_s:
-        return 0
-    lo, hi = 1, todo
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if gpu.attention_seconds(cached, mid) <= budget_s:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo

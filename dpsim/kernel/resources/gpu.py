@@ -45,6 +45,32 @@ class GpuModel:
         """Predicted attention time of prefilling `new` tokens after `cached` (the batching quota's unit)."""
         return self.model.prefill_attention_flops(cached, new) / self._attn_rate
 
+    def attention_chunk(self, cached: int, todo: int, budget_s: float) -> int:
+        """The most new tokens, at most `todo`, whose attention after `cached` fits `budget_s` (0 if not
+        even one): a bisection on `attention_seconds`, which is monotone in the new tokens. The
+        closed-form inverse (`ModelSpec.prefill_attention_tokens_within`) gives a first guess that,
+        when right, narrows it to two evaluations; the bisection's tests decide, so the answer is
+        the same with or without the guess."""
+        if budget_s <= 0 or self.attention_seconds(cached, 1) > budget_s:
+            return 0
+        lo, hi = 1, todo  # the answer is in [lo, hi], and attention_seconds(cached, lo) <= budget_s
+        estimate = self.model.prefill_attention_tokens_within(cached, budget_s * self._attn_rate)
+        guess = int(estimate) if estimate < hi else hi - 1
+        if guess > lo:
+            if self.attention_seconds(cached, guess) <= budget_s:
+                lo = guess
+                if self.attention_seconds(cached, guess + 1) > budget_s:
+                    return guess
+            else:
+                hi = guess - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.attention_seconds(cached, mid) <= budget_s:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
     def prefill_pass(self, work_by_gpu: list[list[tuple[int, int]]]) -> PassTime:
         """Seconds of one forward pass; work_by_gpu[i] = [(cached, new), ...] on GPU i of the group."""
         model = self.model
