@@ -27,6 +27,14 @@ def _run_flows(specs, capacity=10 * GB, low_share=0.01, links=1):
     return finish, net
 
 
+def test_a_path_crossing_a_link_twice_is_refused_by_name():
+    net = Network(simpy.Environment())
+    a, b = net.add_link("nic.tx", GB), net.add_link("nic.rx", GB)
+    with pytest.raises(ValueError, match=r"flow kv: its path crosses a link twice \(nic.tx, nic.rx, nic.tx\)"):
+        net.transfer([a, b, a], GB, tag="kv")
+    assert net.active_flows == 0 and not a.flows
+
+
 def test_one_flow_takes_size_over_capacity():
     finish, _ = _run_flows([(0, 20 * GB, TrafficClass.LOW, [0], None)])
     assert finish[0] == pytest.approx(2.0)

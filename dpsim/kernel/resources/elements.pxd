@@ -1,7 +1,7 @@
 cdef class Link:
     cdef public str name
     cdef public double capacity
-    cdef public dict flows
+    cdef public list flows
     cdef public double bytes_high
     cdef public double bytes_low
     cdef public double rate_high

@@ -30,7 +30,7 @@ class Link:
         self.name = name
         self.capacity = float(capacity_bytes_per_s)
         self.index = index
-        self.flows: dict[Flow, None] = {}  # insertion-ordered, so traversals are deterministic
+        self.flows: list[Flow] = []  # in arrival order, so traversals are deterministic (each flow once)
         self.bytes_high = 0.0  # bytes moved so far, by class (Network._account_link)
         self.bytes_low = 0.0
         self.rate_high = 0.0  # the current rates, by class, bytes/s: its flows' rates summed in flow order

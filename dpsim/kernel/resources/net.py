@@ -125,14 +125,17 @@ class Network:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
         if type(traffic_class) is not TrafficClass:
             traffic_class = TrafficClass(traffic_class)
-        if traffic_class == TrafficClass.HIGH and len(path) != 1:
-            check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
+        if len(path) != 1:
+            if traffic_class == TrafficClass.HIGH:
+                check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
+            if len(set(path)) != len(path):  # a link's flows are a list: a flow may be on it once
+                raise ValueError(f"flow {tag}: its path crosses a link twice ({', '.join(on.name for on in path)})")
         flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
                     self.env.now)
         self._active += 1
         self.flows_started += 1
         for link in flow.path:
-            link.flows[flow] = None
+            link.flows.append(flow)
             self._dirty[link] = None
         self._request_flush()
         return event
@@ -419,7 +422,7 @@ class Network:
             self._account_link(link, now)
         high = flow.traffic_class is _HIGH
         for link in flow.path:
-            link.flows.pop(flow, None)
+            link.flows.remove(flow)
             if high:
                 link.rate_high -= flow.rate
             else:
