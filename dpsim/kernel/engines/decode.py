@@ -41,6 +41,11 @@ class DecodeGroup:
         self._finishes: list[tuple[int, tuple[int, int], Request]] = []
         self._admitted = 0
         self._position: dict[int, int] = {}  # id(engine) -> its position in the group
+        # Each engine's part of the step (GpuModel.decode_gpu_seconds), kept while its batch does not
+        # change: a step needs only the slowest, and a batch change touches one or a few engines.
+        self._gpu_s: list[float] = []
+        self._changed: set[int] = set()  # positions whose batch changed since their _gpu_s
+        self._tokens = 0  # requests in the batch: one token each per step
         self._wakeup: simpy.Event | None = None
         self.busy_s = 0.0
         self.steps = 0
@@ -88,21 +93,31 @@ class DecodeGroup:
             return []  # not the waiting list itself: requests that join during the next segment must not count
         if not self._position:
             self._position = {id(engine): i for i, engine in enumerate(self.engines)}
+            self._gpu_s = [0.0] * len(self.engines)
+            self._changed = set(range(len(self.engines)))
         for req in joined:
             engine = req.de
             engine.active.append(req)
             engine.kv_read_bytes += req.decode_kv_read_bytes
             engine.attn_flops += req.decode_attn_flops
             self._admitted += 1
-            heapq.heappush(self._finishes, (self.steps + req.decode_remaining,
-                                            (self._position[id(engine)], self._admitted), req))
+            self._tokens += 1
+            position = self._position[id(engine)]
+            self._changed.add(position)
+            heapq.heappush(self._finishes, (self.steps + req.decode_remaining, (position, self._admitted), req))
         self._joining = []
         return joined
 
     def _step_seconds(self) -> float:
-        engines = self.engines
-        return self.gpu.decode_step(
-            [e.kv_read_bytes for e in engines], [len(e.active) for e in engines], [e.attn_flops for e in engines])
+        """`GpuModel.decode_step` of the group's batches, re-evaluating only the engines whose batch
+        changed (the slowest is a max, so it is the same whichever engines were re-evaluated)."""
+        gpu_s, engines, gpu = self._gpu_s, self.engines, self.gpu
+        for i in self._changed:
+            e = engines[i]
+            gpu_s[i] = gpu.decode_gpu_seconds(e.kv_read_bytes, len(e.active), e.attn_flops)
+        self._changed.clear()
+        slowest = max(gpu_s)
+        return gpu.decode_step_of(slowest if slowest > 0.0 else 0.0, self._tokens)
 
     def _run(self):
         sim, env = self.sim, self.sim.env
@@ -142,3 +157,5 @@ class DecodeGroup:
         engine.active.remove(req)
         engine.kv_read_bytes -= req.decode_kv_read_bytes
         engine.attn_flops -= req.decode_attn_flops
+        self._tokens -= 1
+        self._changed.add(self._position[id(engine)])

@@ -90,19 +90,25 @@ class GpuModel:
     def decode_step(self, kv_read_bytes_by_gpu: list[float], tokens_by_gpu: list[int],
                     attn_flops_by_gpu: list[float]) -> float:
         """Seconds of one decode step of the group (every GPU decodes one token per request)."""
-        model = self.model
-        weights, hbm_rate, attn_rate = self.weights_bytes_per_gpu, self._hbm_rate, self._attn_rate
-        dense_flops, gemm_rate = model.dense_flops_per_token, self._gemm_rate
-        slowest = 0.0  # the slowest GPU's max(memory, compute) seconds (comparisons: this runs per step)
+        slowest = 0.0
         for kv_bytes, tokens, attn_flops in zip(kv_read_bytes_by_gpu, tokens_by_gpu, attn_flops_by_gpu):
-            memory_s = (kv_bytes + weights) / hbm_rate
-            compute_s = attn_flops / attn_rate + tokens * dense_flops / gemm_rate
-            if memory_s > slowest:
-                slowest = memory_s
-            if compute_s > slowest:
-                slowest = compute_s
-        expert_s = sum(tokens_by_gpu) * model.expert_flops_per_token / self.group_gpus / self._gemm_rate
-        return slowest + expert_s + self.gpu.decode_step_overhead
+            gpu_s = self.decode_gpu_seconds(kv_bytes, tokens, attn_flops)
+            if gpu_s > slowest:
+                slowest = gpu_s
+        return self.decode_step_of(slowest, sum(tokens_by_gpu))
+
+    def decode_gpu_seconds(self, kv_read_bytes: float, tokens: int, attn_flops: float) -> float:
+        """One GPU's part of a decode step: max(memory, compute) seconds of its own batch (its
+        attention KV and weights read from HBM; its attention and dense FLOPs)."""
+        memory_s = (kv_read_bytes + self.weights_bytes_per_gpu) / self._hbm_rate
+        compute_s = attn_flops / self._attn_rate + tokens * self.model.dense_flops_per_token / self._gemm_rate
+        return memory_s if memory_s >= compute_s else compute_s
+
+    def decode_step_of(self, slowest_gpu_s: float, group_tokens: int) -> float:
+        """The group's step from its slowest GPU's `decode_gpu_seconds` and its tokens per step (the
+        routed experts' work is spread over the whole group)."""
+        expert_s = group_tokens * self.model.expert_flops_per_token / self.group_gpus / self._gemm_rate
+        return slowest_gpu_s + expert_s + self.gpu.decode_step_overhead
 
     def prefill_tokens_per_s(self, cached: int, new: int) -> float:
         """Prompt tokens (cached + new) one GPU prefills per second for requests of this shape,
