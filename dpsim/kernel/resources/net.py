@@ -50,6 +50,8 @@ if COMPILED:
 
     check_fresh()
 
+# The clock is read as SimPy's `Environment._now` (what its `now` property returns), without the
+# property call: the network reads it several times per flow. dpsim.kernel.loop sets it the same way.
 _TIME_TOLERANCE_S = 1e-9
 # SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
 # re-rate runs after all of them.
@@ -131,7 +133,7 @@ class Network:
             if len(set(path)) != len(path):  # a link's flows are a list: a flow may be on it once
                 raise ValueError(f"flow {tag}: its path crosses a link twice ({', '.join(on.name for on in path)})")
         flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
-                    self.env.now)
+                    self.env._now)
         self._active += 1
         self.flows_started += 1
         for link in flow.path:
@@ -164,7 +166,7 @@ class Network:
 
     def flush(self) -> None:
         """Account bytes on every link up to now (call before reading counters)."""
-        now = self.env.now
+        now = self.env._now
         for link in self.links:
             self._account_link(link, now)
 
@@ -239,7 +241,7 @@ class Network:
             return
         self._flush_pending = True
         if self._driven:  # the key SimPy's schedule() would give the event below
-            self.flush_key = (self.env.now, _END_OF_INSTANT, next(self.env._eid))
+            self.flush_key = (self.env._now, _END_OF_INSTANT, next(self.env._eid))
             return
         event = simpy.Event(self.env)
         event._ok, event._value = True, None  # a triggered event, as SimPy's own Timeout sets it
@@ -257,7 +259,7 @@ class Network:
         """Re-rate the components of `seed_links` and of every link changed since the last solve."""
         seeds = list(self._dirty) + list(seed_links)
         self._dirty = {}
-        now = self.env.now
+        now = self.env._now
         self.recomputations += 1
         links, flows, boundary = self._component(seeds, split=self._split_ok)
         refilled = solve_in_place(links, flows, self.low_class_share, boundary)  # new rates: flow.solved
@@ -354,9 +356,9 @@ class Network:
             # Only the latest armed timer acts; an earlier one that fires later is ignored, so timers
             # never multiply.
             self._timer_at = finish
-            delay = max(finish - self.env.now, 0.0)
+            delay = max(finish - self.env._now, 0.0)
             if self._driven:  # the key of the Timeout below (SimPy's Timeout.__init__ and schedule())
-                self.timer_key = (self.env.now + delay, _NORMAL, next(self.env._eid))
+                self.timer_key = (self.env._now + delay, _NORMAL, next(self.env._eid))
                 return
             self._timer = self.env.timeout(delay)
             self._timer.callbacks.append(self._on_timer)
@@ -367,7 +369,7 @@ class Network:
 
     def _complete_due(self) -> None:
         """Finish the flows due now and re-rate what they leave."""
-        now = self.env.now
+        now = self.env._now
         self._timer = None
         self._timer_at = math.inf
         done: list[Flow] = self._due.pop_due(now + _TIME_TOLERANCE_S)
@@ -415,7 +417,7 @@ class Network:
             self._arm_timer()
 
     def _finish(self, flow: Flow) -> None:
-        now = self.env.now
+        now = self.env._now
         # Completions within _TIME_TOLERANCE_S are merged, so a flow may finish that much early.
         slack_bytes = max(flow.size * 1e-6, 1.0, 2 * flow.rate * _TIME_TOLERANCE_S)
         for link in flow.path:
