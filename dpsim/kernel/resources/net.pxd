@@ -67,6 +67,9 @@ cdef class Network:
     cpdef _complete_due(self)
 
 
+@cython.locals(i=Py_ssize_t, j=Py_ssize_t)
+cpdef bint _repeats_a_link(path)
+
 @cython.locals(other=Link, peer=Flow, high=double, low=double, fastest=bint)
 cpdef bint _bottlenecked_elsewhere(Flow flow, Link link, double low_class_share)
 

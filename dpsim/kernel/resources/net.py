@@ -114,7 +114,7 @@ class Network:
         `done`: the event to succeed instead of a new one (a `dpsim.kernel.resources.countdown.Countdown` shared
         by several transfers);
         `notify=False`: no event at all (a transfer nobody waits for), and None is returned."""
-        event = (self.env.event() if done is None else done) if notify else None
+        event = (simpy.Event(self.env) if done is None else done) if notify else None  # env.event() without its descriptor
         if size_bytes < 0 or math.isnan(size_bytes):
             raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
         if not path or size_bytes <= 0:
@@ -130,7 +130,7 @@ class Network:
         if len(path) != 1:
             if traffic_class == TrafficClass.HIGH:
                 check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
-            if len(set(path)) != len(path):  # a link's flows are a list: a flow may be on it once
+            if _repeats_a_link(path):  # a link's flows are a list: a flow may be on it once
                 raise ValueError(f"flow {tag}: its path crosses a link twice ({', '.join(on.name for on in path)})")
         flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
                     self.env._now)
@@ -468,6 +468,15 @@ class Network:
             acc[1] += low * (end - t)
             t = end
             b += 1
+
+
+def _repeats_a_link(path: Sequence[Link]) -> bool:
+    """Whether a link appears twice in `path` (paths are a few links long: no set to allocate)."""
+    for i in range(1, len(path)):
+        for j in range(i):
+            if path[i] is path[j]:
+                return True
+    return False
 
 
 def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> bool:
