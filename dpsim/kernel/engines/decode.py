@@ -38,6 +38,7 @@ class DecodeGroup:
         # Finish times on a step-count clock: (group step at which the request's last token is out,
         # its place in the batch order, request). The place (engine position, admission number)
         # finishes same-step requests in batch order, so the run is the same as stepping each one.
+        # It holds exactly the batch's requests (each joins it at admission and leaves it to finish).
         self._finishes: list[tuple[int, tuple[int, int], Request]] = []
         self._admitted = 0
         self._position: dict[int, int] = {}  # id(engine) -> its position in the group
@@ -45,7 +46,6 @@ class DecodeGroup:
         # change: a step needs only the slowest, and a batch change touches one or a few engines.
         self._gpu_s: list[float] = []
         self._changed: set[int] = set()  # positions whose batch changed since their _gpu_s
-        self._tokens = 0  # requests in the batch: one token each per step
         self._wakeup: simpy.Event | None = None
         self.busy_s = 0.0
         self.steps = 0
@@ -101,7 +101,6 @@ class DecodeGroup:
             engine.kv_read_bytes += req.decode_kv_read_bytes
             engine.attn_flops += req.decode_attn_flops
             self._admitted += 1
-            self._tokens += 1
             position = self._position[id(engine)]
             self._changed.add(position)
             heapq.heappush(self._finishes, (self.steps + req.decode_remaining, (position, self._admitted), req))
@@ -117,7 +116,8 @@ class DecodeGroup:
             gpu_s[i] = gpu.decode_gpu_seconds(e.kv_read_bytes, len(e.active), e.attn_flops)
         self._changed.clear()
         slowest = max(gpu_s)
-        return gpu.decode_step_of(slowest if slowest > 0.0 else 0.0, self._tokens)
+        # One token per request per step: the batch is the requests in _finishes.
+        return gpu.decode_step_of(slowest if slowest > 0.0 else 0.0, len(self._finishes))
 
     def _run(self):
         sim, env = self.sim, self.sim.env
@@ -157,5 +157,4 @@ class DecodeGroup:
         engine.active.remove(req)
         engine.kv_read_bytes -= req.decode_kv_read_bytes
         engine.attn_flops -= req.decode_attn_flops
-        self._tokens -= 1
         self._changed.add(self._position[id(engine)])
