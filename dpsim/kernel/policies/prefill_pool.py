@@ -89,9 +89,8 @@ class PrefillPool(Sequence):
                 slot.position = position
                 out.append(_leader(slot))
         else:
-            for slot in self._stale:
-                if slot.leader is None:
-                    out[slot.position] = _leader(slot)
+            for slot in self._stale:  # each marked once (load_changed), in a list that is still whole
+                out[slot.position] = _leader(slot)
         self._stale.clear()
         return out
 
