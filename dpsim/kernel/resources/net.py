@@ -22,7 +22,9 @@ What it is not
 Time
   Simulation time is float seconds. A flow whose remaining bytes fall under a completion tolerance
   (`size * 1e-9` or 1e-3 byte) finishes, and completion instants closer than 1 ns are merged, so the
-  clock never creeps in sub-nanosecond steps.
+  clock never creeps in sub-nanosecond steps. The network reads the clock as SimPy's
+  `Environment._now` (what its `now` property returns, and what dpsim.kernel.loop sets), without the
+  property call: it reads it several times per flow.
 
 The network is passive: actors call `transfer(...)` and wait on the returned SimPy event.
 """
@@ -50,8 +52,6 @@ if COMPILED:
 
     check_fresh()
 
-# The clock is read as SimPy's `Environment._now` (what its `now` property returns), without the
-# property call: the network reads it several times per flow. dpsim.kernel.loop sets it the same way.
 _TIME_TOLERANCE_S = 1e-9
 # SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
 # re-rate runs after all of them.
