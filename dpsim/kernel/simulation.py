@@ -30,6 +30,7 @@ from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.hardware import Cluster, Node
 from dpsim.kernel.resources.net import TrafficClass
+from dpsim.kernel.task import Task
 from dpsim.scenario.config import DispatchOrder, ReadSplit, RoleSwitching, Scenario
 from dpsim.workload.trajectory import Trajectory
 
@@ -242,7 +243,7 @@ class Simulation:
             else:
                 pe.node.read_queue_tokens += req.turn.cached_tokens - req.hit_tokens_de
                 de.node.read_queue_tokens += req.hit_tokens_de
-            self.env.process(self._load(req))
+            Task(self.env, self._load(req))  # nobody waits for it: no end event (dpsim.kernel.task)
 
     def _choose_read_side(self, req: Request, pe: PrefillEngine, de: DecodeEngine) -> None:
         """The whole hit on the side the scheduler picks, or (policy.read_split: balanced, with dual
