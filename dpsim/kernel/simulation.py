@@ -198,12 +198,12 @@ class Simulation:
 
     def _agent(self, trajectory: Trajectory, arrival_s: float):
         env = self.env
-        yield env.timeout(arrival_s)
+        yield simpy.Timeout(env, arrival_s)
         self.trajectory_start[trajectory.id] = env.now
         for index, turn in enumerate(trajectory.turns):
             if index and turn.think_time_s:
-                yield env.timeout(turn.think_time_s)
-            req = Request(len(self.requests), trajectory.id, index, turn, env.event(), env.now)
+                yield simpy.Timeout(env, turn.think_time_s)
+            req = Request(len(self.requests), trajectory.id, index, turn, simpy.Event(env), env.now)
             self.requests.append(req)
             self.queue.append(req)
             self.dispatch()
@@ -314,7 +314,7 @@ class Simulation:
         with node.read_slots.request() as slot:
             yield slot
             if self.cluster.request_latency_s:
-                yield self.env.timeout(self.cluster.request_latency_s)
+                yield simpy.Timeout(self.env, self.cluster.request_latency_s)
             yield self.move(self.cluster.storage_read_path(node), tokens * self.model.kv_bytes_per_token, tag)
         node.read_queue_tokens -= tokens
 

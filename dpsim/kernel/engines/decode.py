@@ -125,21 +125,21 @@ class DecodeGroup:
         while True:
             joined = self._admit()
             if not finishes:
-                self._wakeup = env.event()
+                self._wakeup = simpy.Event(env)
                 yield self._wakeup
                 continue
             step_s = self._step_seconds()
             steps_to_next_finish = finishes[0][0] - self.steps
             t0 = env.now
-            self._wakeup = env.event()
+            self._wakeup = simpy.Event(env)
             segment_end = t0 + steps_to_next_finish * step_s
-            yield env.timeout(steps_to_next_finish * step_s) | self._wakeup
+            yield simpy.Timeout(env, steps_to_next_finish * step_s) | self._wakeup
             if env.now >= segment_end - 1e-12:
                 steps = steps_to_next_finish
             else:
                 # A join arrived mid-segment: finish the step in progress, then re-plan.
                 steps = min(math.floor((env.now - t0) / step_s + 1e-9) + 1, steps_to_next_finish)
-                yield env.timeout(max(t0 + steps * step_s - env.now, 0.0))
+                yield simpy.Timeout(env, max(t0 + steps * step_s - env.now, 0.0))
             self.busy_s += steps * step_s
             self.steps += steps
             for req in joined:
@@ -158,3 +158,4 @@ class DecodeGroup:
         engine.kv_read_bytes -= req.decode_kv_read_bytes
         engine.attn_flops -= req.decode_attn_flops
         self._changed.add(self._position[id(engine)])
+

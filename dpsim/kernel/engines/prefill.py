@@ -70,7 +70,7 @@ class PrefillGroup:
         while True:
             batches = [self._form_batch(e) for e in self.engines]
             if not any(batches):
-                self._wakeup = env.event()
+                self._wakeup = simpy.Event(env)
                 yield self._wakeup
                 continue
             yield from self._pass(batches)
@@ -140,7 +140,7 @@ class PrefillGroup:
             yield simpy.AllOf(env, loads)
             t_loaded = env.now
             end = max(t0 + (t_loaded - t0) / layers + compute_s, t_loaded + compute_s / layers)
-            yield env.timeout(max(end - env.now, 0.0))
+            yield simpy.Timeout(env, max(end - env.now, 0.0))
             yield simpy.AllOf(env, collectives)
         else:
             yield simpy.AllOf(env, loads)
@@ -152,7 +152,7 @@ class PrefillGroup:
             if sim.switches.kv_read is WholePromptKvRead.NEXT_PASS:
                 self._computing = batches
                 self._read_next_pass()
-            yield env.timeout(compute_s)
+            yield simpy.Timeout(env, compute_s)
             yield simpy.AllOf(env, collectives)
             self._computing = None
             handoffs = [self._hand_off(engine, req, n) for engine, batch in zip(self.engines, batches)

@@ -42,7 +42,7 @@ class BufferPool:
     def allocate(self, size_bytes: float) -> simpy.Event:
         if size_bytes > self.capacity:
             raise ValueError(f"{self.name}: allocation of {size_bytes:.3g} B exceeds the buffer size {self.capacity:.3g} B")
-        event = self.env.event()
+        event = simpy.Event(self.env)
         self._waiting.append((size_bytes, event))
         self._grant()
         return event
