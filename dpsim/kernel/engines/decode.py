@@ -133,7 +133,7 @@ class DecodeGroup:
             t0 = env.now
             self._wakeup = simpy.Event(env)
             segment_end = t0 + steps_to_next_finish * step_s
-            yield simpy.Timeout(env, steps_to_next_finish * step_s) | self._wakeup
+            yield _first_of(env, simpy.Timeout(env, steps_to_next_finish * step_s), self._wakeup)
             if env.now >= segment_end - 1e-12:
                 steps = steps_to_next_finish
             else:
@@ -158,4 +158,19 @@ class DecodeGroup:
         engine.kv_read_bytes -= req.decode_kv_read_bytes
         engine.attn_flops -= req.decode_attn_flops
         self._changed.add(self._position[id(engine)])
+
+
+def _first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event) -> simpy.Event:
+    """`a | b` (SimPy's `AnyOf`) for two events not yet triggered, without the `Condition`: an event
+    that succeeds when the first of them is processed, as the condition would, so whoever waits for
+    it resumes at the same place in the schedule. The waiter gets no value."""
+    first = simpy.Event(env)
+
+    def relay(_event: simpy.Event) -> None:
+        if first._value is simpy.events.PENDING:  # not yet triggered by the other
+            first.succeed()
+
+    a.callbacks.append(relay)
+    b.callbacks.append(relay)
+    return first
 
