@@ -52,7 +52,10 @@ class DualPathScheduler:
         the decode-side search while every PE is overloaded (O(engines) per blocked dispatch matters
         at 48P96D)."""
         beta = self.beta_tokens
-        return any(e.tok <= beta for e in _candidates(engines))
+        for e in _candidates(engines):  # a loop, not any() over a generator: it runs once per dispatch
+            if e.tok <= beta:
+                return True
+        return False
 
     def pick_prefill(self, engines: Sequence[EngineView]):
         """Engines with tok > beta are overloaded and get nothing. Prefer engines whose node's read
@@ -78,10 +81,12 @@ class DualPathScheduler:
         among DEs with enough free HBM that stay <= Z, the fewest requests; if all would exceed Z, the
         smallest tok among those with HBM; None if no DE of that group has HBM."""
         best = groups[0]
-        for g in groups[1:]:
-            if g.tok < best.tok or (g.tok == best.tok and g.engines[0].index < best.engines[0].index):
-                best = g
-        group, group_tok = best.engines, best.tok
+        group_tok = best.tok
+        for g in groups:
+            tok = g.tok
+            if tok < group_tok or (tok == group_tok and g.engines[0].index < best.engines[0].index):
+                best, group_tok = g, tok
+        group = best.engines
         # One pass over the group (no lists, no key tuples): the min by (seq, tok, index) among DEs with
         # HBM under Z, and, while none is under Z, the min by (tok, index) among DEs with HBM.
         z = self.z_slack * (tokens + group_tok) / len(group)
