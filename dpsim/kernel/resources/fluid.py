@@ -198,12 +198,12 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
     The working state lives on the links and flows themselves (no per-solve dicts: this is the
     simulator's innermost loop).
     """
-    for link in links:
+    for link in links:  # each link's list of members is reused: no list per link and solve
         link.unfixed = 0
-        link.members = []
+        link.members.clear()
     for link in free_links:  # counted below like the others, but never enter the heap
         link.unfixed = 0
-        link.members = []
+        link.members.clear()
         link.avail = link.capacity
     for flow in flows:
         flow.fixed = False

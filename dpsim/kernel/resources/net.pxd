@@ -32,6 +32,9 @@ cdef class Network:
     cdef public object timer_key
     cdef public object flush_key
 
+    @cython.locals(link=Link)
+    cpdef _start(self, Flow flow)
+
     @cython.locals(link=Link, flow=Flow, on=Link, stamp=long, links=list, flows=list, stack=list, boundary=list,
                    seeds=set)
     cpdef tuple _component(self, seed_links, bint split)

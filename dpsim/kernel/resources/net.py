@@ -115,7 +115,7 @@ class Network:
         by several transfers);
         `notify=False`: no event at all (a transfer nobody waits for), and None is returned."""
         event = (simpy.Event(self.env) if done is None else done) if notify else None  # env.event() without its descriptor
-        if size_bytes < 0 or math.isnan(size_bytes):
+        if not size_bytes >= 0:  # negative, or NaN
             raise ValueError(f"flow size must be >= 0 bytes, got {size_bytes}")
         if not path or size_bytes <= 0:
             # Zero bytes, or a free path (an oracle's zero-cost I/O): done now.
@@ -132,15 +132,18 @@ class Network:
                 check_high_path(path, tag)  # raises MultiLinkHighFlow: the arbiter is exact for one link only
             if _repeats_a_link(path):  # a link's flows are a list: a flow may be on it once
                 raise ValueError(f"flow {tag}: its path crosses a link twice ({', '.join(on.name for on in path)})")
-        flow = Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
-                    self.env._now)
+        self._start(Flow(tuple(path), float(size_bytes), traffic_class, max_rate, tag, event, next(self._seq),
+                         self.env._now))
+        return event
+
+    def _start(self, flow: Flow) -> None:
+        """Put a new flow on its links; it is rated with the others at the end of this instant."""
         self._active += 1
         self.flows_started += 1
         for link in flow.path:
             link.flows.append(flow)
             self._dirty[link] = None
         self._request_flush()
-        return event
 
     def drive(self) -> None:
         """Leave this network's wake-ups (the next completion, the end-of-instant re-rate) to the run
