@@ -112,15 +112,23 @@ def test_the_collector_is_off_during_a_run_and_restored_after():
     link = net.add_link("l", 1e9)
     seen = []
 
+    kept = []
+
     def actor():
         seen.append(gc.isenabled())
-        yield net.transfer([link], 1e6)
+        for _ in range(1000):
+            kept.append(net.transfer([link], 1e3))  # events the run keeps
+            yield kept[-1]
         seen.append(gc.isenabled())
 
     env.process(actor())
     assert gc.isenabled()
     loop.run(env, net)
     assert seen == [False, False] and gc.isenabled()
+
+    # what the run kept went to the oldest generation, unexamined: no young collection walks it
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(event) in oldest for event in kept) and gc.get_freeze_count() == 0
 
     gc.disable()  # a caller that had it off keeps it off
     try:
