@@ -98,3 +98,17 @@ def test_a_run_cut_mid_decode_keeps_every_turn_causal(cut_s):
     turns = result.turns.dropna(subset=["t_second_token", "t_kv_at_decode"])
     assert len(turns) > 0
     assert (turns.t_second_token >= turns.t_kv_at_decode).all()
+
+
+def test_a_time_bin_above_capacity_is_reported():
+    sc = api.load_scenario("scenarios/quickstart.yaml", ["workload.agents=6", "workload.max_turns=5"])
+    trajectories = api.build_workload(sc)
+    sim = Simulation(sc, trajectories, progress=False)
+    result = run_simulation(sim, api.arrival_times(sc, trajectories))
+    assert check_invariants(sim, result.turns) == []
+    link = max(sim.cluster.net.links, key=lambda link: len(link.bins))
+    first = min(link.bins)
+    assert first < link.bin_index  # a bin before the one being added to
+    link.add_to_bin(first, 2 * link.capacity * sim.cluster.net.bin_s, 0.0)
+    failures = check_invariants(sim, result.turns)
+    assert any(f.startswith(f"capacity: {link.name} moved") and f"in bin {first}," in f for f in failures)

@@ -3,6 +3,7 @@
 import pytest
 import simpy
 
+from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.net import Network, TrafficClass
 
 GB = 1e9
@@ -346,3 +347,19 @@ def test_one_rerate_per_instant_for_a_flow_that_starts_when_another_ends():
     assert times == {"a": pytest.approx(1.0), "b": pytest.approx(3.0), "c": pytest.approx(3.5)}
     assert net.recomputations == 3  # t=0; t=1 (A's end and B's start together); t=3 (C alone)
     assert net.violations == []
+
+
+def test_a_link_records_bytes_per_time_bin_in_order_and_adds_to_an_earlier_bin_in_place():
+    link = Link("l", 1e9, 0)
+    assert link.bins == {} and [list(a) for a in link.bin_arrays()] == [[], [], []]
+    link.add_to_bin(3, 1.0, 2.0)
+    link.add_to_bin(3, 0.5, 0.0)
+    link.add_to_bin(7, 4.0, 0.0)  # bins no traffic crossed are not recorded
+    link.add_to_bin(9, 0.0, 1.0)
+    assert link.bins == {3: [1.5, 2.0], 7: [4.0, 0.0], 9: [0.0, 1.0]}
+    link.add_to_bin(7, 1.0, 1.0)  # an earlier bin (a boundary floating point put on the other side)
+    link.add_to_bin(5, 2.0, 0.0)  # an earlier bin not yet recorded goes in its place
+    bins, high, low = link.bin_arrays()
+    assert list(bins) == [3, 5, 7, 9] and list(high) == [1.5, 2.0, 5.0, 0.0] and list(low) == [2.0, 0.0, 1.0, 1.0]
+    link.add_to_bin(9, 1.0, 0.0)  # still the bin being added to
+    assert link.bins[9] == [1.0, 1.0] and link.bin_index == 9

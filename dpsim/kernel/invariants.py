@@ -58,10 +58,11 @@ def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
     if len(net.violations) > 5:
         failures.append(f"... and {len(net.violations) - 5} more network violations")
     for link in net.links:
-        for b, (high, low) in link.bins.items():
-            if high + low > link.capacity * net.bin_s * (1 + 1e-6):
-                failures.append(f"capacity: {link.name} moved {high + low:.6g} B in bin {b}, above its capacity")
-                break
+        bins, high, low = (np.frombuffer(a, dtype=d) for a, d in zip(link.bin_arrays(), (np.int64, float, float)))
+        over = np.flatnonzero(high + low > link.capacity * net.bin_s * (1 + 1e-6))
+        if len(over):
+            i = over[0]
+            failures.append(f"capacity: {link.name} moved {high[i] + low[i]:.6g} B in bin {bins[i]}, above its capacity")
     # 4. causality
     times = turns[_ORDER].to_numpy(dtype=float)
     for i in range(len(_ORDER) - 1):

@@ -7,9 +7,12 @@ cdef class Link:
     cdef public double rate_high
     cdef public double rate_low
     cdef public double _last_t
-    cdef public dict bins
     cdef public long bin_index
-    cdef public list bin_bytes
+    cdef public double bin_high
+    cdef public double bin_low
+    cdef public object _past_bins
+    cdef public object _past_high
+    cdef public object _past_low
     cdef public long index
     cdef public double avail
     cdef public long unfixed
@@ -17,6 +20,8 @@ cdef class Link:
     cdef public double key
     cdef public long seen
     cdef public long mark
+
+    cpdef add_to_bin(self, long b, double high_bytes, double low_bytes)
 
 cdef class Flow:
     cdef public tuple path

@@ -53,7 +53,7 @@ cdef class Network:
                    crossed=list)
     cpdef _recompute(self, seed_links)
 
-    @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double, acc=list)
+    @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double)
     cpdef _account_link(self, Link link, double now)
 
     @cython.locals(link=Link, now=double, slack_bytes=double, high=bint)

@@ -459,16 +459,7 @@ class Network:
         t = t0
         while t < now:
             end = min((b + 1) * bin_s, now)
-            if b == link.bin_index:
-                acc = link.bin_bytes
-            else:
-                acc = link.bins.get(b)
-                if acc is None:
-                    acc = link.bins[b] = [0.0, 0.0]
-                link.bin_index = b
-                link.bin_bytes = acc
-            acc[0] += high * (end - t)
-            acc[1] += low * (end - t)
+            link.add_to_bin(b, high * (end - t), low * (end - t))
             t = end
             b += 1
 
