@@ -3,7 +3,7 @@
 `simpy.Process` is itself an event: when its generator returns, SimPy schedules it so that whoever
 waits for the process resumes. A process that no one can wait for (the simulation keeps no reference
 to it) still puts that event on the queue, and the run loop pops it and finds no callbacks: one of
-the ~27 events of a DS 660B turn did nothing (docs/reproduce.md, "Sixteenth session").
+the 15.2 SimPy events of a DS 660B turn did nothing (docs/reproduce.md, "Sixteenth session").
 
 `Task` runs a generator exactly as `simpy.Process` does: its first step comes from an urgent event
 scheduled when it is made (SimPy's `Initialize`), each yielded event resumes it through its
