@@ -58,7 +58,8 @@ def check_invariants(sim: Simulation, turns: pd.DataFrame) -> list[str]:
     if len(net.violations) > 5:
         failures.append(f"... and {len(net.violations) - 5} more network violations")
     for link in net.links:
-        bins, high, low = (np.frombuffer(a, dtype=d) for a, d in zip(link.bin_arrays(), (np.int64, float, float)))
+        bins, high_bytes, low_bytes = link.bin_arrays()
+        high, low = np.frombuffer(high_bytes), np.frombuffer(low_bytes)
         over = np.flatnonzero(high + low > link.capacity * net.bin_s * (1 + 1e-6))
         if len(over):
             i = over[0]

@@ -15,9 +15,9 @@ Garbage collection. A run makes no reference cycles: every object it allocates (
 flows, requests) is freed by its reference count, or lives to the end of the run. So the cyclic
 collector, left on, only walks live objects: in the first 900 simulated seconds of 48P96D it took
 4.9 % of the loop's time (109 young and 5 middle collections, 20.6 of 421 CPU s; full collections
-come later, as the heap grows) and found nothing. The run therefore switches it off (`collector_off`); tests/test_loop.py runs every
-kind of actor (prefill modes, split reads, the DRAM tier, role switching, stop rules, ...) and
-checks that the run left no cycle for it to find. Were a change to make cycles after all, they
+come later, as the heap grows) and found nothing. The run therefore switches it off
+(`collector_off`); tests/test_loop.py runs every kind of actor (prefill modes, split reads, the DRAM
+tier, role switching, stop rules, ...) and checks that the run left no cycle for it to find. Were a change to make cycles after all, they
 would wait, still collectable, until the run ends: the memory grows, the results do not change.
 Result collection (`dpsim.metrics.results.collect`: pandas, not ours to vouch for) keeps the
 collector on, with `sparse_gc`: the objects that exist before it are frozen out of it and it runs less

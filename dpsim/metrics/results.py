@@ -113,21 +113,25 @@ def links_frame(sim: Simulation) -> pd.DataFrame:
     """One row per link and time bin that traffic crossed, bins ascending. Built from each link's bin
     arrays (`Link.bin_arrays`), column by column: 48P96D has ~19 M of them."""
     bin_s = sim.cluster.net.bin_s
-    parts = [(link, *link.bin_arrays()) for link in sim.cluster.net.links]
-    parts = [part for part in parts if len(part[1])]
-    if not parts:
+    links = [link for link in sim.cluster.net.links if link.bin_index >= 0]  # those with a recorded bin
+    if not links:
         return pd.DataFrame([], columns=LINK_COLUMNS)
-    counts = [len(bins) for _, bins, _, _ in parts]
-    split = [link.name.partition(".") for link, *_ in parts]
+    bins, high, low = zip(*(link.bin_arrays() for link in links))
+    counts = [len(b) for b in bins]
+    names = [link.name.partition(".") for link in links]
+
+    def per_link(values: list, dtype: type) -> np.ndarray:  # one value per link, repeated over its bins
+        return np.repeat(np.array(values, dtype=dtype), counts)
+
     return pd.DataFrame({
-        "link": np.repeat(np.array([link.name for link, *_ in parts], dtype=object), counts),
-        "node": np.repeat(np.array([node for node, _, _ in split], dtype=object), counts),
-        "kind": np.repeat(np.array([kind for _, _, kind in split], dtype=object), counts),
-        "t_s": np.concatenate([np.frombuffer(bins, dtype=np.int64) for _, bins, _, _ in parts]) * bin_s,
+        "link": per_link([link.name for link in links], object),
+        "node": per_link([node for node, _, _ in names], object),
+        "kind": per_link([kind for _, _, kind in names], object),
+        "t_s": np.concatenate([np.frombuffer(b, dtype=np.int64) for b in bins]) * bin_s,
         "bin_s": np.full(sum(counts), bin_s, dtype=float),
-        "bytes_high": np.concatenate([np.frombuffer(high, dtype=float) for _, _, high, _ in parts]),
-        "bytes_low": np.concatenate([np.frombuffer(low, dtype=float) for _, _, _, low in parts]),
-        "capacity_bytes_per_s": np.repeat(np.array([link.capacity for link, *_ in parts], dtype=float), counts),
+        "bytes_high": np.concatenate([np.frombuffer(h) for h in high]),
+        "bytes_low": np.concatenate([np.frombuffer(lo) for lo in low]),
+        "capacity_bytes_per_s": per_link([link.capacity for link in links], float),
     })
 
 

@@ -173,4 +173,3 @@ def _first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event) -> simpy.E
     a.callbacks.append(relay)
     b.callbacks.append(relay)
     return first
-
