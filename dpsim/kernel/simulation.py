@@ -30,7 +30,7 @@ from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.gpu import GpuModel
 from dpsim.kernel.resources.hardware import Cluster, Node
 from dpsim.kernel.resources.net import TrafficClass
-from dpsim.kernel.task import Task
+from dpsim.kernel.task import Task, soon
 from dpsim.scenario.config import DispatchOrder, ReadSplit, RoleSwitching, Scenario
 from dpsim.workload.trajectory import Trajectory
 
@@ -343,10 +343,7 @@ class Simulation:
         """Run `action` later in this instant, where a new SimPy process would take its first step (an
         urgent event). Chains of transfers use it with callbacks instead of a process per chain:
         the same order of events, without a generator and its end event."""
-        event = simpy.Event(self.env)
-        event._ok, event._value = True, None  # triggered, as SimPy's Initialize is
-        event.callbacks.append(lambda _event: action())
-        self.env.schedule(event, simpy.events.URGENT)
+        soon(self.env, lambda _event: action())
 
     def _write_back(self, req: Request) -> None:
         """The turn's new KV goes back to storage: D2H through the compute NIC, then the storage write."""

@@ -19,11 +19,20 @@ once (a process would fail its end event, and the loop would raise a copy when i
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
 from simpy.events import URGENT
+
+
+def soon(env: simpy.Environment, callback: Callable[[simpy.Event], None]) -> None:
+    """Call `callback` later in this instant, where a new SimPy process takes its first step: from a
+    triggered urgent event, as SimPy's `Initialize` is."""
+    event = simpy.Event(env)
+    event._ok, event._value = True, None
+    event.callbacks.append(callback)
+    env.schedule(event, URGENT)
 
 
 class Task:
@@ -34,10 +43,7 @@ class Task:
     def __init__(self, env: simpy.Environment, generator: Generator[simpy.Event, Any, Any]):
         self._generator = generator
         self._resume = self._step  # one bound method for every callback it registers
-        start = simpy.Event(env)
-        start._ok, start._value = True, None  # triggered, as SimPy's Initialize is
-        start.callbacks.append(self._resume)
-        env.schedule(start, URGENT)
+        soon(env, self._resume)
 
     def _step(self, event: simpy.Event) -> None:
         """`simpy.Process._resume` without the end event: send the event's value (or throw its
