@@ -211,11 +211,12 @@ def read_hit_kv(sim, req: Request):
 def _storage_read(sim, req: Request, size_bytes: float):
     node = req.read_node
     tag = "storage_read_pe_side" if req.read_side is ReadSide.PREFILL else "storage_read_de_side"
-    with node.read_slots.request() as slot:
-        yield slot
-        if sim.cluster.request_latency_s:  # held in the read slot, as in `Simulation._read_part`
-            yield sim.env.timeout(sim.cluster.request_latency_s)
-        yield sim.move(sim.cluster.storage_read_path(node), size_bytes, tag)
+    slots = node.read_slots
+    yield slots.request()
+    if sim.cluster.request_latency_s:  # held in the read slot, as in `Simulation._read_part`
+        yield sim.env.timeout(sim.cluster.request_latency_s)
+    yield sim.move(sim.cluster.storage_read_path(node), size_bytes, tag)
+    slots.release()
 
 
 def write_back_copy(sim, req: Request):

@@ -311,11 +311,12 @@ class Simulation:
         # roughly FIFO rather than all together: a few requests in flight per node. A request is in
         # flight from submission to its last byte, so its fixed latency (metadata lookup, RPC) holds
         # the slot (docs/modeling.md#storage-service).
-        with node.read_slots.request() as slot:
-            yield slot
-            if self.cluster.request_latency_s:
-                yield simpy.Timeout(self.env, self.cluster.request_latency_s)
-            yield self.move(self.cluster.storage_read_path(node), tokens * self.model.kv_bytes_per_token, tag)
+        slots = node.read_slots
+        yield slots.request()
+        if self.cluster.request_latency_s:
+            yield simpy.Timeout(self.env, self.cluster.request_latency_s)
+        yield self.move(self.cluster.storage_read_path(node), tokens * self.model.kv_bytes_per_token, tag)
+        slots.release()
         node.read_queue_tokens -= tokens
 
     def hand_over(self, req: Request, kv_sent: simpy.Event) -> None:

@@ -25,6 +25,7 @@ import simpy
 
 from dpsim.kernel.resources.elements import Link
 from dpsim.kernel.resources.net import Network
+from dpsim.kernel.resources.slots import Slots
 from dpsim.scenario.config import Scenario
 
 
@@ -74,7 +75,7 @@ class Node:
     cnic_rx: list[Link]
     buffer: BufferPool
     read_queue_tokens: int = 0  # tokens waiting for or being read from storage by this node
-    read_slots: simpy.Resource | None = field(default=None, repr=False)
+    read_slots: Slots | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -111,7 +112,7 @@ class Cluster:
             cnic_tx=[net.add_link(f"{tag}.cnic{i}.tx", hw.compute_nic.bandwidth) for i in range(g)],
             cnic_rx=[net.add_link(f"{tag}.cnic{i}.rx", hw.compute_nic.bandwidth) for i in range(g)],
             buffer=BufferPool(self.env, f"{tag}.buffer", hw.host.dram_buffer),
-            read_slots=simpy.Resource(self.env, capacity=hw.storage.inflight_requests),
+            read_slots=Slots(self.env, hw.storage.inflight_requests),
         )
         return node
 
