@@ -310,6 +310,45 @@ def test_cache_runs_identical_simulations_once_and_reuses_them(tmp_path):
     assert refused.exit_code == 2 and "--cached-only needs --cache" in refused.output
 
 
+def test_identical_simulations_run_once_without_cache_in_point_order(tmp_path, monkeypatch):
+    """Without --cache as with it, a point that simulates what an earlier one does reads that
+    simulation's numbers (`run_once`): ablation's basic and +scheduler rungs are the offline grid's
+    basic and dualpath points. The rows keep the points' order and match a cached set byte for byte;
+    --list counts those two once."""
+    from dpsim.reproduce import tasks
+
+    simulated = []
+    real = tasks._simulate
+
+    def counting(scenario, *args, **kwargs):
+        simulated.append(scenario.policy.system)
+        return real(scenario, *args, **kwargs)
+
+    monkeypatch.setattr(tasks, "_simulate", counting)
+    where = {"workload.agents": "16", "workload.mal": "64K"}
+    subset = ["--quick", "--only", "offline-ds660b,ablation", "--where", "workload.agents=16", "--where",
+              "workload.mal=64K"]
+    args = ["reproduce", *subset, "--no-figures", "--jobs", "1"]
+    fresh = CliRunner().invoke(main, args + ["--out", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 0, fresh.output
+    assert len(simulated) == 5  # 7 points
+    table = pd.read_csv(tmp_path / "fresh" / "points.csv")
+    points = build_points(load_experiments(EXPERIMENTS, ["offline-ds660b", "ablation"]), quick=True, where=where)
+    assert list(zip(table.experiment, table.policy)) == [
+        (dict(p.labels)["experiment"], dict(p.labels)["policy"]) for p in points]
+    timing = pd.read_csv(tmp_path / "fresh" / "timing.csv")
+    assert list(timing.key.astype(str)) == [p.key for p in points]
+    cached = CliRunner().invoke(main, args + ["--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cached")])
+    assert cached.exit_code == 0, cached.output
+    assert len(simulated) == 10
+    assert (tmp_path / "fresh" / "points.csv").read_bytes() == (tmp_path / "cached" / "points.csv").read_bytes()
+    listed = CliRunner().invoke(main, ["reproduce", "--list", *subset])
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split()[0]: line for line in listed.output.splitlines()}
+    assert lines["offline-ds660b"].endswith("(2 run earlier)"), lines  # ablation's rungs come first
+    assert "run earlier" not in lines["ablation"]
+
+
 def test_list_estimates_each_points_size():
     """--list prints simulated turns per experiment: exact when the sample covers all agents, within a
     few per cent when it is scaled up from SAMPLE_AGENTS."""

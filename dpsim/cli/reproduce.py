@@ -12,7 +12,7 @@ from dpsim.reproduce.compare import compare_points, comparison_text, speedup_cha
 from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments, load_point_scenario, quick_mask
 from dpsim.reproduce.report import load_published, validation_markdown
 from dpsim.reproduce.run import done_points, drop_done, read_points, run_reproduce
-from dpsim.reproduce.tasks import estimate_turns
+from dpsim.reproduce.tasks import estimate_turns, point_simulation_key
 from dpsim.scenario.config import ScenarioError
 
 EXPERIMENTS = "scenarios/paper/experiments"
@@ -82,18 +82,24 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
         if list_only:
             wall = WallEstimate()
             total, total_s = 0, 0.0
+            simulated: set[str] = set()  # a simulation an earlier point runs is not run again (run_once)
             for exp in experiments:
                 points = drop_done(build_points([exp], quick=quick, profile=profile, check=False, where=filters), done)
-                turns = [estimate_turns(p) for p in points]
+                keys = [point_simulation_key(p) for p in points]
+                repeats = sum(1 for key in keys if key in simulated)
+                turns = [0 if key in simulated else estimate_turns(p) for p, key in zip(points, keys)]
+                simulated.update(key for key in keys if key is not None)
                 total += sum(turns)
-                size = _turns_text(sum(turns)) if sum(turns) else ("closed form" if points else "nothing to run")
+                size = (_turns_text(sum(turns)) if sum(turns) else "run earlier" if repeats
+                        else "closed form" if points else "nothing to run")
                 if wall and sum(turns):
                     seconds = [wall.seconds(sc.model.name, sc.policy.system, n, bool(sc.workload.trace)) or 0.0
                                for p, n in zip(points, turns)
                                if n for sc in [load_point_scenario(p)]]
                     total_s += sum(seconds)
                     size += f" {_wall_text(sum(seconds))}"
-                click.echo(f"{exp.name:18s} {len(points):4d} points {size}  {exp.title}")
+                again = f" ({repeats} run earlier)" if repeats else ""
+                click.echo(f"{exp.name:18s} {len(points):4d} points {size}  {exp.title}{again}")
             if wall:
                 click.echo(f"wall {_wall_text(total_s)} of one core, from {figures_path()} (python -m dpsim.bench --paper) "
                            f"and a bare SimPy loop of {wall.bare_events_per_s:,.0f} events/s now; clusters larger "

@@ -57,19 +57,25 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
+def simulation_key(scenario, measurement: dict) -> str:
+    """The identity of one simulation (or search): the fully resolved scenario, what is measured (the
+    task and the options that change a measurement) and the simulator's source. Two points with the
+    same key get the same numbers (a run is deterministic for its scenario, seed included), so the
+    same simulation in two experiments (e.g. Basic in the offline grid and in the ablation ladder)
+    runs once."""
+    return hashlib.sha256((scenario.model_dump_json() + json.dumps(measurement, sort_keys=True)
+                           + _code_hash()).encode()).hexdigest()[:24]
+
+
 def cache_path(scenario, measurement: dict):
-    """Where one simulation's (or search's) numbers are kept: keyed by the fully resolved scenario,
-    what is measured (the task and the options that change a measurement) and the simulator's source,
-    so the same simulation in two experiments (e.g. Basic in the offline grid and in the ablation
-    ladder) runs once, and an interrupted reproduce resumes where it stopped."""
+    """Where one simulation's (or search's) numbers are kept (`simulation_key`), so an interrupted
+    reproduce resumes where it stopped; None when no cache folder is set."""
     import os
 
     folder = os.environ.get(CACHE_ENV)
     if not folder:
         return None
-    key = hashlib.sha256((scenario.model_dump_json() + json.dumps(measurement, sort_keys=True)
-                          + _code_hash()).encode()).hexdigest()
-    return Path(folder) / f"{key[:24]}.json"
+    return Path(folder) / f"{simulation_key(scenario, measurement)}.json"
 
 
 def measure_cached(scenario, measurement: dict, measure) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pandas as pd
 from dpsim.planning.sweep import run_points
 from dpsim.reproduce.cache import CACHE_ENV
 from dpsim.reproduce.experiments import POINT_COLUMNS, Experiment, ExperimentError, build_points, quick_mask
-from dpsim.reproduce.tasks import HEARTBEAT_ENV, is_cached, reproduce_point
+from dpsim.reproduce.tasks import HEARTBEAT_ENV, is_cached, point_simulation_key, reproduce_point
 
 # After the issue's columns: what the figures and the validation table also read.
 EXTRA_COLUMNS = ["turns", "ttft_s_mean", "ttst_s_p90", "tpot_s_p90", "tpot_s_mean", "window_end_s",
@@ -45,17 +46,19 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
     out.mkdir(parents=True, exist_ok=True)
     points = drop_done(build_points(experiments, quick=quick, profile=profile, seed=seed, where=where), done)
     t0 = time.perf_counter()
-    if cache:  # workers inherit the environment: identical simulations across experiments run once
-        os.environ[CACHE_ENV] = str(Path(cache).resolve())
     if heartbeat_s > 0:
         os.environ[HEARTBEAT_ENV] = str(heartbeat_s)
-    if cached_only:
-        points = [p for p in points if is_cached(p)]
-    try:
-        raw = run_points(points, task=reproduce_point, jobs=jobs, progress=progress)
-    finally:
-        os.environ.pop(CACHE_ENV, None)
-        os.environ.pop(HEARTBEAT_ENV, None)
+    # Workers inherit the environment. Without --cache, a scratch folder serves the same purpose for
+    # this run only: identical simulations across experiments run once either way (`run_once`).
+    with tempfile.TemporaryDirectory(prefix="dpsim-reproduce-") as scratch:
+        os.environ[CACHE_ENV] = str(Path(cache or scratch).resolve())
+        try:
+            if cached_only:
+                points = [p for p in points if is_cached(p)]
+            raw = run_once(points, jobs=jobs, progress=progress)
+        finally:
+            os.environ.pop(CACHE_ENV, None)
+            os.environ.pop(HEARTBEAT_ENV, None)
     wall_s = time.perf_counter() - t0
     raw["quick"] = quick
     table = points_table(raw)
@@ -70,6 +73,29 @@ def run_reproduce(experiments: list[Experiment], out: str | Path, quick: bool = 
         from dpsim.reproduce.figures import draw_all
         draw_all(table, experiments, out / "figures", [out / "series"])
     return table
+
+
+def run_once(points: list, jobs: int = 2, progress: bool = True) -> pd.DataFrame:
+    """`run_points` for reproduce points, one row per point in `points` order, with each simulation
+    run once: a point that simulates what an earlier one does (`point_simulation_key`; the paper
+    set repeats the same P/D grid in several experiments) waits for it, then reads its numbers from
+    the cache folder (`dpsim.reproduce.cache`, which must be set). Two waves, so that two workers
+    never run the same simulation at once; the second reads files (or re-runs a point whose first
+    run failed), in this process."""
+    seen: set[str] = set()
+    first: list = []
+    repeats: list = []
+    for point in points:
+        key = point_simulation_key(point)
+        (repeats if key in seen else first).append(point)
+        if key is not None:
+            seen.add(key)
+    raw = run_points(first, task=reproduce_point, jobs=jobs, progress=progress)
+    if not repeats:
+        return raw
+    raw = pd.concat([raw, run_points(repeats, task=reproduce_point, jobs=1, progress=False)], ignore_index=True)
+    position = {point.key: i for i, point in enumerate(points)}
+    return raw.iloc[raw.key.map(position).argsort(kind="stable")].reset_index(drop=True)
 
 
 def points_table(raw: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from dpsim.planning.capacity import find_capacity, paper_stop_rule, search_size
 from dpsim.planning.plan import pd_range
 from dpsim.planning.run_estimate import workload_turns
 from dpsim.planning.sweep import flatten
-from dpsim.reproduce.cache import cache_path, measure_cached
+from dpsim.reproduce.cache import cache_path, measure_cached, simulation_key
 from dpsim.reproduce.experiments import load_point_scenario
 from dpsim.scenario.models import ALL_MODELS
 
@@ -176,6 +176,13 @@ def _measurement(point):
 def _steady_options(opts: dict) -> dict:
     # horizon_s is required and checked when the experiment file is loaded
     return {"window_s": float(opts.get("window_s", 150.0)), "horizon_s": float(opts["horizon_s"])}
+
+
+def point_simulation_key(point) -> str | None:
+    """What the point simulates (`dpsim.reproduce.cache.simulation_key`), or None for a closed-form
+    point: points with the same key get the same numbers."""
+    scenario, measurement = _measurement(point)
+    return None if scenario is None else simulation_key(scenario, measurement)
 
 
 def is_cached(point) -> bool:
