@@ -10,9 +10,10 @@ top-k limit and its indexer, which scores every key. Sources are given beside ea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache, partial
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class ModelSpec:
     node_limit: int = 4  # most nodes a token's experts may span (DeepSeek-V3 node-limited routing)
     source: str = ""
 
-    @property
+    @cached_property  # read per transfer and per request; computed once (kept outside the fields)
     def kv_bytes_per_token(self) -> float:
         """Cache bytes per token over all layers, as storage holds them and every path moves them: the
         attention KV and, for DSA models with `indexer_keys_cached`, the indexer key cache."""
@@ -54,10 +55,16 @@ class ModelSpec:
 
     def prefill_attention_flops(self, cached: int, new: int) -> float:
         """Attention + indexer FLOPs of `new` tokens after `cached` (causal), all layers."""
-        # Memoised on the four numbers it uses, not on the model: hashing the frozen dataclass hashes
-        # all its fields, and this runs per request per prefill pass (4 % of 48P96D's dispatch phase).
-        return _prefill_attention_flops(self.layers, self.sparse_top_k, self.attn_flops_per_qk_layer,
-                                        self.indexer_flops_per_qk_layer, cached, new)
+        return self.prefill_attention_flops_of(cached, new)
+
+    @cached_property
+    def prefill_attention_flops_of(self) -> Callable[[int, int], float]:
+        """`prefill_attention_flops` as a function of (cached, new), for callers in the simulator's
+        inner loops (per request per prefill pass, and per step of a chunk's bisection): the model's
+        four numbers bound once. Memoised on those numbers, not on the model: hashing the frozen
+        dataclass hashes all its fields."""
+        return partial(_prefill_attention_flops, self.layers, self.sparse_top_k, self.attn_flops_per_qk_layer,
+                       self.indexer_flops_per_qk_layer)
 
     def prefill_attention_tokens_within(self, cached: int, flops: float) -> float:
         """The real `new` at which `prefill_attention_flops(cached, new)` reaches `flops`: the inverse

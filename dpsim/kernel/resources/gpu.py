@@ -40,10 +40,11 @@ class GpuModel:
         self._attn_rate = gpu.peak_flops_bf16 * gpu.attention_efficiency
         self._hbm_rate = gpu.hbm_bandwidth * gpu.hbm_efficiency
         self._weights_s = weights_bytes_per_gpu / self._hbm_rate
+        self._attention_flops = model.prefill_attention_flops_of
 
     def attention_seconds(self, cached: int, new: int) -> float:
         """Predicted attention time of prefilling `new` tokens after `cached` (the batching quota's unit)."""
-        return self.model.prefill_attention_flops(cached, new) / self._attn_rate
+        return self._attention_flops(cached, new) / self._attn_rate
 
     def attention_chunk(self, cached: int, todo: int, budget_s: float) -> int:
         """The most new tokens, at most `todo`, whose attention after `cached` fits `budget_s` (0 if not
