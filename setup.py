@@ -23,8 +23,7 @@ class OptionalBuildExt(build_ext):
 
     def _give_up(self, exc):
         for ext in self.extensions:  # none or all: fluid's compiled code needs net's compiled types
-            for path in (Path(self.get_ext_fullpath(ext.name)), compiled.PACKAGE_DIR / Path(self.get_ext_filename(
-                    ext.name)).name):
+            for path in (Path(self.get_ext_fullpath(ext.name)), compiled.SOURCE_ROOT / self.get_ext_filename(ext.name)):
                 path.unlink(missing_ok=True)
         print(f"dpsim: the compiled network was not built ({exc}); installing pure Python", file=sys.stderr)
 

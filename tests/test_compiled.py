@@ -20,13 +20,15 @@ PROBE = f"""
 import hashlib, json, sys
 from dpsim import api
 from dpsim.scenario import loading
+from dpsim.kernel import loop
 from dpsim.kernel.resources import net
 sets = ["workload.agents=48", "workload.max_turns=10", "workload.mal=48K"]
 sc = loading.load_scenario({str(REPO / "scenarios/paper/ds660b-2p4d.yaml")!r}, sets,
                           [{str(REPO / "scenarios/paper/testbed.yaml")!r}])
 r = api.run(sc, api.build_workload(sc), progress=False)
 digest = hashlib.sha1(r.turns.to_csv().encode() + r.links.to_csv().encode()).hexdigest()
-print(json.dumps({{"compiled": net.COMPILED, "digest": digest, "turns": r.summary["turns"],
+print(json.dumps({{"compiled": net.COMPILED, "loop_compiled": not loop.__file__.endswith(".py"), "digest": digest,
+                  "turns": r.summary["turns"],
                   "flows": r.run_info["flows"], "recorded": r.run_info["network_compiled"]}}))
 """
 
@@ -61,8 +63,8 @@ def test_compiled_network_gives_bit_identical_runs(tmp_path):
     assert list((fast / RESOURCES).glob("net.*.so")) or list((fast / RESOURCES).glob("net.*.pyd"))
 
     want, got = _probe(pure), _probe(fast)
-    assert want["compiled"] is False and want["recorded"] is False
-    assert got["compiled"] is True and got["recorded"] is True
+    assert want["compiled"] is False and want["recorded"] is False and want["loop_compiled"] is False
+    assert got["compiled"] is True and got["recorded"] is True and got["loop_compiled"] is True
     assert got["turns"] == want["turns"] > 0 and got["flows"] == want["flows"]
     assert got["digest"] == want["digest"]  # every turn time and every link byte count, to the last bit
 
@@ -124,14 +126,19 @@ def test_install_with_a_failing_compiler_falls_back_to_pure_python(tmp_path):
     assert not list((root / "dpsim").rglob("*.so"))  # none, not half: fluid's compiled code needs net's
 
 
-def test_compiled_modules_older_than_their_source_are_found(tmp_path):
-    (tmp_path / "net.py").write_text("")
-    (tmp_path / "net.cpython-311-x86_64-linux-gnu.so").write_text("")
-    os.utime(tmp_path / "net.py", (1000, 1000))
+@pytest.mark.parametrize("folder, name", [(RESOURCES, "net"), (Path("dpsim", "kernel"), "loop")])
+def test_compiled_modules_older_than_their_source_are_found(tmp_path, folder, name):
+    here = tmp_path / folder
+    here.mkdir(parents=True)
+    (here / f"{name}.py").write_text("")
+    (here / f"{name}.pxd").write_text("")
+    (here / f"{name}.cpython-311-x86_64-linux-gnu.so").write_text("")
+    for source in (f"{name}.py", f"{name}.pxd"):
+        os.utime(here / source, (1000, 1000))
     assert stale_sources(tmp_path) == []
-    os.utime(tmp_path / "net.py", (4e9, 4e9))  # edited after the build
-    assert stale_sources(tmp_path) == ["net.py"]
-    (tmp_path / "net.cpython-311-x86_64-linux-gnu.so").unlink()
+    os.utime(here / f"{name}.pxd", (4e9, 4e9))  # edited after the build
+    assert stale_sources(tmp_path) == [f"{name}.pxd"]
+    (here / f"{name}.cpython-311-x86_64-linux-gnu.so").unlink()
     assert stale_sources(tmp_path) == []  # nothing compiled: the .py is what runs
 
 
@@ -144,10 +151,10 @@ def test_staleness_is_judged_only_in_a_source_checkout(tmp_path):
     assert not in_checkout(tmp_path)  # e.g. site-packages
 
 
-@pytest.mark.parametrize("first", ["fluid", "net", "elements"])
+@pytest.mark.parametrize("first", ["resources.fluid", "resources.net", "resources.elements", "loop"])
 def test_any_network_module_can_be_imported_first(first):
     """The compiled modules cimport each other's types; importing the solver first used to fail
     (a cycle through net.pxd) until the types moved to the leaf module `elements`."""
-    done = subprocess.run([sys.executable, "-c", f"import dpsim.kernel.resources.{first}"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-c", f"import dpsim.kernel.{first}"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,10 @@ comes first, the network's earliest wake-up or the head of SimPy's queue. That i
 event for event, so a run gives the same results to the bit (tests/test_loop.py), without the
 wake-up events, their heap entries, or the stale timers a re-armed completion leaves behind.
 
-The loop body is SimPy's `Environment.step` and `run(until)`, inlined (simpy 4.1).
+The loop body is SimPy's `Environment.step` and `run(until)`, inlined (simpy 4.1). It is compiled
+with the network when a C compiler is there (`dpsim.tools.compiled`; `loop.pxd` types its counters
+and the network it drives, so the wake-up keys are read from the network's C struct): the same
+statements, bit-identical runs.
 
 Garbage collection. A run makes no reference cycles: every object it allocates (events, processes,
 flows, requests) is freed by its reference count, or lives to the end of the run. So the cyclic
@@ -140,13 +143,14 @@ def run(env: simpy.Environment, net: Any, until: float | simpy.Event | None = No
             return LoopCounts()
         until.callbacks.append(simpy.core.StopSimulation.callback)
     queue = env._queue  # type: ignore[attr-defined]  # SimPy's heap of (time, priority, id, event)
+    driven = net  # compiled: the network's C type (loop.pxd), so its wake-up keys are struct reads
     events = wakeups = 0
     if check is not None:
         check(1)
     with collector_off():
         try:
             while True:
-                timer, flush = net.timer_key, net.flush_key
+                timer, flush = driven.timer_key, driven.flush_key
                 key = None  # the network's wake-up, when it comes before SimPy's queue head
                 if timer is not None or flush is not None:
                     key = timer if flush is None or (timer is not None and timer < flush) else flush
@@ -155,9 +159,9 @@ def run(env: simpy.Environment, net: Any, until: float | simpy.Event | None = No
                 if key is not None:
                     env._now = key[0]  # type: ignore[attr-defined]
                     if key is flush:
-                        net.run_flush()
+                        driven.run_flush()
                     else:
-                        net.run_timer()
+                        driven.run_timer()
                     wakeups += 1
                 else:
                     try:

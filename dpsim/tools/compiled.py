@@ -1,12 +1,13 @@
-"""The compiled build of the fluid network (`dpsim.kernel.resources.net`, `dpsim.kernel.resources.fluid`), with Cython.
+"""The compiled build of the fluid network (`dpsim.kernel.resources.net`, `dpsim.kernel.resources.fluid`) and of the
+run loop that drives it (`dpsim.kernel.loop`), with Cython.
 
     pip install -e .                   # builds it when a C compiler is there (setup.py), else pure Python
     python -m dpsim.compiled status    # which one is imported: compiled or pure Python
-    python -m dpsim.compiled build     # (re)compile both modules in place, e.g. after editing them
+    python -m dpsim.compiled build     # (re)compile the modules in place, e.g. after editing them
     python -m dpsim.compiled clean     # remove the compiled modules (back to pure Python)
 
 What it is: the same `.py` source, compiled with the C types declared beside it (`elements.pxd`,
-`completions.pxd`, `net.pxd`, `fluid.pxd`; Cython's pure-Python mode). The compiled code performs the
+`completions.pxd`, `net.pxd`, `fluid.pxd`, `loop.pxd`; Cython's pure-Python mode). The compiled code performs the
 same floating-point operations in the same order, so a run gives bit-identical results
 (`tests/test_compiled.py` checks a whole run). Two heaps take a typed form when compiled (the solver's
 links, the flows' finish times; `cython.compiled` branches), ordered by the same unique keys, so they
@@ -26,7 +27,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from dpsim.kernel.resources.build_state import MODULES, PACKAGE, PACKAGE_DIR, SOURCE_ROOT, compiled_files, stale_sources  # noqa: F401  (the build state, re-exported)
+from dpsim.kernel.resources.build_state import MODULES, PACKAGE_DIR, SOURCE_ROOT, compiled_files, module_source, stale_sources  # noqa: F401  (the build state, re-exported)
 
 
 def missing_build_tools() -> str | None:
@@ -50,13 +51,13 @@ def extensions(build_dir: str) -> list:
     # annotation_typing off: the .py annotations are for readers and type checkers; the C types are
     # those of the .pxd files, so Python-level semantics (int vs float, None) stay as written.
     return cythonize(
-        [Extension(f"{PACKAGE}.{m}", [str(PACKAGE_DIR / f"{m}.py")]) for m in MODULES],
+        [Extension(m, [str(module_source(m))]) for m in MODULES],
         compiler_directives={"language_level": 3, "annotation_typing": False},
         include_path=[str(SOURCE_ROOT)], build_dir=build_dir, force=True, quiet=True)
 
 
 def build() -> None:
-    """Compile `dpsim.kernel.resources.net` and `dpsim.kernel.resources.fluid` and put the modules next to their .py files."""
+    """Compile `MODULES` and put each next to its .py file."""
     why = missing_build_tools()
     if why:
         raise SystemExit(f"dpsim.tools.compiled: cannot build: {why}")
@@ -69,9 +70,11 @@ def build() -> None:
         command.build_lib, command.build_temp = str(Path(scratch) / "lib"), str(Path(scratch) / "tmp")
         command.ensure_finalized()
         command.run()
-        for built in Path(scratch, "lib", *PACKAGE.split(".")).iterdir():
-            shutil.copy2(built, PACKAGE_DIR / built.name)
-            os.utime(PACKAGE_DIR / built.name)  # built now, after its sources (see `stale_sources`)
+        for m in MODULES:
+            source = module_source(m)
+            for built in Path(scratch, "lib", *m.split(".")[:-1]).glob(f"{source.stem}.*"):
+                shutil.copy2(built, source.parent / built.name)
+                os.utime(source.parent / built.name)  # built now, after its sources (see `stale_sources`)
 
 
 def clean() -> list[Path]:

@@ -1,4 +1,4 @@
-"""Which compiled network modules exist beside their sources, and whether they are stale: the state
+"""Which compiled modules exist beside their sources, and whether they are stale: the state
 `dpsim.kernel.resources.net` checks when it is imported compiled and `dpsim.tools.compiled` (the build tool) manages. A leaf
 module, so the network does not import its build tool."""
 
@@ -6,29 +6,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PACKAGE = "dpsim.kernel.resources"  # the compiled modules' package (this module's)
+PACKAGE_DIR = Path(__file__).resolve().parent  # dpsim/kernel/resources, where the network's modules live
 SOURCE_ROOT = PACKAGE_DIR.parents[2]  # the folder holding dpsim/ (Cython's include path for the .pxd cimports)
-MODULES = ("elements", "completions", "fluid", "net")  # leaves first: the others cimport their classes; all are rebuilt together
+# The compiled modules, leaves first: the others cimport their classes (the run loop the network's);
+# all are built together, or none.
+MODULES = ("dpsim.kernel.resources.elements", "dpsim.kernel.resources.completions", "dpsim.kernel.resources.fluid",
+           "dpsim.kernel.resources.net", "dpsim.kernel.loop")
+_BUILT = (".so", ".pyd")
 
 
-def compiled_files() -> list[Path]:
-    return sorted(p for m in MODULES for p in PACKAGE_DIR.glob(f"{m}.*") if p.suffix in (".so", ".pyd", ".c"))
+def module_source(module: str, source_root: Path = SOURCE_ROOT) -> Path:
+    """The .py of a dotted module name under `source_root`."""
+    return source_root.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def stale_sources(package_dir: Path = PACKAGE_DIR) -> list[str]:
-    """Sources (.py, .pxd) of a compiled module in `package_dir` changed after it was built. Python
+def compiled_files(source_root: Path = SOURCE_ROOT) -> list[Path]:
+    """The compiled modules (and Cython's .c files) beside their sources."""
+    found = []
+    for m in MODULES:
+        source = module_source(m, source_root)
+        found += [p for p in source.parent.glob(f"{source.stem}.*") if p.suffix in (*_BUILT, ".c")]
+    return sorted(found)
+
+
+def stale_sources(source_root: Path = SOURCE_ROOT) -> list[str]:
+    """Sources (.py, .pxd) of a compiled module under `source_root` changed after it was built. Python
     imports the compiled module in preference to its .py, so an edit would otherwise be ignored."""
     stale = []
     for m in MODULES:
-        built = [p for p in package_dir.glob(f"{m}.*") if p.suffix in (".so", ".pyd")]
+        source = module_source(m, source_root)
+        built = [p for p in source.parent.glob(f"{source.stem}.*") if p.suffix in _BUILT]
         if not built:
             continue
         built_at = min(p.stat().st_mtime for p in built)
-        for name in (f"{m}.py", f"{m}.pxd"):
-            source = package_dir / name
-            if source.exists() and source.stat().st_mtime > built_at:
-                stale.append(name)
+        for edited in (source, source.with_suffix(".pxd")):
+            if edited.exists() and edited.stat().st_mtime > built_at:
+                stale.append(edited.name)
     return stale
 
 
@@ -46,5 +59,5 @@ def check_fresh() -> None:
         return
     stale = stale_sources()
     if stale:
-        raise ImportError(f"dpsim: the compiled network in {PACKAGE_DIR} is older than {', '.join(stale)}; "
+        raise ImportError(f"dpsim: the compiled network in {SOURCE_ROOT / 'dpsim'} is older than {', '.join(stale)}; "
                           f"rebuild it (python -m dpsim.compiled build) or remove it (python -m dpsim.compiled clean)")

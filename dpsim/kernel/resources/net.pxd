@@ -32,6 +32,9 @@ cdef class Network:
     cdef public object timer_key
     cdef public object flush_key
 
+    cpdef run_flush(self)
+    cpdef run_timer(self)
+
     @cython.locals(link=Link)
     cpdef _start(self, Flow flow)
 
