@@ -101,3 +101,20 @@ def test_missing_trace_is_a_clear_error():
     sc = api.load_scenario(QUICK, ["workload.trace=does/not/exist.jsonl"])
     with pytest.raises(api.ScenarioError, match="workload.trace = 'does/not/exist.jsonl': file not found"):
         api.run(sc, progress=False)
+
+
+def test_summary_percentiles_skip_unknown_values_and_keep_the_rest():
+    """A latency a turn never reached (None, or NaN in a frame) is left out of the summary's
+    percentiles and mean; the rest are numpy's percentiles of the known values."""
+    import numpy as np
+    import pandas as pd
+
+    from dpsim.metrics.results import _percentiles
+
+    known = [0.3, 1.5, 0.7, 2.25, 0.1]
+    expected = {"p50": 0.7, "p90": float(np.percentile(known, 90)), "p99": float(np.percentile(known, 99)),
+                "mean": 0.97}
+    for values in ([None, 0.3, 1.5, None, 0.7, 2.25, 0.1], pd.Series([np.nan, 0.3, 1.5, 0.7, np.nan, 2.25, 0.1])):
+        assert _percentiles(values) == pytest.approx(expected, rel=1e-9)
+    assert _percentiles([None, np.nan]) == {"p50": None, "p90": None, "p99": None, "mean": None}
+    assert _percentiles(pd.Series([], dtype=float))["mean"] is None
