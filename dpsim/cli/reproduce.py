@@ -11,8 +11,8 @@ from dpsim.planning.run_estimate import WallEstimate, duration_text, figures_pat
 from dpsim.reproduce.compare import compare_points, comparison_text, speedup_changes, speedup_text
 from dpsim.reproduce.experiments import ExperimentError, build_points, load_experiments, load_point_scenario, quick_mask
 from dpsim.reproduce.report import load_published, validation_markdown
-from dpsim.reproduce.run import done_points, drop_done, read_points, run_reproduce
-from dpsim.reproduce.tasks import estimate_turns, point_simulation_key
+from dpsim.reproduce.run import done_points, drop_done, mark_repeats, read_points, run_reproduce
+from dpsim.reproduce.tasks import estimate_turns
 from dpsim.scenario.config import ScenarioError
 
 EXPERIMENTS = "scenarios/paper/experiments"
@@ -85,10 +85,9 @@ def reproduce(only, quick, jobs, out, profile, seed, folder, published, no_figur
             simulated: set[str] = set()  # a simulation an earlier point runs is not run again (run_once)
             for exp in experiments:
                 points = drop_done(build_points([exp], quick=quick, profile=profile, check=False, where=filters), done)
-                keys = [point_simulation_key(p) for p in points]
-                repeats = sum(1 for key in keys if key in simulated)
-                turns = [0 if key in simulated else estimate_turns(p) for p, key in zip(points, keys)]
-                simulated.update(key for key in keys if key is not None)
+                repeated = mark_repeats(points, simulated)
+                repeats = sum(repeated)
+                turns = [0 if again else estimate_turns(p) for p, again in zip(points, repeated)]
                 total += sum(turns)
                 size = (_turns_text(sum(turns)) if sum(turns) else "run earlier" if repeats
                         else "closed form" if points else "nothing to run")

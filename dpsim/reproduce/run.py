@@ -82,20 +82,28 @@ def run_once(points: list, jobs: int = 2, progress: bool = True) -> pd.DataFrame
     the cache folder (`dpsim.reproduce.cache`, which must be set). Two waves, so that two workers
     never run the same simulation at once; the second reads files (or re-runs a point whose first
     run failed), in this process."""
-    seen: set[str] = set()
-    first: list = []
-    repeats: list = []
-    for point in points:
-        key = point_simulation_key(point)
-        (repeats if key in seen else first).append(point)
-        if key is not None:
-            seen.add(key)
+    repeated = mark_repeats(points, set())
+    first = [point for point, again in zip(points, repeated) if not again]
+    repeats = [point for point, again in zip(points, repeated) if again]
     raw = run_points(first, task=reproduce_point, jobs=jobs, progress=progress)
     if not repeats:
         return raw
     raw = pd.concat([raw, run_points(repeats, task=reproduce_point, jobs=1, progress=False)], ignore_index=True)
     position = {point.key: i for i, point in enumerate(points)}
     return raw.iloc[raw.key.map(position).argsort(kind="stable")].reset_index(drop=True)
+
+
+def mark_repeats(points: list, simulated: set[str]) -> list[bool]:
+    """For each point, whether an earlier one (before it in `points`, or one whose key is already in
+    `simulated`) simulates the same (`point_simulation_key`); adds the points' keys to `simulated`.
+    What `run_once` runs once, and what `dpsim reproduce --list` counts once."""
+    repeated = []
+    for point in points:
+        key = point_simulation_key(point)
+        repeated.append(key is not None and key in simulated)
+        if key is not None:
+            simulated.add(key)
+    return repeated
 
 
 def points_table(raw: pd.DataFrame) -> pd.DataFrame:

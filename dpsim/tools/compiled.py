@@ -27,7 +27,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from dpsim.kernel.resources.build_state import MODULES, PACKAGE_DIR, SOURCE_ROOT, compiled_files, module_source, stale_sources  # noqa: F401  (the build state, re-exported)
+from dpsim.kernel.resources.build_state import MODULES, SOURCE_ROOT, compiled_files, module_source, stale_sources  # noqa: F401  (the build state, re-exported)
 
 
 def missing_build_tools() -> str | None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent  # dpsim/kernel/resources, where the network's modules live
-SOURCE_ROOT = PACKAGE_DIR.parents[2]  # the folder holding dpsim/ (Cython's include path for the .pxd cimports)
+SOURCE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding dpsim/ (Cython's include path for the .pxd cimports)
 # The compiled modules, leaves first: the others cimport their classes (the run loop the network's);
 # all are built together, or none.
 MODULES = ("dpsim.kernel.resources.elements", "dpsim.kernel.resources.completions", "dpsim.kernel.resources.fluid",
