@@ -306,6 +306,35 @@ def test_split_is_used_and_falls_back_and_stops_after_a_refill():
     assert any(not n._split_ok for n in runs) and any(n._split_ok for n in runs)
 
 
+def _joined_component(load_big_gb_per_s):
+    """A 400 GB/s link ("dram") carries an old flow at `load_big_gb_per_s`; a new flow then starts on a
+    50 GB/s link ("nic") and the big one. Returns the search a re-rate starts with: (links, flows,
+    boundary) of `Network._component`, and the two flows."""
+    env = simpy.Environment()
+    net = Network(env)
+    nic, dram = net.add_link("nic", 50 * GB), net.add_link("dram", 400 * GB)
+    net.transfer([dram], 1e15, max_rate=load_big_gb_per_s * GB, tag="old")
+    env.run(until=1.0)  # the old flow is rated
+    (old,) = dram.flows
+    net.transfer([nic, dram], 1e12, tag="new")
+    new = dram.flows[1]
+    return net._component([], net._joined, split=True), old, new, nic, dram
+
+
+def test_a_new_flow_does_not_pull_in_a_link_it_cannot_fill():
+    """The new flow can take at most 50 GB/s (its NIC): on the 400 GB/s link, with 100 GB/s used, that
+    leaves slack, so the old flow there is not re-solved and the big link is only checked after."""
+    (links, flows, boundary), old, new, nic, dram = _joined_component(100)
+    assert links == [nic] and flows == [new] and boundary == [dram]
+
+
+def test_a_new_flow_pulls_in_a_link_it_can_fill():
+    """With 360 GB/s used, the new flow's 50 GB/s could fill the big link: it is crossed and the old
+    flow is solved with the new one."""
+    (links, flows, boundary), old, new, nic, dram = _joined_component(360)
+    assert set(links) == {nic, dram} and flows == [new, old] and boundary == []
+
+
 @pytest.mark.parametrize("seed", range(24))
 def test_no_rerate_after_a_completion_on_links_with_slack_changes_nothing(seed):
     """A flow that leaves only links with slack changes no other rate, so the re-rate is skipped; the

@@ -20,6 +20,8 @@ cdef class Link:
     cdef public double key
     cdef public long seen
     cdef public long mark
+    cdef public double joining_high
+    cdef public double joining_low
 
     cpdef add_to_bin(self, long b, double high_bytes, double low_bytes)
 

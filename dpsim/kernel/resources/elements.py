@@ -23,8 +23,9 @@ class Link:
     if not COMPILED:  # compiled, the attributes are C fields declared in elements.pxd
         __slots__ = ("name", "capacity", "flows", "bytes_high", "bytes_low", "rate_high", "rate_low", "_last_t",
                      "bin_index", "bin_high", "bin_low", "_past_bins", "_past_high", "_past_low",
-                     "index", "avail", "unfixed", "members", "key", "seen", "mark")
-        # the last six: working state
+                     "index", "avail", "unfixed", "members", "key", "seen", "mark", "joining_high",
+                     "joining_low")
+        # the last eight: working state
 
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
@@ -50,6 +51,10 @@ class Link:
         self._past_low = array("d")
         self.seen = 0
         self.mark = 0  # the last re-rate that may change this link's rates (Network._mark_changed)
+        # The most that the flows which joined since the last re-rate can add, by class, bytes/s
+        # (Network._start; Network._has_slack counts it)
+        self.joining_high = 0.0
+        self.joining_low = 0.0
         self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
         self.unfixed = 0
         self.members: list = []

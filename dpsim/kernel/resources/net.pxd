@@ -18,6 +18,7 @@ cdef class Network:
     cdef public long recomputations
     cdef public list violations
     cdef public dict _dirty
+    cdef public list _joined
     cdef public bint _flush_pending
     cdef public long _stamp
     cdef public long _mark
@@ -35,12 +36,12 @@ cdef class Network:
     cpdef run_flush(self)
     cpdef run_timer(self)
 
-    @cython.locals(link=Link)
+    @cython.locals(link=Link, most=double, high=bint)
     cpdef _start(self, Flow flow)
 
     @cython.locals(link=Link, flow=Flow, on=Link, stamp=long, links=list, flows=list, stack=list, boundary=list,
                    seeds=set)
-    cpdef tuple _component(self, seed_links, bint split)
+    cpdef tuple _component(self, seed_links, list joined, bint split)
 
     @cython.locals(high=double, low=double, capacity=double)
     cpdef bint _has_slack(self, Link link)
@@ -53,7 +54,7 @@ cdef class Network:
 
     @cython.locals(link=Link, flow=Flow, now=double, rate=double, high=double, low=double, links=list, flows=list, boundary=list,
                    finish=double, stamp=long, seeds=list, refilled=bint, mark=long, rated=list, binding=list,
-                   crossed=list)
+                   crossed=list, joined=list)
     cpdef _recompute(self, seed_links)
 
     @cython.locals(t0=double, high=double, low=double, bin_s=double, b=long, t=double, end=double)

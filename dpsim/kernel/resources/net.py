@@ -7,8 +7,9 @@ What this model is
   states the sharing rules). This module owns time: when to re-rate, bytes, completions, events.
   Rates change only when a flow starts or ends, and only for the connected component of links and
   flows that the starting or ending flow touches (SimGrid-style); the component stops at links with
-  slack, since they cannot bind, and a check after the solve falls back to the whole component when
-  one of them would (the rates are the same to the bit). A flow that ends leaves its links; only
+  slack, since they cannot bind (a new flow counts at the most it can get: its tightest link or its
+  cap), and a check after the solve widens it past any of them that would (the rates are the same
+  to the bit). A flow that ends leaves its links; only
   those that bound some flow start a re-rate (a link with slack limits nobody, so its other flows
   keep their rates). All the starts and ends of one instant are rated together, once, after the
   other events of that instant (no bytes move meanwhile, since no time passes). Between those
@@ -88,7 +89,8 @@ class Network:
         self.flows_finished = 0
         self.recomputations = 0
         self.violations: list[str] = []
-        self._dirty: dict[Link, None] = {}  # links whose flows changed since the last solve (ordered)
+        self._dirty: dict[Link, None] = {}  # links a finished flow left that bound some flow (ordered)
+        self._joined: list[Flow] = []  # flows started since the last solve, in start order
         self._flush_pending = False
         self._stamp = 0
         self._mark = 0
@@ -140,9 +142,22 @@ class Network:
         """Put a new flow on its links; it is rated with the others at the end of this instant."""
         self._active += 1
         self.flows_started += 1
+        # The most the flow can get: its tightest link, or its cap. Its links count it in their slack
+        # test until it is rated (`_has_slack`), so a link it cannot fill stays out of the solve.
+        most = math.inf
+        for link in flow.path:
+            if link.capacity < most:
+                most = link.capacity
+        if flow.max_rate is not None and flow.max_rate < most:
+            most = flow.max_rate
+        high = flow.traffic_class is _HIGH
         for link in flow.path:
             link.flows.append(flow)
-            self._dirty[link] = None
+            if high:
+                link.joining_high += most
+            else:
+                link.joining_low += most
+        self._joined.append(flow)
         self._request_flush()
 
     def drive(self) -> None:
@@ -174,16 +189,20 @@ class Network:
             self._account_link(link, now)
 
     # ------------------------------------------------------------------------------------ internals
-    def _component(self, seed_links: Iterable[Link], split: bool) -> tuple[list[Link], list[Flow], list[Link]]:
-        """Links and flows connected to `seed_links` through shared flows, in discovery order (which is
-        deterministic: seeds are ordered and every link keeps its flows in insertion order).
+    def _component(self, seed_links: Iterable[Link], joined: list[Flow],
+                   split: bool) -> tuple[list[Link], list[Flow], list[Link]]:
+        """The flows `joined` (new, not yet rated) and the links and flows connected to them and to
+        `seed_links` through shared flows, in discovery order (which is deterministic: seeds and new
+        flows are ordered and every link keeps its flows in insertion order).
 
-        With `split`, a link that is not a seed and has slack (`_has_slack`) is not crossed: it cannot
-        bind, so the flows beyond it keep their rates. Such links come back as the third list, to be
-        checked after the solve (`_binding_boundary`); one that would bind after all is a seed of the
-        next try (`_recompute`), so it is crossed. This keeps the solve to the part of a large component
-        that can actually change: at 48P96D the whole components reach hundreds of flows, joined
-        mostly through host-DRAM and compute-NIC links that are far from full."""
+        With `split`, a link that is not a seed and has slack (`_has_slack`, counting the most each new
+        flow on it can take) is not crossed: it cannot bind, so the flows beyond it keep their rates.
+        Such links come back as the third list, to be checked after the solve (`_binding_boundary`);
+        one that would bind after all is a seed of the next try (`_recompute`), so it is crossed. This
+        keeps the solve to the part of a large component that can actually change: at 48P96D the whole
+        components reach hundreds of flows, joined mostly through host-DRAM and compute-NIC links
+        that are far from full. A new flow's own links are tested like any other: a new storage read
+        crosses its storage NIC (it can fill it) but not its node's DRAM (500 GB/s, with room)."""
         self._stamp += 1  # marks what this search has seen (cheaper than per-search sets)
         stamp = self._stamp
         links: list[Link] = []
@@ -191,6 +210,11 @@ class Network:
         boundary: list[Link] = []
         stack = list(seed_links)
         seeds = set(stack) if split else None
+        for flow in joined:
+            flow.seen = stamp
+            flows.append(flow)
+            for on in flow.path:
+                stack.append(on)
         while stack:
             link = stack.pop()
             if link.seen == stamp:
@@ -211,10 +235,11 @@ class Network:
 
     def _has_slack(self, link: Link) -> bool:
         """Far (`_SPLIT_SLACK`) from full: the total below capacity, and HIGH below capacity less
-        the LOW guarantee (what HIGH may fill on its first pass)."""
-        high = link.rate_high
+        the LOW guarantee (what HIGH may fill on its first pass), with the new flows that joined the
+        link at the most they can get."""
+        high = link.rate_high + link.joining_high
         capacity = link.capacity * (1 - _SPLIT_SLACK)
-        return high + link.rate_low < capacity and high < capacity * (1 - self.low_class_share)
+        return high + link.rate_low + link.joining_low < capacity and high < capacity * (1 - self.low_class_share)
 
     def _binding_boundary(self, boundary: list[Link], stamp: int, mark: int) -> list[Link]:
         """The `boundary` links that would bind at the new rates (with `_SPLIT_MARGIN`), in total
@@ -253,18 +278,21 @@ class Network:
 
     def _flush(self, _event=None) -> None:
         self._flush_pending = False
-        if self._dirty:
+        if self._dirty or self._joined:
             self._recompute(())
         else:
             self._arm_timer()
 
     def _recompute(self, seed_links: Iterable[Link]) -> None:
-        """Re-rate the components of `seed_links` and of every link changed since the last solve."""
+        """Re-rate the new flows, and the components of `seed_links` and of every link a finished flow
+        left that bound some flow."""
         seeds = list(self._dirty) + list(seed_links)
         self._dirty = {}
+        joined = self._joined
+        self._joined = []
         now = self.env._now
         self.recomputations += 1
-        links, flows, boundary = self._component(seeds, split=self._split_ok)
+        links, flows, boundary = self._component(seeds, joined, split=self._split_ok)
         refilled = solve_in_place(links, flows, self.low_class_share, boundary)  # new rates: flow.solved
         mark = self._mark_changed(seeds, flows)
         crossed: list[Link] = []  # boundary links found binding: seeds of the next search as well
@@ -277,12 +305,16 @@ class Network:
             # for the new boundary), or the whole component after a refill (see below).
             self.split_fallbacks += 1
             if refilled:
-                links, flows, boundary = self._component(seeds, split=False)
+                links, flows, boundary = self._component(seeds, joined, split=False)
             else:
                 crossed += binding
-                links, flows, boundary = self._component(seeds + crossed, split=True)
+                links, flows, boundary = self._component(seeds + crossed, joined, split=True)
             refilled = solve_in_place(links, flows, self.low_class_share, boundary)
             mark = self._mark_changed(seeds, flows)
+        for flow in joined:  # rated now: its links count its rate, not its most
+            for link in flow.path:
+                link.joining_high = 0.0
+                link.joining_low = 0.0
         if refilled:
             # A HIGH flow is link-limited: a later split would have to know every HIGH flow's
             # first-pass rate, which is not kept. Solve whole components from now on.
