@@ -17,6 +17,7 @@ cdef class Link:
     cdef public double avail
     cdef public long unfixed
     cdef public list members
+    cdef public long n_members
     cdef public double key
     cdef public long seen
     cdef public long mark
@@ -43,3 +44,4 @@ cdef class Flow:
     cdef public double solved
     cdef public bint fixed
     cdef public long seen
+    cdef public bint high

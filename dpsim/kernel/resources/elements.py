@@ -5,6 +5,7 @@ network's module, importing the compiled solver first failed (a cycle through ne
 
 from __future__ import annotations
 
+import enum
 import math
 from array import array
 from bisect import bisect_left
@@ -17,15 +18,22 @@ except ImportError:  # Cython not installed: pure Python
     COMPILED = False
 
 
+class TrafficClass(enum.IntEnum):
+    """Virtual-lane class of a flow."""
+
+    HIGH = 0  # model-execution collectives
+    LOW = 1  # KV cache transfers, H2D/D2H copies, storage I/O
+
+
 class Link:
     """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
 
     if not COMPILED:  # compiled, the attributes are C fields declared in elements.pxd
         __slots__ = ("name", "capacity", "flows", "bytes_high", "bytes_low", "rate_high", "rate_low", "_last_t",
                      "bin_index", "bin_high", "bin_low", "_past_bins", "_past_high", "_past_low",
-                     "index", "avail", "unfixed", "members", "key", "seen", "mark", "joining_high",
-                     "joining_low")
-        # the last eight: working state
+                     "index", "avail", "unfixed", "members", "n_members", "key", "seen", "mark",
+                     "joining_high", "joining_low")
+        # the last nine: working state
 
 
     def __init__(self, name: str, capacity_bytes_per_s: float, index: int):
@@ -57,7 +65,11 @@ class Link:
         self.joining_low = 0.0
         self.avail = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverLink)
         self.unfixed = 0
+        # The solver's flows on this link: the first `n_members` entries of `members`. The list is
+        # reused, not cleared, from one solve to the next (clearing freed its storage, and the
+        # appends that followed allocated it again: ~3 % of a run); entries past n_members are stale.
         self.members: list = []
+        self.n_members = 0
         self.key = 0.0  # the link's fair share in the compiled solver's heap
 
     def __repr__(self) -> str:
@@ -122,7 +134,7 @@ class Flow:
 
     if not COMPILED:
         __slots__ = ("path", "size", "remaining", "traffic_class", "max_rate", "tag", "rate", "event",
-                     "_last_t", "_version", "seq", "start_t", "due_s", "due_pos", "solved", "fixed", "seen")
+                     "_last_t", "_version", "seq", "start_t", "due_s", "due_pos", "solved", "fixed", "seen", "high")
         # due_s, due_pos: the completion queue's (dpsim.kernel.resources.completions); the last three: the solver's
 
     def __init__(self, path, size, traffic_class, max_rate, tag, event, seq, now):
@@ -130,6 +142,7 @@ class Flow:
         self.size = size
         self.remaining = size
         self.traffic_class = traffic_class
+        self.high = traffic_class is TrafficClass.HIGH  # the class as a flag, for the solver's loops
         self.max_rate = max_rate
         self.tag = tag
         self.rate = 0.0

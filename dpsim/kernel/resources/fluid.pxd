@@ -1,7 +1,7 @@
 cimport cython
 from dpsim.kernel.resources.elements cimport Flow, Link
 
-@cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, i=long, actual=double, share=double, link_share=double, next_cap=long, n_capped=long, total=long, order=list, heap=list, capped=list)
+@cython.locals(link=Link, flow=Flow, on=Link, candidate=Link, n=long, i=long, k=long, count=long, members=list, actual=double, share=double, link_share=double, next_cap=long, n_capped=long, total=long, order=list, heap=list, capped=list)
 cpdef list _fill(links, flows, free_links)
 
 @cython.locals(link=Link, flow=Flow, rate=double)
@@ -21,6 +21,8 @@ cpdef dict _solved(flows)
 cpdef bint _all_at_own_cap(list flows)
 
 cdef bint COMPILED
+cdef double _RATE_TOLERANCE
+cdef double _INF
 
 cdef void _heap_pop(list heap)
 

@@ -21,11 +21,12 @@ What it is not
 
 from __future__ import annotations
 
-import enum
 import heapq
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
+
+from dpsim.kernel.resources.elements import TrafficClass  # noqa: F401  (re-exported: a flow's class)
 
 try:  # Cython's pure-Python mode (dpsim.tools.compiled): cython.compiled is True only in the compiled build
     import cython
@@ -35,6 +36,7 @@ except ImportError:  # Cython not installed: pure Python
     COMPILED = False
 
 _RATE_TOLERANCE = 1e-9
+_INF = math.inf  # (compiled: a C double, fluid.pxd, where math.inf is a module attribute looked up each time)
 
 
 class SolverLink(Protocol):
@@ -48,6 +50,7 @@ class SolverLink(Protocol):
     avail: float
     unfixed: int
     members: list
+    n_members: int
     key: float
 
 
@@ -61,6 +64,7 @@ class SolverFlow(Protocol):
     seq: int
     solved: float
     fixed: bool
+    high: bool  # traffic_class is TrafficClass.HIGH
 
 
 FlowT = TypeVar("FlowT", bound=SolverFlow)  # the caller's flow type, handed back as the rates' keys
@@ -76,13 +80,6 @@ def check_high_path(path, tag: object = "") -> None:
         names = ", ".join(getattr(link, "name", str(link)) for link in path) or "no links"
         raise MultiLinkHighFlow(f"HIGH-class flow {tag!s}: path ({names}) must be exactly one link; the two-class "
                                 f"arbiter is exact only for single-link HIGH flows (docs/modeling.md, network)")
-
-
-class TrafficClass(enum.IntEnum):
-    """Virtual-lane class of a flow."""
-
-    HIGH = 0  # model-execution collectives
-    LOW = 1  # KV cache transfers, H2D/D2H copies, storage I/O
 
 
 def solve_rates(links: Sequence[SolverLink], flows: Sequence[FlowT], low_class_share: float) -> dict[FlowT, float]:
@@ -110,10 +107,9 @@ def solve_in_place(links: Sequence[SolverLink], flows: Sequence[SolverFlow], low
                    free_links: Sequence[SolverLink] = ()) -> bool:
     """`solve_two_class` that leaves each flow's rate in its `solved` field instead of returning a
     dict (the network reads them there: no dict per re-rate); returns whether the refill ran."""
-    high_class = TrafficClass.HIGH
     if len(flows) == 1:  # alone: whatever class, the tightest link or its own cap
         flow = flows[0]
-        if flow.traffic_class == high_class and len(flow.path) != 1:
+        if flow.high and len(flow.path) != 1:
             check_high_path(flow.path, flow.tag)
         rate = min([link.capacity for link in flow.path])
         flow.solved = rate if flow.max_rate is None else min(rate, flow.max_rate)
@@ -121,7 +117,7 @@ def solve_in_place(links: Sequence[SolverLink], flows: Sequence[SolverFlow], low
     high: list[SolverFlow] = []
     low: list[SolverFlow] = []
     for flow in flows:  # loops, not comprehensions, here and below: the compiled build types them
-        if flow.traffic_class == high_class:
+        if flow.high:
             if len(flow.path) != 1:
                 check_high_path(flow.path, flow.tag)
             high.append(flow)
@@ -198,18 +194,23 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
     The working state lives on the links and flows themselves (no per-solve dicts: this is the
     simulator's innermost loop).
     """
-    for link in links:  # each link's list of members is reused: no list per link and solve
+    for link in links:  # each link's list of members is reused (`Link.n_members`): no list per link and solve
         link.unfixed = 0
-        link.members.clear()
+        link.n_members = 0
     for link in free_links:  # counted below like the others, but never enter the heap
         link.unfixed = 0
-        link.members.clear()
+        link.n_members = 0
         link.avail = link.capacity
     for flow in flows:
         flow.fixed = False
         for link in flow.path:
             link.unfixed += 1
-            link.members.append(flow)
+            members = link.members
+            if link.n_members < len(members):
+                members[link.n_members] = flow
+            else:
+                members.append(flow)
+            link.n_members += 1
     # The heap orders links by (fair share, index). Compiled, it holds the links themselves, keyed by
     # `link.key`, with the typed sift below; pure Python, (share, index, link) tuples with heapq (its C
     # code beats a heap written in Python). Indices are unique, so every heap pops the same link.
@@ -231,14 +232,15 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
     for flow in flows:
         if flow.max_rate is not None:
             capped.append((flow.max_rate, flow.seq, len(capped), flow))
-    capped.sort()
+    if len(capped) > 1:
+        capped.sort()
     n_capped = len(capped)
     next_cap = 0
     order: list[SolverFlow] = []
     total = len(flows)
 
     while len(order) < total:
-        link_share, link = math.inf, None
+        link_share, link = _INF, None
         while heap:
             if COMPILED:
                 candidate = heap[0]
@@ -262,12 +264,13 @@ def _fill(links: Sequence[SolverLink], flows: Sequence[SolverFlow], free_links: 
         while next_cap < n_capped and capped[next_cap][3].fixed:
             next_cap += 1
         if next_cap < n_capped and capped[next_cap][0] <= link_share:
-            limited, share = (capped[next_cap][3],), capped[next_cap][0]
+            limited, count, share = (capped[next_cap][3],), 1, capped[next_cap][0]
             next_cap += 1
         else:
             _heap_pop(heap)
-            limited, share = link.members, link_share  # type: ignore[assignment]  # a list, not a 1-tuple
-        for flow in limited:
+            limited, count, share = link.members, link.n_members, link_share  # type: ignore[assignment]
+        for k in range(count):
+            flow = limited[k]
             if flow.fixed:
                 continue
             flow.fixed = True

@@ -2,6 +2,11 @@ cimport cython
 from dpsim.kernel.resources.completions cimport CompletionQueue
 from dpsim.kernel.resources.elements cimport Flow, Link
 
+cdef double _TIME_TOLERANCE_S
+cdef double _INF
+cdef double _SPLIT_SLACK
+cdef double _SPLIT_MARGIN
+
 cdef class Network:
     cdef public object env
     cdef public double low_class_share

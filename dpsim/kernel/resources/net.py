@@ -54,6 +54,7 @@ if COMPILED:
     check_fresh()
 
 _TIME_TOLERANCE_S = 1e-9
+_INF = math.inf  # (compiled, these four are C doubles: net.pxd)
 # SimPy runs events of one instant by priority (URGENT 0, NORMAL 1), then in scheduling order; the
 # re-rate runs after all of them.
 _END_OF_INSTANT = 2
@@ -150,7 +151,7 @@ class Network:
                 most = link.capacity
         if flow.max_rate is not None and flow.max_rate < most:
             most = flow.max_rate
-        high = flow.traffic_class is _HIGH
+        high = flow.high
         for link in flow.path:
             link.flows.append(flow)
             if high:
@@ -377,7 +378,7 @@ class Network:
             if low_rate >= link.capacity * share * (1 - 1e-6) or not link.flows:
                 continue
             for flow in link.flows:
-                if flow.traffic_class is _HIGH:
+                if flow.high:
                     continue
                 capped = flow.max_rate is not None and flow.rate >= flow.max_rate * (1 - 1e-6)
                 if not (capped or _bottlenecked_elsewhere(flow, link, share)):
@@ -406,7 +407,7 @@ class Network:
         """Finish the flows due now and re-rate what they leave."""
         now = self.env._now
         self._timer = None
-        self._timer_at = math.inf
+        self._timer_at = _INF
         done: list[Flow] = self._due.pop_due(now + _TIME_TOLERANCE_S)
         if not done:
             self._arm_timer()
@@ -457,7 +458,7 @@ class Network:
         slack_bytes = max(flow.size * 1e-6, 1.0, 2 * flow.rate * _TIME_TOLERANCE_S)
         for link in flow.path:
             self._account_link(link, now)
-        high = flow.traffic_class is _HIGH
+        high = flow.high
         for link in flow.path:
             link.flows.remove(flow)
             if high:
@@ -518,15 +519,12 @@ def _bottlenecked_elsewhere(flow: Flow, link: Link, low_class_share: float) -> b
             continue
         fastest = True
         for peer in other.flows:
-            if peer.traffic_class == TrafficClass.LOW and peer.rate > flow.rate * (1 + 1e-6):
+            if not peer.high and peer.rate > flow.rate * (1 + 1e-6):
                 fastest = False
                 break
         if fastest:
             return True
     return False
-
-
-_HIGH = TrafficClass.HIGH  # a flow's class is always the enum member (Network.transfer converts it)
 
 
 def _class_rates(link: Link, stamp: int) -> tuple[float, float]:
@@ -537,7 +535,7 @@ def _class_rates(link: Link, stamp: int) -> tuple[float, float]:
     high = low = 0.0  # two sums, each in the link's flow order (as indexing [HIGH, LOW] would add them)
     for flow in link.flows:
         rate = flow.solved if flow.seen == stamp else flow.rate
-        if flow.traffic_class is _HIGH:
+        if flow.high:
             high += rate
         else:
             low += rate
