@@ -1,3 +1,5 @@
+cdef double _INF
+
 cdef class Link:
     cdef public str name
     cdef public double capacity

@@ -25,6 +25,10 @@ class TrafficClass(enum.IntEnum):
     LOW = 1  # KV cache transfers, H2D/D2H copies, storage I/O
 
 
+_HIGH = TrafficClass.HIGH
+_INF = math.inf  # (compiled, a C double: elements.pxd)
+
+
 class Link:
     """A unidirectional resource with a capacity in bytes/s (a NIC direction, DRAM, a storage client)."""
 
@@ -142,7 +146,7 @@ class Flow:
         self.size = size
         self.remaining = size
         self.traffic_class = traffic_class
-        self.high = traffic_class is TrafficClass.HIGH  # the class as a flag, for the solver's loops
+        self.high = traffic_class is _HIGH  # the class as a flag, for the solver's loops
         self.max_rate = max_rate
         self.tag = tag
         self.rate = 0.0
@@ -152,7 +156,7 @@ class Flow:
         self.seq = seq
         self.start_t = now
         self.seen = 0
-        self.due_s = math.inf  # predicted finish time, seconds (compiled CompletionQueue)
+        self.due_s = _INF  # predicted finish time, seconds (compiled CompletionQueue)
         self.due_pos = -1  # position in the CompletionQueue; -1: no prediction
         self.solved = 0.0  # the rate solver's working state (dpsim.kernel.resources.fluid.SolverFlow)
         self.fixed = False

@@ -111,7 +111,10 @@ def solve_in_place(links: Sequence[SolverLink], flows: Sequence[SolverFlow], low
         flow = flows[0]
         if flow.high and len(flow.path) != 1:
             check_high_path(flow.path, flow.tag)
-        rate = min([link.capacity for link in flow.path])
+        rate = _INF
+        for link in flow.path:
+            if link.capacity < rate:
+                rate = link.capacity
         flow.solved = rate if flow.max_rate is None else min(rate, flow.max_rate)
         return False
     high: list[SolverFlow] = []

@@ -37,15 +37,18 @@ cdef class Network:
     cdef public bint _driven
     cdef public object timer_key
     cdef public object flush_key
+    cdef public list _stack
 
     cpdef run_flush(self)
     cpdef run_timer(self)
+    cpdef _request_flush(self)
+    cpdef _flush(self, _event=*)
 
     @cython.locals(link=Link, most=double, high=bint)
     cpdef _start(self, Flow flow)
 
     @cython.locals(link=Link, flow=Flow, on=Link, stamp=long, links=list, flows=list, stack=list, boundary=list,
-                   seeds=set)
+                   seeds=set, top=Py_ssize_t)
     cpdef tuple _component(self, seed_links, list joined, bint split)
 
     @cython.locals(high=double, low=double, capacity=double)
@@ -78,6 +81,8 @@ cdef class Network:
                    idle=list, bound=bint, skip=bint)
     cpdef _complete_due(self)
 
+
+cdef Py_ssize_t _push(list stack, Py_ssize_t top, object item)
 
 @cython.locals(i=Py_ssize_t, j=Py_ssize_t)
 cpdef bint _repeats_a_link(path)

@@ -102,6 +102,7 @@ class Network:
         self.skipped_solves = 0  # completions that needed no re-rate (every link they left had slack)
         self.skipped_links = 0
         self._unchecked: dict[Link, None] = {}  # links left by a finished flow, to check after the next re-rate
+        self._stack: list[Link] = []  # _component's stack of links to visit (reused)
 
     # ----------------------------------------------------------------------------------- public API
     def add_link(self, name: str, capacity_bytes_per_s: float) -> Link:
@@ -209,15 +210,21 @@ class Network:
         links: list[Link] = []
         flows: list[Flow] = []
         boundary: list[Link] = []
-        stack = list(seed_links)
-        seeds = set(stack) if split else None
+        # The links to visit: a stack in `self._stack[:top]`, a list kept from search to search (a
+        # list of its own per search, shrinking as it was popped, cost reallocations).
+        stack = self._stack
+        top = 0
+        seeds = set(seed_links) if split else None
+        for link in seed_links:
+            top = _push(stack, top, link)
         for flow in joined:
             flow.seen = stamp
             flows.append(flow)
             for on in flow.path:
-                stack.append(on)
-        while stack:
-            link = stack.pop()
+                top = _push(stack, top, on)
+        while top:
+            top -= 1
+            link = stack[top]
             if link.seen == stamp:
                 continue
             link.seen = stamp
@@ -231,7 +238,7 @@ class Network:
                     flows.append(flow)
                     for on in flow.path:  # only links not yet seen (the others would be skipped)
                         if on.seen != stamp:
-                            stack.append(on)
+                            top = _push(stack, top, on)
         return links, flows, boundary
 
     def _has_slack(self, link: Link) -> bool:
@@ -495,6 +502,15 @@ class Network:
             link.add_to_bin(b, high * (end - t), low * (end - t))
             t = end
             b += 1
+
+
+def _push(stack: list, top: int, item: object) -> int:
+    """Put `item` at `stack[top]` (a stack kept in the first `top` entries of a reused list); the new top."""
+    if top < len(stack):
+        stack[top] = item
+    else:
+        stack.append(item)
+    return top + 1
 
 
 def _repeats_a_link(path: Sequence[Link]) -> bool:
