@@ -48,7 +48,7 @@ cdef class Network:
     cpdef _start(self, Flow flow)
 
     @cython.locals(link=Link, flow=Flow, on=Link, stamp=long, links=list, flows=list, stack=list, boundary=list,
-                   seeds=set, top=Py_ssize_t)
+                   seed=bint, top=Py_ssize_t)
     cpdef tuple _component(self, seed_links, list joined, bint split)
 
     @cython.locals(high=double, low=double, capacity=double)

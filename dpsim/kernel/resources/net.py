@@ -214,8 +214,8 @@ class Network:
         # list of its own per search, shrinking as it was popped, cost reallocations).
         stack = self._stack
         top = 0
-        seeds = set(seed_links) if split else None
         for link in seed_links:
+            link.seen = -stamp  # a seed, not yet visited (stamps are positive: no other link has it)
             top = _push(stack, top, link)
         for flow in joined:
             flow.seen = stamp
@@ -227,8 +227,9 @@ class Network:
             link = stack[top]
             if link.seen == stamp:
                 continue
+            seed = link.seen == -stamp
             link.seen = stamp
-            if split and link not in seeds and self._has_slack(link):
+            if split and not seed and self._has_slack(link):
                 boundary.append(link)
                 continue
             links.append(link)
