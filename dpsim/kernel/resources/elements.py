@@ -25,7 +25,7 @@ class TrafficClass(enum.IntEnum):
     LOW = 1  # KV cache transfers, H2D/D2H copies, storage I/O
 
 
-_HIGH = TrafficClass.HIGH
+_HIGH = TrafficClass.HIGH  # a flow's class is always the enum member (Network.transfer converts it)
 _INF = math.inf  # (compiled, a C double: elements.pxd)
 
 
