@@ -62,8 +62,61 @@ def test_bench_prints_turns_per_bare_event(capsys):
 
 
 @pytest.mark.parametrize("argv", [["--systems", "bogus"], ["--repeat", "0"], ["--write", "x.csv"],
-                                  ["--only", "quickstart"], ["--paper", "--only", "nope"]])
+                                  ["--only", "quickstart"], ["--paper", "--only", "nope"],
+                                  ["--census", "--census-every", "0"], ["--census", "--census-every", "nan"]])
 def test_bad_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)
     assert exit_info.value.code == 2
+
+
+def test_path_groups_are_the_same_links_in_order_class_and_cap():
+    import simpy
+
+    from dpsim.kernel.resources.net import Network, TrafficClass
+
+    network = Network(simpy.Environment())
+    a, b = network.add_link("a", 1e9), network.add_link("b", 1e9)
+    for path, cls, cap in [([a, b], TrafficClass.LOW, None), ([a, b], TrafficClass.LOW, None),
+                           ([a, b], TrafficClass.LOW, None),  # three of one group
+                           ([b, a], TrafficClass.LOW, None),  # the same links in another order
+                           ([a, b], TrafficClass.LOW, 1e8),  # capped
+                           ([a], TrafficClass.HIGH, None), ([a], TrafficClass.LOW, None)]:
+        network.transfer(path, 1e9, cls, max_rate=cap)
+    flows = bench.flows_in_flight(network)
+    assert len(flows) == 7  # each once, though most sit on two links
+    sizes = sorted(bench.path_groups(flows).values())
+    assert sizes == [1, 1, 1, 1, 3]
+    tally = bench.Census("t", "dualpath", 0, 0, 0)
+    tally.add(bench.path_groups(flows))
+    tally.add(bench.path_groups([]))  # a sample with nothing in flight is not counted
+    assert (tally.samples, tally.flows, tally.groups, tally.shared, tally.largest) == (1, 7, 5, 3, 3)
+
+
+def test_flows_solved_counts_each_solve_s_flows():
+    import simpy
+
+    from dpsim.kernel.resources.net import Network
+
+    env = simpy.Environment()
+    network = Network(env)
+    link = network.add_link("l", 10e9)
+    network.transfer([link], 10e9)
+    network.transfer([link], 20e9)  # the same instant: one solve of both
+    env.run()
+    # At 2 s the first leaves a full link: its survivor is re-rated alone.
+    assert (network.recomputations, network.flows_solved) == (2, 3)
+    assert env.now == pytest.approx(3.0)
+
+
+def test_census_reads_a_run_without_changing_it(capsys):
+    scenario = api.load_scenario("scenarios/quickstart.yaml", ["workload.agents=6", "workload.max_turns=3"])
+    tally = bench.census("quickstart", scenario, "dualpath", every_s=0.05)
+    plain = api.run(api.with_overrides(scenario, policy={"system": "dualpath"}), progress=False)
+    assert tally.turns == plain.summary["turns"] == 18
+    assert tally.solves == plain.run_info["rate_recomputations"] + plain.run_info["rate_split_fallbacks"]
+    assert tally.flows_solved == plain.run_info["rate_flows_solved"] >= tally.solves > 0
+    assert tally.samples > 0 and tally.groups <= tally.flows and tally.shared <= tally.flows
+    bench.main(["scenarios/quickstart.yaml", "--set", "workload.agents=4", "--set", "workload.max_turns=3",
+                "--systems", "dualpath", "--census", "--census-every", "0.1"])
+    assert "flows per solve" in capsys.readouterr().out

@@ -280,6 +280,7 @@ def collect(sim: Simulation, wall_s: float) -> Result:
         "rate_recomputations": sim.cluster.net.recomputations,
         "rate_solves_split": sim.cluster.net.split_solves,
         "rate_split_fallbacks": sim.cluster.net.split_fallbacks,
+        "rate_flows_solved": sim.cluster.net.flows_solved,  # over rate_recomputations + rate_split_fallbacks solves
         "network_compiled": bool(net.COMPILED),
         "turns_per_wall_s": len(done) / wall_s if wall_s > 0 else None,
         "dpsim_version": __version__,

@@ -3,6 +3,7 @@
     python -m dpsim.bench [SCENARIO] [--set k=v ...] [--systems basic,dualpath] [--repeat 3]
     python -m dpsim.bench --paper [--only SLICE,...] [--repeat 3] [--write docs/data/bench-paper.csv]
     python -m dpsim.bench SCENARIO --profile      # where the time goes, by layer (cProfile)
+    python -m dpsim.bench SCENARIO --census [--census-every 1.0]   # what the rate solver is given
 
 The bare loop is the floor of any SimPy simulator: processes that do nothing but wait on timeouts.
 It is timed just before and just after every run (their mean: a shared machine's pace drifts
@@ -13,6 +14,12 @@ worst of `--repeat` runs. `--paper` runs the quickstart, small slices of the pap
 DS 27B and Qwen 32B scenarios and a replay of the shipped Claude Code sample (a few minutes in pure
 Python); `dpsim reproduce --list` and the estimate printed before long runs (`dpsim.planning.run_estimate`)
 turn its figures (`--write`) into wall-time estimates.
+
+`--census` measures what the rate solver works on: flows per solve (the network's own counters), and
+the flows in flight, sampled every `--census-every` simulated seconds, by path group (the same links
+in the same order, the same class and the same cap: under max-min every flow of a group gets the same
+rate). A solver that treated each group as one variable (issue 15's first direction) pays only where
+groups are large; docs/reproduce.md, "Path groups", gives the figures on the paper's scenarios.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ import argparse
 import csv
 import statistics
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dpsim import api
 from dpsim.kernel.resources import net
+from dpsim.kernel.resources.elements import Flow
+from dpsim.kernel.simulation import Simulation
 from dpsim.planning.run_estimate import FIGURE_COLUMNS, bare_simpy_events_per_s, read_figures, workload_kind
 
 SYSTEMS = ("basic", "dualpath", "oracle")
@@ -92,6 +103,72 @@ def measure(name: str, scenario, system: str, repeat: int) -> Measured:
                     info["flows"], walls, ratios, trace=bool(sc.workload.trace))
 
 
+def path_groups(flows: Iterable[Flow]) -> Counter:
+    """Flows by path group: the same links in the same order, the same class and the same cap."""
+    return Counter((tuple(link.index for link in flow.path), flow.traffic_class, flow.max_rate) for flow in flows)
+
+
+def flows_in_flight(network: net.Network) -> list[Flow]:
+    """Every flow started and not finished, once each (a flow sits on each link of its path)."""
+    seen: dict[Flow, None] = {}
+    for link in network.links:
+        for flow in link.flows:
+            seen[flow] = None
+    return list(seen)
+
+
+@dataclass
+class Census:
+    name: str
+    system: str
+    turns: int
+    solves: int
+    flows_solved: int
+    samples: int = 0  # samples with at least one flow in flight
+    flows: int = 0  # summed over the samples
+    groups: int = 0
+    shared: int = 0  # flows in a group of two or more
+    largest: int = 0
+
+    def add(self, groups: Counter) -> None:
+        if groups:
+            self.samples += 1
+            self.flows += sum(groups.values())
+            self.groups += len(groups)
+            self.shared += sum(n for n in groups.values() if n > 1)
+            self.largest = max(self.largest, max(groups.values()))
+
+    def line(self) -> str:
+        solver = (f"{self.name:18s} {self.system:9s} {self.turns:7d} turns  {self.solves / max(self.turns, 1):4.1f} "
+                  f"solves/turn, {self.flows_solved / max(self.solves, 1):5.1f} flows per solve")
+        if not self.samples:
+            return solver + "  (no flow in flight at any sample)"
+        return (f"{solver}  in flight: {self.flows / self.samples:6.1f} flows in {self.groups / self.samples:6.1f} "
+                f"path groups ({self.flows / self.groups:.2f} flows a group, largest {self.largest}; "
+                f"{self.shared / self.flows:.0%} of flows share a group)")
+
+
+def census(name: str, scenario, system: str, every_s: float) -> Census:
+    """One run that samples the flows in flight every `every_s` simulated seconds (reading only)."""
+    sc = api.with_overrides(scenario, policy={"system": system})
+    trajectories = api.build_workload(sc)
+    sim = Simulation(sc, trajectories, progress=False)
+    network = sim.cluster.net
+    tally = Census(name, system, 0, 0, 0)
+
+    def sample():
+        while sim.turns_finished < sim.turns_total:
+            yield sim.env.timeout(every_s)
+            tally.add(path_groups(flows_in_flight(network)))
+
+    sim.env.process(sample())
+    sim.simulate(api.arrival_times(sc, trajectories))
+    tally.turns = sim.turns_finished
+    tally.solves = network.recomputations + network.split_fallbacks
+    tally.flows_solved = network.flows_solved
+    return tally
+
+
 def profile_layers(scenario, system: str) -> None:
     """One run under cProfile; self time by layer (a builtin's time goes to the layer that called it)."""
     import cProfile
@@ -149,6 +226,10 @@ def main(argv=None) -> None:
                                                      "then replaces only their rows")
     parser.add_argument("--write", type=Path, default=None, help="with --paper: CSV of the figures")
     parser.add_argument("--profile", action="store_true", help="one profiled run per system: time by layer")
+    parser.add_argument("--census", action="store_true", help="one run per system: flows per solve, and the flows "
+                                                              "in flight by path group")
+    parser.add_argument("--census-every", type=float, default=1.0, metavar="SECONDS",
+                        help="with --census: simulated seconds between samples (default 1.0)")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
@@ -157,6 +238,8 @@ def main(argv=None) -> None:
                      if unknown else f"--repeat must be at least 1, got {args.repeat}")
     if (args.write or args.only) and not args.paper:
         parser.error("--write and --only go with --paper")
+    if not args.census_every > 0 or args.census_every == float("inf"):
+        parser.error(f"--census-every takes simulated seconds > 0, got {args.census_every}")
     slices = PAPER_SLICES if args.paper else {Path(args.scenario).stem: (args.scenario, [])}
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -172,6 +255,9 @@ def main(argv=None) -> None:
         for system in systems:
             if args.profile:
                 profile_layers(scenario, system)
+                continue
+            if args.census:
+                print(census(name, scenario, system, args.census_every).line(), flush=True)
                 continue
             measured = measure(name, scenario, system, args.repeat)
             print(measured.line(), flush=True)

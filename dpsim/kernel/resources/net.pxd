@@ -21,6 +21,7 @@ cdef class Network:
     cdef public long flows_started
     cdef public long flows_finished
     cdef public long recomputations
+    cdef public long flows_solved
     cdef public list violations
     cdef public dict _dirty
     cdef public list _joined

@@ -89,6 +89,7 @@ class Network:
         self.flows_started = 0
         self.flows_finished = 0
         self.recomputations = 0
+        self.flows_solved = 0  # flows handed to the solver, summed over its solves (re-rates and their redos)
         self.violations: list[str] = []
         self._dirty: dict[Link, None] = {}  # links a finished flow left that bound some flow (ordered)
         self._joined: list[Flow] = []  # flows started since the last solve, in start order
@@ -303,6 +304,7 @@ class Network:
         self.recomputations += 1
         links, flows, boundary = self._component(seeds, joined, split=self._split_ok)
         refilled = solve_in_place(links, flows, self.low_class_share, boundary)  # new rates: flow.solved
+        self.flows_solved += len(flows)
         mark = self._mark_changed(seeds, flows)
         crossed: list[Link] = []  # boundary links found binding: seeds of the next search as well
         while boundary:
@@ -319,6 +321,7 @@ class Network:
                 crossed += binding
                 links, flows, boundary = self._component(seeds + crossed, joined, split=True)
             refilled = solve_in_place(links, flows, self.low_class_share, boundary)
+            self.flows_solved += len(flows)
             mark = self._mark_changed(seeds, flows)
         for flow in joined:  # rated now: its links count its rate, not its most
             for link in flow.path:
