@@ -88,7 +88,7 @@ def test_path_groups_are_the_same_links_in_order_class_and_cap():
     assert len(flows) == 7  # each once, though most sit on two links
     sizes = sorted(bench.path_groups(flows).values())
     assert sizes == [1, 1, 1, 1, 3]
-    tally = bench.Census("t", "dualpath", 0, 0, 0)
+    tally = bench.Census("t", "dualpath")
     tally.add(bench.path_groups(flows))
     tally.add(bench.path_groups([]))  # a sample with nothing in flight is not counted
     assert (tally.samples, tally.flows, tally.groups, tally.shared, tally.largest) == (1, 7, 5, 3, 3)

@@ -121,9 +121,9 @@ def flows_in_flight(network: net.Network) -> list[Flow]:
 class Census:
     name: str
     system: str
-    turns: int
-    solves: int
-    flows_solved: int
+    turns: int = 0
+    solves: int = 0  # the network's re-rates and their redos (Network.recomputations + split_fallbacks)
+    flows_solved: int = 0  # flows handed to the solver, summed over the solves
     samples: int = 0  # samples with at least one flow in flight
     flows: int = 0  # summed over the samples
     groups: int = 0
@@ -154,7 +154,7 @@ def census(name: str, scenario, system: str, every_s: float) -> Census:
     trajectories = api.build_workload(sc)
     sim = Simulation(sc, trajectories, progress=False)
     network = sim.cluster.net
-    tally = Census(name, system, 0, 0, 0)
+    tally = Census(name, system)
 
     def sample():
         while sim.turns_finished < sim.turns_total:
