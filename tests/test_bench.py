@@ -1,5 +1,7 @@
 """dpsim.tools.bench: the --paper slices, the figures file and the wall estimate `reproduce --list` prints."""
 
+import signal
+
 import pytest
 
 from dpsim import api
@@ -121,3 +123,24 @@ def test_census_reads_a_run_without_changing_it(capsys):
     bench.main(["scenarios/quickstart.yaml", "--set", "workload.agents=4", "--set", "workload.max_turns=3",
                 "--systems", "dualpath", "--census", "--census-every", "0.1"])
     assert "flows per solve" in capsys.readouterr().out
+
+
+def test_census_of_a_run_that_cannot_finish_its_turns_ends(monkeypatch):
+    class Stuck(bench.Simulation):  # one turn more than the workload has: the run can never finish them all
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.turns_total += 1
+
+    def hung(*_):
+        raise TimeoutError("the census went on sampling a run with nothing left to happen")
+
+    monkeypatch.setattr(bench, "Simulation", Stuck)
+    scenario = api.load_scenario("scenarios/quickstart.yaml", ["workload.agents=2", "workload.max_turns=2"])
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # a failure, not a hang, if sampling never stops
+    try:
+        tally = bench.census("quickstart", scenario, "dualpath", every_s=0.5)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert tally.turns == 4  # and it returned: sampling stopped when nothing else was scheduled

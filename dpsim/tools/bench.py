@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 import time
 from collections import Counter
@@ -160,6 +161,8 @@ def census(name: str, scenario, system: str, every_s: float) -> Census:
         while sim.turns_finished < sim.turns_total:
             yield sim.env.timeout(every_s)
             tally.add(path_groups(flows_in_flight(network)))
+            if sim.env.peek() == math.inf:
+                return  # nothing else can happen (a stuck run): stop, as the run itself would
 
     sim.env.process(sample())
     sim.simulate(api.arrival_times(sc, trajectories))
