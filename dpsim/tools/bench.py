@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import statistics
 import time
 from collections import Counter
@@ -157,15 +156,10 @@ def census(name: str, scenario, system: str, every_s: float) -> Census:
     network = sim.cluster.net
     tally = Census(name, system)
 
-    def sample():
-        while sim.turns_finished < sim.turns_total:
-            yield sim.env.timeout(every_s)
-            tally.add(path_groups(flows_in_flight(network)))
-            if sim.env.peek() == math.inf:
-                return  # nothing else can happen (a stuck run): stop, as the run itself would
+    def sample(_sim: Simulation) -> None:  # a stop rule that never stops the run: it only reads
+        tally.add(path_groups(flows_in_flight(network)))
 
-    sim.env.process(sample())
-    sim.simulate(api.arrival_times(sc, trajectories))
+    sim.simulate(api.arrival_times(sc, trajectories), stop_rule=sample, check_every_s=every_s)
     tally.turns = sim.turns_finished
     tally.solves = network.recomputations + network.split_fallbacks
     tally.flows_solved = network.flows_solved
