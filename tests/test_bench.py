@@ -66,7 +66,8 @@ def test_bench_prints_turns_per_bare_event(capsys):
 @pytest.mark.parametrize("argv", [["--systems", "bogus"], ["--repeat", "0"], ["--write", "x.csv"],
                                   ["--only", "quickstart"], ["--paper", "--only", "nope"],
                                   ["--census", "--census-every", "0"], ["--census", "--census-every", "nan"],
-                                  ["--paper", "--census", "--write", "x.csv"], ["--census", "--profile"]])
+                                  ["--paper", "--census", "--write", "x.csv"], ["--census", "--profile"],
+                                  ["--census", "--repeat", "3"]])
 def test_bad_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)

@@ -235,8 +235,8 @@ def main(argv=None) -> None:
                      if unknown else f"--repeat must be at least 1, got {args.repeat}")
     if (args.write or args.only) and not args.paper:
         parser.error("--write and --only go with --paper")
-    if args.census and (args.write or args.profile):
-        parser.error("--census is a run of its own: not with --write or --profile")
+    if args.census and (args.write or args.profile or args.repeat > 1):
+        parser.error("--census is one run of its own per system: not with --write, --profile or --repeat")
     if not args.census_every > 0 or args.census_every == float("inf"):
         parser.error(f"--census-every takes simulated seconds > 0, got {args.census_every}")
     slices = PAPER_SLICES if args.paper else {Path(args.scenario).stem: (args.scenario, [])}
